@@ -1,0 +1,3 @@
+from fpt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""The `fpt` command: train | tasks | models.
+
+Train flags are generated from `TrainConfig`, so the dataclass is the one
+schema for flags and YAML alike. A user error prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from fpt.config import TrainConfig, build_config
+from fpt.errors import FptError
+
+EXIT_USER_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line instead of usage + error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _task_option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; only flags given on the command line override."""
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the keys below")
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        common: dict[str, Any] = {"dest": f.name, "help": meta["help"], "default": argparse.SUPPRESS}
+        if f.name == "task_options":
+            parser.add_argument(flag, action="append", type=_task_option, metavar="KEY=VALUE", **common)
+        elif isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+        else:
+            default = f.default
+            common["help"] += f" (default: {default})" if default != "" else ""
+            parser.add_argument(flag, type=type(default), choices=meta.get("choices"), **common)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "func")}
+    if "task_options" in overrides:
+        overrides["task_options"] = dict(overrides["task_options"])
+    return build_config(overrides, args.config)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fpt.train import train
+
+    result = train(config_from_args(args))
+    print(json.dumps({k: result[k] for k in ("task", "model", "init", "test", "steps_to_threshold",
+                                              "trainable_params", "wall_seconds")}))
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from fpt.tasks import REGISTRY, build_task, option_help
+
+    print(f"{'task':<14}{'tokens x dim':<28}{'outputs':<22}{'metric':<20}data")
+    for name in REGISTRY:
+        spec = build_task(name, {}, data_seed=0).spec
+        outputs = (f"{spec.readout_tokens} x {spec.n_outputs} bits" if spec.objective == "bits"
+                   else f"{spec.n_outputs} {'classes' if spec.objective == 'classification' else 'targets'}")
+        print(f"{name:<14}{spec.shape:<28}{outputs:<22}{spec.metric:<20}{spec.source}")
+        print(f"{'':<14}{spec.description}; options: {option_help(name)}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from fpt.backbones import KNOWN_BACKBONES
+
+    print(f"{'model':<20}{'family':<8}{'layers':>7}{'width':>7}{'params':>9}{'positions':>11}  source")
+    for b in KNOWN_BACKBONES.values():
+        print(f"{b.name:<20}{b.family:<8}{b.layers:>7}{b.width:>7}{b.params_m:>8.1f}M{b.positions:>11}  "
+              f"{b.source}{'  - ' + b.note if b.note else ''}")
+    print("Any other Hugging Face hub name or local directory with config.json works too "
+          "(GPT-2 and BERT families).")
+    return 0
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="fpt", description="Frozen pretrained transformers on non-language tasks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    commands: list[tuple[str, Callable[[argparse.Namespace], int], str]] = [
+        ("train", cmd_train, "train a frozen pretrained transformer on a task"),
+        ("tasks", cmd_tasks, "list the tasks, their token shapes and options"),
+        ("models", cmd_models, "list the named backbones"),
+    ]
+    for name, func, help_text in commands:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        if name == "train":
+            add_train_flags(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FptError as err:
+        print(f"fpt {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"fpt {args.command}: interrupted; run the same command with --resume to continue",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,187 @@
+"""The one typed schema for a training run.
+
+Defaults live here, YAML files override them, command-line flags override YAML.
+Every field's `help` is its `--help` text. Unknown keys and bad values raise an
+`FptError` that names the flag (or YAML key) and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fpt.errors import FptError
+
+GROUPS = ("input", "output", "layernorm", "position", "attention", "feedforward")
+FPT_DEFAULT_GROUPS = "input,output,layernorm,position"
+
+
+def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None, flag: str | None = None) -> Any:
+    """A dataclass field whose metadata feeds argparse."""
+    meta = {"help": help, "choices": choices, "flag": flag}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (and nothing that does not)."""
+
+    task: str = _f("", "task name (see `fpt tasks`) or path to an .npz dataset")
+    task_options: dict = _f({}, "task options as KEY=VALUE, e.g. n_bits=100 (see `fpt tasks`)", flag="--task-opt")
+    model: str = _f("minilm", "backbone: minilm (bundled, offline), gpt2, gpt2-medium, ..., a hub name or a local directory")
+    init: str = _f("pretrained", "backbone weights: pretrained, or random (same architecture, nothing downloaded but its config)",
+                   choices=("pretrained", "random"))
+    train: str = _f(FPT_DEFAULT_GROUPS, f"comma-separated parameter groups to train: {', '.join(GROUPS)}, or all")
+    readout: str = _f("auto", "how the head reads the sequence: auto (the task's), last, first, mean, last-k",
+                      choices=("auto", "last", "first", "mean", "last-k"))
+    attention: str = _f("auto", "attention mask: auto (the backbone's own), causal or bidirectional",
+                        choices=("auto", "causal", "bidirectional"))
+    steps: int = _f(1000, "optimiser steps")
+    batch_size: int = _f(16, "examples per optimiser step (the effective batch)")
+    grad_accum: int = _f(1, "split each batch into this many micro-batches; the effective batch stays --batch-size")
+    lr: float = _f(1e-3, "Adam learning rate (paper: 1e-3; remote homology 1e-4)")
+    weight_decay: float = _f(0.0, "Adam weight decay (paper: 0)")
+    clip: float = _f(1.0, "gradient-norm clipping threshold; 0 disables it")
+    dropout: float = _f(0.1, "dropout after the input layer (the backbone keeps its own config)")
+    eval_every: int = _f(50, "validate every N steps (and at the last step)")
+    threshold: float = _f(0.99, "validation accuracy that counts as converged, for steps_to_threshold")
+    seed: int = _f(0, "seed for the initialisation, training batches and dropout")
+    data_seed: int = _f(0, "seed that fixes the validation and test sets")
+    precision: str = _f("fp32", "fp32, or bf16 autocast", choices=("fp32", "bf16"))
+    device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N")
+    data_dir: str = _f("", "dataset cache directory (default: $FPT_DATA_DIR or ~/.cache/fpt)")
+    out: str = _f("", "run directory (default: runs/TASK-sSEED)")
+    resume: bool = _f(False, "continue the run in --out from its last checkpoint")
+    progress: bool = _f(True, "show a progress bar")
+
+    # -- derived views -------------------------------------------------------
+    @property
+    def train_groups(self) -> list[str]:
+        if self.train.strip() == "all":
+            return list(GROUPS)
+        return [g.strip() for g in self.train.split(",") if g.strip()]
+
+    @property
+    def out_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        name = Path(self.task).stem if self.task.endswith(".npz") else self.task
+        return Path("runs") / f"{name}-s{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # -- validation ----------------------------------------------------------
+    def validate(self) -> "TrainConfig":
+        """Raise FptError naming the flag for any value that cannot work."""
+        if not self.task:
+            raise FptError("no task given: pass --task NAME (see `fpt tasks`) or --task path/to/data.npz")
+        for name in ("steps", "batch_size", "grad_accum", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise FptError(f"--{_flag(name)} must be a positive integer, got {value!r}")
+        for name in ("lr", "weight_decay", "clip", "dropout", "threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise FptError(f"--{_flag(name)} must be a number, got {value!r}")
+        if not self.lr > 0 or self.lr == float("inf"):
+            raise FptError(f"--lr must be a positive finite number, got {self.lr!r}")
+        if self.weight_decay < 0 or self.clip < 0:
+            raise FptError("--weight-decay and --clip must be >= 0")
+        if not 0 <= self.dropout < 1:
+            raise FptError(f"--dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0 < self.threshold <= 1:
+            raise FptError(f"--threshold must be in (0, 1], got {self.threshold!r}")
+        if self.batch_size % self.grad_accum:
+            raise FptError(
+                f"--batch-size {self.batch_size} is not divisible by --grad-accum {self.grad_accum}: "
+                "the effective batch must split into equal micro-batches")
+        for name in ("init", "readout", "attention", "precision"):
+            choices = TrainConfig.__dataclass_fields__[name].metadata["choices"]
+            if getattr(self, name) not in choices:
+                raise FptError(f"--{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        groups = self.train_groups
+        unknown = [g for g in groups if g not in GROUPS]
+        if unknown or not groups:
+            raise FptError(f"--train: unknown group(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+                           f"choose from {', '.join(GROUPS)} or 'all'")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise FptError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not isinstance(self.task_options, dict):
+            raise FptError("task_options must be a mapping of option name to value")
+        return self
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def check_keys(keys: list[str], where: str) -> None:
+    """Refuse unknown keys, suggesting the closest known one."""
+    known = field_names()
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+            raise FptError(f"unknown key '{key}' in {where}{hint}")
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    """Convert a YAML value to the field's type, or fail naming the key."""
+    default = TrainConfig.__dataclass_fields__[name].default
+    if default is dataclasses.MISSING:  # task_options
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise FptError(f"'{name}' in {where} must be a mapping, got {type(value).__name__}")
+        return value
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is float and isinstance(value, str):  # YAML reads 1e-3 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise FptError(f"'{name}' in {where} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict of validated field values."""
+    path = Path(path)
+    if not path.is_file():
+        raise FptError(f"--config: no such file '{path}'")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise FptError(f"--config: cannot read '{path}' as YAML: {str(err).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise FptError(f"--config: '{path}' must hold a mapping of keys to values, got {type(data).__name__}")
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    check_keys(list(data), f"'{path}'")
+    return {k: _coerce(k, v, f"'{path}'") for k, v in data.items()}
+
+
+def build_config(overrides: dict[str, Any], config_file: str | None = None) -> TrainConfig:
+    """Defaults <- YAML file <- explicit overrides (CLI flags), then validate."""
+    values: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    check_keys(list(overrides), "the overrides")
+    task_options = {**values.get("task_options", {}), **overrides.pop("task_options", {})}
+    values.update(overrides)
+    values["task_options"] = task_options
+    return TrainConfig(**values).validate()

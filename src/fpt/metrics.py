@@ -1,0 +1,76 @@
+"""Loss and metrics for each objective.
+
+bits            logits (B, k, n) vs 0/1 targets: binary cross-entropy per bit;
+                `accuracy` per bit, `sequence_accuracy` for whole examples.
+classification  logits (B, C) vs class ids (B,): cross-entropy; `accuracy`.
+regression      outputs (B, K) vs targets (B, K): mean squared error; `rmse`, `r2`.
+
+`score` is the number that model selection and steps_to_threshold look at:
+accuracy, or R^2 for regression.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def loss_fn(objective: str, outputs: Tensor, y: Tensor) -> Tensor:
+    if objective == "bits":
+        return F.binary_cross_entropy_with_logits(outputs, y)
+    if objective == "classification":
+        return F.cross_entropy(outputs, y)
+    return F.mse_loss(outputs.reshape(y.shape), y)
+
+
+class Metrics:
+    """Accumulates sums over batches, so a full pass gives exact dataset metrics."""
+
+    def __init__(self, objective: str):
+        self.objective = objective
+        self.examples = 0
+        self.loss_sum = 0.0
+        self.correct = 0.0        # bits or examples
+        self.units = 0            # bits or examples
+        self.all_correct = 0      # bits: examples with every bit right
+        self.sq_err = self.y_sum = self.y_sq_sum = 0.0
+        self.targets = 0
+
+    @torch.no_grad()
+    def update(self, outputs: Tensor, y: Tensor, loss: Tensor | None = None) -> None:
+        outputs = outputs.float()
+        n = y.shape[0]
+        self.examples += n
+        self.loss_sum += float(loss if loss is not None else loss_fn(self.objective, outputs, y)) * n
+        if self.objective == "bits":
+            right = (outputs > 0) == (y > 0.5)                              # (B, k, bits)
+            self.correct += float(right.sum())
+            self.units += right.numel()
+            self.all_correct += int(right.flatten(1).all(dim=1).sum())
+        elif self.objective == "classification":
+            self.correct += float((outputs.argmax(dim=-1) == y).sum())
+            self.units += n
+        else:
+            outputs = outputs.reshape(y.shape)
+            self.sq_err += float(((outputs - y) ** 2).sum())
+            self.y_sum += float(y.sum())
+            self.y_sq_sum += float((y ** 2).sum())
+            self.targets += y.numel()
+
+    def compute(self) -> dict[str, float]:
+        result = {"loss": self.loss_sum / max(self.examples, 1)}
+        if self.objective == "regression":
+            count = max(self.targets, 1)
+            variance = self.y_sq_sum / count - (self.y_sum / count) ** 2
+            result["rmse"] = math.sqrt(self.sq_err / count)
+            result["r2"] = 1 - (self.sq_err / count) / variance if variance > 0 else float("nan")
+            result["score"] = result["r2"]
+            return result
+        result["accuracy"] = self.correct / max(self.units, 1)
+        if self.objective == "bits":
+            result["sequence_accuracy"] = self.all_correct / max(self.examples, 1)
+        result["score"] = result["accuracy"]
+        return result

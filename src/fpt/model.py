@@ -1,0 +1,94 @@
+"""The FPT model: input layer -> frozen backbone -> readout -> head.
+
+    x (B, L, D) float  --Linear(D, H), orthogonal init gain 1.41-->  (B, L, H)
+    x (B, L) long      --Embedding(V, H)------------------------->   (B, L, H)
+    -> backbone(inputs_embeds, attention_mask) -> (B, L, H)
+    -> readout: last | first | mean over real tokens -> (B, H), or last-k -> (B, k, H)
+    -> head Linear(H, n_outputs) -> (B, n_outputs) or (B, k, n_outputs)
+
+Padding (mask False, always on the right) is never attended to and never read out.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from fpt.backbones import BackboneInfo
+from fpt.errors import FptError
+from fpt.groups import backbone_groups
+from fpt.tasks.base import TaskSpec
+
+ORTHOGONAL_GAIN = 1.41  # the paper's input-layer init
+
+
+class FPTModel(nn.Module):
+    def __init__(self, spec: TaskSpec, backbone: nn.Module, info: BackboneInfo,
+                 readout: str = "auto", dropout: float = 0.1):
+        super().__init__()
+        if spec.seq_len > info.max_positions:
+            raise FptError(
+                f"task {spec.name} needs {spec.seq_len} positions but --model {info.name} has only "
+                f"{info.max_positions}; use a backbone with more positions (gpt2 has 1024) "
+                "or a shorter variant of the task (--task-opt)")
+        self.spec = spec
+        self.info = info
+        self.readout = resolve_readout(spec, readout)
+        hidden = info.hidden_size
+
+        if spec.token_dim is not None:
+            self.input = nn.Linear(spec.token_dim, hidden)
+            nn.init.orthogonal_(self.input.weight, gain=ORTHOGONAL_GAIN)
+            nn.init.zeros_(self.input.bias)
+        else:
+            assert spec.vocab_size is not None, "a task has real-valued or integer tokens"
+            self.input = nn.Embedding(spec.vocab_size, hidden)
+            # Start at the scale of the backbone's own word embeddings, which it was trained on.
+            words = backbone.get_input_embeddings()
+            std = float(words.weight.detach().std()) if words is not None else 0.02
+            nn.init.normal_(self.input.weight, std=std)
+        self.input_dropout = nn.Dropout(dropout)
+        self.backbone = backbone
+        self.head = nn.Linear(hidden, spec.n_outputs)
+
+    def features(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Backbone output at the read-out positions: (B, H) or (B, k, H)."""
+        embeds = self.input_dropout(self.input(x))                         # (B, L, H)
+        hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
+        return read_out(hidden, mask, self.readout, self.spec.readout_tokens)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.head(self.features(x, mask))
+
+    def parameter_groups(self) -> dict[str, str]:
+        """Every parameter's group; the backbone's are decided by groups.py."""
+        groups = {f"input.{n}": "input" for n, _ in self.input.named_parameters()}
+        groups.update({f"head.{n}": "output" for n, _ in self.head.named_parameters()})
+        groups.update({f"backbone.{n}": g for n, g in backbone_groups(self.backbone).items()})
+        return groups
+
+
+def resolve_readout(spec: TaskSpec, readout: str) -> str:
+    if spec.readout_tokens > 1:
+        if readout not in ("auto", "last-k"):
+            raise FptError(f"--readout {readout}: task {spec.name} predicts one output per token at its "
+                           f"last {spec.readout_tokens} tokens, so it needs --readout last-k (or auto)")
+        return "last-k"
+    return "last" if readout in ("auto", "last-k") else readout
+
+
+def read_out(hidden: Tensor, mask: Tensor, mode: str, k: int = 1) -> Tensor:
+    """hidden (B, L, H), mask (B, L) -> (B, H), or (B, k, H) for last-k."""
+    lengths = mask.sum(dim=1)                                              # (B,)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    if mode == "last":
+        return hidden[rows, lengths - 1]
+    if mode == "first":
+        return hidden[:, 0]
+    if mode == "mean":
+        weights = mask.unsqueeze(-1).to(hidden.dtype)                      # (B, L, 1)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+    if mode == "last-k":
+        positions = lengths[:, None] - k + torch.arange(k, device=hidden.device)  # (B, k)
+        return hidden[rows[:, None], positions]
+    raise ValueError(f"unknown readout {mode!r}")

@@ -1,0 +1,123 @@
+"""From a config to a ready model (setup), and from a run directory back to one (load_run).
+
+setup() does every check that can fail on user input before anything is
+written, so a bad flag never leaves a half-made run directory behind.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fpt import __version__
+from fpt.backbones import BackboneInfo, load_backbone, weights_hash
+from fpt.checkpoint import load_tensors
+from fpt.config import TrainConfig, build_config
+from fpt.errors import FptError
+from fpt.groups import count_parameters, set_trainable
+from fpt.model import FPTModel
+from fpt.tasks import Task, build_task
+
+
+@dataclass
+class Setup:
+    config: TrainConfig
+    task: Task
+    model: FPTModel
+    info: BackboneInfo
+    backbone_hash: str
+    group_of: dict[str, str]
+    counts: dict[str, dict[str, int]]
+    device: torch.device
+
+    @property
+    def trainable_names(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def identity(self) -> dict[str, Any]:
+        """What a saved model needs to re-attach to exactly this backbone."""
+        return {"backbone": {**asdict(self.info), "hash": self.backbone_hash},
+                "config": self.config.to_dict(),
+                "train_groups": self.config.train_groups}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FptError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    return torch.device(name)
+
+
+def data_dir(cfg: TrainConfig) -> Path:
+    if cfg.data_dir:
+        return Path(cfg.data_dir).expanduser()
+    return Path(os.environ.get("FPT_DATA_DIR", Path.home() / ".cache" / "fpt")).expanduser()
+
+
+def setup(cfg: TrainConfig) -> Setup:
+    """Task, backbone, model and freezing for `cfg`; raises FptError on any bad input."""
+    device = resolve_device(cfg.device)
+    task = build_task(cfg.task, cfg.task_options, cfg.data_seed, data_dir(cfg))
+    backbone, info = load_backbone(cfg.model, cfg.init, cfg.attention, cfg.seed)
+    backbone_hash = weights_hash(backbone)
+    torch.manual_seed(cfg.seed)  # the new input layer and head
+    model = FPTModel(task.spec, backbone, info, readout=cfg.readout, dropout=cfg.dropout)
+    group_of = model.parameter_groups()
+    set_trainable(model, group_of, cfg.train_groups)
+    counts = count_parameters(model, group_of)
+    return Setup(cfg, task, model.to(device), info, backbone_hash, group_of, counts, device)
+
+
+def versions() -> dict[str, str]:
+    import transformers
+    return {"fpt": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> Setup:
+    """Rebuild a trained model from DIR/model.safetensors, on the backbone it was trained with.
+
+    Refuses a backbone whose weights differ from the one recorded at training time.
+    """
+    path = Path(run_dir) / "model.safetensors"
+    tensors, meta = load_tensors(path)
+    saved = dict(meta["config"])
+    cfg = build_config({**saved, "device": device, "progress": False})
+    built = setup(cfg)
+    expected = meta["backbone"]["hash"]
+    if built.backbone_hash != expected:
+        raise FptError(
+            f"'{path}' was trained on backbone {meta['backbone']['name']} with weights hash "
+            f"{expected[:12]}..., but loading it now gives {built.backbone_hash[:12]}...: "
+            "a different model or version; load it where the original backbone is available")
+    missing = set(built.trainable_names) - set(tensors)
+    unexpected = set(tensors) - set(built.trainable_names)
+    if missing or unexpected:
+        raise FptError(f"'{path}' does not match its config: missing {sorted(missing)[:3]}, "
+                       f"unexpected {sorted(unexpected)[:3]}")
+    params = dict(built.model.named_parameters())
+    with torch.no_grad():
+        for name, value in tensors.items():
+            if params[name].shape != value.shape:
+                raise FptError(f"'{path}': parameter {name} has shape {tuple(value.shape)}, "
+                               f"the model expects {tuple(params[name].shape)}")
+            params[name].copy_(value)
+    built.model.eval()
+    return built
+
+
+def describe(built: Setup) -> str:
+    i = built.info
+    return (f"task {built.task.spec.name}: {built.task.spec.shape}, {built.task.spec.objective} | "
+            f"backbone {i.name} ({i.model_type}, {i.init}, width {i.hidden_size}, "
+            f"{'causal' if i.causal else 'bidirectional'}) | readout {built.model.readout} | "
+            f"device {built.device}")

@@ -1,0 +1,56 @@
+"""Task registry: one line per task, names refused if registered twice.
+
+A task module provides an options dataclass and a class built as
+`TaskClass(options, data_seed)` (or with `data_dir=` for downloaded data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from fpt.errors import FptError
+from fpt.tasks.base import Batch, Task, TaskSpec, parse_options
+from fpt.tasks.bits import BitMemory, BitMemoryOptions, BitXor, BitXorOptions
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    options: type
+    build: Callable[..., Task]
+    needs_data_dir: bool = False
+
+
+REGISTRY: dict[str, TaskEntry] = {}
+
+
+def register(name: str, options: type, build: Callable[..., Task], needs_data_dir: bool = False) -> None:
+    if name in REGISTRY:
+        raise ValueError(f"task '{name}' is registered twice")
+    REGISTRY[name] = TaskEntry(name, options, build, needs_data_dir)
+
+
+register("bit-xor", BitXorOptions, BitXor)
+register("bit-memory", BitMemoryOptions, BitMemory)
+
+
+def build_task(name: str, options: dict[str, Any], data_seed: int, data_dir: Path | None = None) -> Task:
+    """The task called `name` with its options parsed and checked."""
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise FptError(f"--task: unknown task '{name}'; choose from {', '.join(REGISTRY)} "
+                       "(see `fpt tasks`)")
+    parsed = parse_options(entry.options, options, name)
+    if entry.needs_data_dir:
+        return entry.build(parsed, data_seed, data_dir=data_dir)
+    return entry.build(parsed, data_seed)
+
+
+def option_help(name: str) -> str:
+    """'key=default, ...' for `fpt tasks`."""
+    return ", ".join(f"{f.name}={f.default}" for f in fields(REGISTRY[name].options))
+
+
+__all__ = ["Batch", "Task", "TaskSpec", "REGISTRY", "register", "build_task", "option_help"]

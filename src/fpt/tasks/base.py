@@ -1,0 +1,131 @@
+"""The contract every task honours, and helpers shared by all of them.
+
+A task says what its examples look like (`TaskSpec`), produces the training
+batch for any step deterministically from (seed, step), so that a resumed run
+sees exactly the batches it would have seen, and iterates over fixed
+validation and test splits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal
+
+import torch
+from torch import Tensor
+
+from fpt.errors import FptError
+
+Objective = Literal["bits", "classification", "regression"]
+SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The shape of a task's examples; enough to build a model for it."""
+
+    name: str
+    seq_len: int                  # tokens per example (the maximum, for variable length)
+    objective: Objective
+    n_outputs: int                # classes | bits per read-out token | regression targets
+    token_dim: int | None = None  # real-valued tokens of this many features ...
+    vocab_size: int | None = None  # ... or integer token ids below this
+    readout_tokens: int = 1       # >1: each of the last k real tokens is read out (per-element tasks)
+    description: str = ""
+    source: str = "generated"     # where the data comes from
+
+    @property
+    def metric(self) -> str:
+        return {"bits": "per-bit accuracy", "classification": "accuracy", "regression": "RMSE, R^2"}[self.objective]
+
+    @property
+    def shape(self) -> str:
+        per_token = f"{self.token_dim} values" if self.token_dim else f"ids < {self.vocab_size}"
+        return f"{self.seq_len} tokens x {per_token}"
+
+
+@dataclass
+class Batch:
+    """x: (B, L, D) float or (B, L) long; mask: (B, L) bool, True for real tokens
+    (right-padded); y: bits (B, k, n_out) float 0/1 | classes (B,) long | targets (B, K) float."""
+
+    x: Tensor
+    y: Tensor
+    mask: Tensor
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(self.x.to(device), self.y.to(device), self.mask.to(device))
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def split(self, parts: int) -> list["Batch"]:
+        """Equal micro-batches for gradient accumulation."""
+        size = len(self) // parts
+        return [Batch(self.x[i:i + size], self.y[i:i + size], self.mask[i:i + size])
+                for i in range(0, size * parts, size)]
+
+
+class Task(ABC):
+    """A task: a spec, a deterministic training stream, fixed evaluation splits."""
+
+    spec: TaskSpec
+
+    @abstractmethod
+    def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
+        """The training batch of optimiser step `step`; a pure function of its arguments."""
+
+    @abstractmethod
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
+        """The whole `split` ('val' or 'test'), in a fixed order."""
+
+    @abstractmethod
+    def split_size(self, split: str) -> int:
+        """Number of examples in `split`."""
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from any labels: stable across runs, platforms and Python versions."""
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def generator(*parts: Any) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(*parts))
+
+
+def parse_options(options_cls: type, given: dict[str, Any], task: str) -> Any:
+    """Build a task's typed options dataclass from KEY=VALUE strings or YAML values."""
+    fields = {f.name: f for f in dataclasses.fields(options_cls)}
+    values = {}
+    for key, raw in given.items():
+        if key not in fields:
+            known = ", ".join(fields) or "(none)"
+            raise FptError(f"--task-opt: task '{task}' has no option '{key}'; its options: {known}")
+        kind = type(fields[key].default)
+        try:
+            if kind is bool and isinstance(raw, str):
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(raw)
+                value: Any = raw.lower() in ("true", "1", "yes")
+            elif kind is int and isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            else:
+                value = kind(raw)
+        except (TypeError, ValueError):
+            raise FptError(f"--task-opt {key}={raw!r}: must be {kind.__name__}") from None
+        values[key] = value
+    try:
+        return options_cls(**values)
+    except ValueError as err:  # the dataclass's own __post_init__ checks
+        raise FptError(f"--task-opt for task '{task}': {err}") from None
+
+
+def positive(options: Any, *names: str) -> None:
+    """Raise ValueError (turned into FptError by parse_options) for non-positive sizes."""
+    for name in names:
+        if getattr(options, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(options, name)}")

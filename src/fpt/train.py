@@ -1,0 +1,242 @@
+"""Training, top to bottom: setup -> (resume) -> fit -> test -> result.json.
+
+Determinism: the batch of step t is a pure function of (seed, t), and the
+global RNG (dropout) is re-seeded from (seed, t) before every step, so a run
+resumed from its last checkpoint replays exactly the steps it would have run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from fpt.checkpoint import (append_jsonl, atomic_write, atomic_write_json, load_tensors, optimizer_tensors, read_jsonl,
+                            restore_optimizer, save_tensors)
+from fpt.config import TrainConfig
+from fpt.errors import FptError
+from fpt.groups import format_counts
+from fpt.metrics import Metrics, loss_fn
+from fpt.runs import Setup, describe, setup, versions
+from fpt.tasks.base import derive_seed
+
+# Config keys that may change when a run is resumed; any other change is refused.
+RESUMABLE_CHANGES = {"resume", "progress", "device", "out", "steps"}
+
+
+@dataclass
+class TrainState:
+    """What the last checkpoint must hold to continue exactly."""
+
+    step: int = 0
+    best_step: int = 0
+    best_val: dict[str, float] = field(default_factory=dict)
+    steps_to_threshold: int | None = None
+    wall_seconds: float = 0.0
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def evaluate(built: Setup, split: str, batch_size: int) -> dict[str, float]:
+    """One full pass over `split`."""
+    model, spec = built.model, built.task.spec
+    was_training = model.training
+    model.eval()
+    metrics = Metrics(spec.objective)
+    for batch in built.task.eval_batches(split, batch_size):
+        batch = batch.to(built.device)
+        with autocast(built.device, built.config.precision):
+            outputs = model(batch.x, batch.mask)
+        metrics.update(outputs.float(), batch.y)
+    model.train(was_training)
+    return metrics.compute()
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) the training described by `cfg`; return the result record."""
+    out = cfg.out_dir
+    finished = _check_out_dir(cfg, out)
+    if finished is not None:
+        return finished
+    built = setup(cfg)  # every user-input check happens here, before anything is written
+    log(describe(built))
+    log(format_counts(built.counts))
+
+    trainable = [p for p in built.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = TrainState()
+    best_params = built.trained_state()
+    if cfg.resume and (out / "last.safetensors").exists():
+        state, best_params = _resume(built, optimizer, out)
+        log(f"resumed {out} at step {state.step}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", cfg.to_dict())
+
+    state, best_params = fit(built, optimizer, state, best_params, out)
+
+    _load_params(built, best_params)
+    test = evaluate(built, "test", cfg.batch_size * 4)
+    result = _result(built, state, test)
+    atomic_write_json(out / "result.json", result)
+    log(f"test {_fmt(test)} | best val step {state.best_step} | {state.wall_seconds:.1f}s | {out}/result.json")
+    return result
+
+
+def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState,
+        best_params: dict[str, torch.Tensor], out: Path) -> tuple[TrainState, dict[str, torch.Tensor]]:
+    """The optimisation loop: train steps, periodic validation and checkpoints."""
+    cfg, model, task = built.config, built.model, built.task
+    objective = task.spec.objective
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    window = Metrics(objective)  # training metrics since the last evaluation
+    model.train()
+    started = time.perf_counter() - state.wall_seconds
+    bar = tqdm(total=cfg.steps, initial=state.step, desc=task.spec.name, disable=not cfg.progress,
+               dynamic_ncols=True, file=sys.stderr)
+    for step in range(state.step, cfg.steps):
+        torch.manual_seed(derive_seed("dropout", cfg.seed, step))
+        batch = task.train_batch(step, cfg.batch_size, cfg.seed)
+        optimizer.zero_grad(set_to_none=True)
+        for micro in batch.split(cfg.grad_accum):
+            micro = micro.to(built.device)
+            with autocast(built.device, cfg.precision):
+                outputs = model(micro.x, micro.mask)
+            loss = loss_fn(objective, outputs.float(), micro.y)
+            if not math.isfinite(loss.item()):
+                raise FptError(
+                    f"the training loss became {loss.item()} at step {step + 1}; lower --lr "
+                    f"(now {cfg.lr}) or check the data for NaN/inf. The last good checkpoint is kept in {out}")
+            (loss / cfg.grad_accum).backward()
+            window.update(outputs, micro.y, loss.detach())
+        if cfg.clip > 0:
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
+        optimizer.step()
+        bar.update(1)
+
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            val = evaluate(built, "val", cfg.batch_size * 4)
+            train_stats = window.compute()
+            window = Metrics(objective)
+            if not state.best_val or val["score"] > state.best_val["score"]:
+                state.best_val, state.best_step = val, done
+                best_params = built.trained_state()
+                save_tensors(out / "model.safetensors", best_params,
+                             {**built.identity(), "step": done, "val": val})
+            if state.steps_to_threshold is None and val["score"] >= cfg.threshold:
+                state.steps_to_threshold = done
+            state.step = done
+            state.wall_seconds = time.perf_counter() - started
+            append_jsonl(out / "metrics.jsonl", {"step": done, "train": train_stats, "val": val,
+                                                 "wall_seconds": round(state.wall_seconds, 3)})
+            _save_last(built, optimizer, state, out)
+            bar.set_postfix(loss=f"{train_stats['loss']:.4f}", val=f"{val['score']:.4f}")
+    bar.close()
+    return state, best_params
+
+
+# -- run directory, checkpoints and results ------------------------------------
+
+def _check_out_dir(cfg: TrainConfig, out: Path) -> dict[str, Any] | None:
+    """Refuse to clobber finished or unfinished runs; return the result of a finished resumed one."""
+    result_file, last = out / "result.json", out / "last.safetensors"
+    if out.exists() and not out.is_dir():
+        raise FptError(f"--out '{out}' is a file, not a directory; choose another --out")
+    if result_file.exists():
+        if not cfg.resume:
+            raise FptError(f"--out '{out}' already holds a finished run (result.json); choose another "
+                           "--out, delete it, or pass --resume to get its result")
+        result = json.loads(result_file.read_text())
+        if result.get("steps") == cfg.steps:
+            log(f"{out} already finished; its result is in {result_file}")
+            return result
+        if result.get("steps", 0) > cfg.steps or not last.exists():
+            raise FptError(f"--out '{out}' finished with {result.get('steps')} steps; --resume can only "
+                           f"extend it (--steps above {result.get('steps')}), or choose another --out")
+        return None  # train further from the last checkpoint
+    if last.exists() and not cfg.resume:
+        raise FptError(f"--out '{out}' holds an unfinished run; pass --resume to continue it, "
+                       "or choose another --out")
+    return None
+
+
+def _save_last(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, out: Path) -> None:
+    names = built.trainable_names
+    tensors = {f"param/{n}": p for n, p in built.model.named_parameters() if p.requires_grad}
+    tensors.update(optimizer_tensors(optimizer, names))
+    meta = {**built.identity(), "state": vars(state)}
+    save_tensors(out / "last.safetensors", tensors, meta)
+
+
+def _resume(built: Setup, optimizer: torch.optim.Optimizer, out: Path
+            ) -> tuple[TrainState, dict[str, torch.Tensor]]:
+    tensors, meta = load_tensors(out / "last.safetensors")
+    saved_cfg, cfg = meta["config"], built.config.to_dict()
+    changed = sorted(k for k in cfg if k not in RESUMABLE_CHANGES and saved_cfg.get(k) != cfg[k])
+    if changed:
+        details = ", ".join(f"{k}: {saved_cfg.get(k)!r} -> {cfg[k]!r}" for k in changed)
+        raise FptError(f"--resume: the run in '{out}' was started with other settings ({details}); "
+                       "use the original settings or another --out")
+    if meta["backbone"]["hash"] != built.backbone_hash:
+        raise FptError(f"--resume: '{out}/last.safetensors' was trained on a backbone with other weights "
+                       f"than --model {built.config.model} gives now")
+    params = {k[len("param/"):]: v for k, v in tensors.items() if k.startswith("param/")}
+    _load_params(built, params)
+    restore_optimizer(optimizer, built.trainable_names, tensors)
+    state = TrainState(**meta["state"])
+    best_params = load_tensors(out / "model.safetensors")[0]
+    # Drop metric lines written after the checkpoint: the resumed run writes them again.
+    kept = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("step", 0) <= state.step]
+    atomic_write(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
+    return state, best_params
+
+
+def _load_params(built: Setup, values: dict[str, torch.Tensor]) -> None:
+    params = dict(built.model.named_parameters())
+    with torch.no_grad():
+        for name, value in values.items():
+            params[name].copy_(value.to(params[name].device))
+
+
+def _result(built: Setup, state: TrainState, test: dict[str, float]) -> dict[str, Any]:
+    cfg = built.config
+    return {
+        "task": cfg.task, "model": cfg.model, "init": cfg.init, "train_groups": cfg.train_groups,
+        "seed": cfg.seed, "steps": cfg.steps,
+        "trainable_params": built.counts["total"]["trainable"],
+        "total_params": built.counts["total"]["total"],
+        "params_by_group": built.counts,
+        "test": test,
+        "best_val": {**state.best_val, "step": state.best_step},
+        "steps_to_threshold": state.steps_to_threshold,
+        "threshold": cfg.threshold,
+        "wall_seconds": round(state.wall_seconds, 3),
+        "task_spec": vars(built.task.spec),
+        "backbone": built.identity()["backbone"],
+        "config": cfg.to_dict(),
+        "versions": versions(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "score")
+

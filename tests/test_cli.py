@@ -1,0 +1,80 @@
+"""The command line: listings, one end-to-end run, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fpt.cli import main
+
+
+def test_tasks_and_models_list(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "bit-xor" in out and "10 tokens x 1 values" in out and "120 tokens x 50 values" in out
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "minilm" in out and "gpt2-xl" in out
+
+
+def test_train_end_to_end_through_the_console_script(tmp_path, tiny_gpt2):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fpt", "train", "--task", "bit-xor", "--model", str(tiny_gpt2),
+         "--steps", "5", "--eval-every", "5", "--out", str(out), "--task-opt", "n_val=16",
+         "--no-progress"],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["task"] == "bit-xor" and "accuracy" in summary["test"]
+    assert json.loads((out / "result.json").read_text())["config"]["task_options"] == {"n_val": "16"}
+
+
+def test_yaml_config_with_flag_override(tmp_path, tiny_gpt2, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"task: bit-xor\nmodel: {tiny_gpt2}\nsteps: 50\neval_every: 5\nprogress: false\n")
+    assert main(["train", "--config", str(config), "--steps", "5", "--out", str(tmp_path / "r")]) == 0
+    result = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert result["steps"] == 5 and result["config"]["eval_every"] == 5
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--task", "chess"], "unknown task 'chess'"),
+    (["--model", "/no/such/dir"], "no such directory"),
+    (["--train", "input,wings"], "--train: unknown group"),
+    (["--steps", "0"], "--steps must be a positive integer"),
+    (["--batch-size", "-4"], "--batch-size must be a positive integer"),
+    (["--steps", "ten"], "invalid int value"),
+    (["--stpes", "3"], "unrecognized arguments"),
+    (["--task-opt", "n_bits"], "expected KEY=VALUE"),
+    (["--task-opt", "n_bits=-1"], "n_bits must be positive"),
+    (["--config", "/no/such.yaml"], "no such file"),
+    (["--task", "bit-memory", "--model", "{tiny_gpt2}"], "needs 120 positions .* has only 64"),
+    (["--model", "{tiny_gpt2}", "--attention", "bidirectional"], "causal by construction"),
+])
+def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, tiny_gpt2, capsys, argv, message):
+    argv = [a.replace("{tiny_gpt2}", str(tiny_gpt2)) for a in argv]
+    if "--task" not in argv:
+        argv = ["--task", "bit-xor", *argv]
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(main(["train", *argv, "--out", str(out), "--no-progress"]))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert __import__("re").search(message, err[0]), err[0]
+    assert not out.exists()
+
+
+def test_existing_runs_are_not_clobbered(tmp_path, tiny_gpt2, capsys):
+    argv = ["train", "--task", "bit-xor", "--model", str(tiny_gpt2), "--steps", "5", "--eval-every", "5",
+            "--out", str(tmp_path / "r"), "--no-progress"]
+    assert main(argv) == 0
+    before = (tmp_path / "r" / "result.json").read_bytes()
+    assert main(argv) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert (tmp_path / "r" / "result.json").read_bytes() == before

@@ -1,0 +1,54 @@
+"""The config schema: defaults <- YAML <- flags, unknown keys and bad values refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from fpt.config import TrainConfig, build_config
+from fpt.errors import FptError
+
+
+def test_defaults_are_the_paper_s():
+    cfg = build_config({"task": "bit-xor"})
+    assert (cfg.lr, cfg.weight_decay, cfg.clip, cfg.init) == (1e-3, 0.0, 1.0, "pretrained")
+    assert cfg.train_groups == ["input", "output", "layernorm", "position"]
+
+
+def test_yaml_then_flags_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("task: bit-memory\nlr: 1e-4\nsteps: 7\ntask_options: {n_bits: 100, token_dim: 10}\n")
+    cfg = build_config({"steps": 9, "task_options": {"n_val": "4"}}, str(path))
+    assert (cfg.task, cfg.lr, cfg.steps) == ("bit-memory", 1e-4, 9)
+    assert cfg.task_options == {"n_bits": 100, "token_dim": 10, "n_val": "4"}
+
+
+@pytest.mark.parametrize("yaml_text,message", [
+    ("stpes: 3\n", "unknown key 'stpes'.*did you mean 'steps'"),
+    ("steps: three\n", "'steps' .* must be int"),
+    ("- a list\n", "must hold a mapping"),
+    ("task: [\n", "cannot read"),
+])
+def test_bad_yaml(tmp_path, yaml_text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(FptError, match=message):
+        build_config({"task": "bit-xor"}, str(path))
+
+
+@pytest.mark.parametrize("overrides,flag", [
+    ({"steps": 0}, "--steps"), ({"batch_size": -1}, "--batch-size"), ({"lr": 0.0}, "--lr"),
+    ({"lr": float("nan")}, "--lr"), ({"grad_accum": 3}, "--grad-accum"), ({"train": "input,wings"}, "--train"),
+    ({"dropout": 1.0}, "--dropout"), ({"device": "tpu"}, "--device"), ({"init": "zeros"}, "--init"),
+])
+def test_bad_values_name_their_flag(overrides, flag):
+    with pytest.raises(FptError, match=flag):
+        build_config({"task": "bit-xor", **overrides})
+
+
+def test_missing_config_file():
+    with pytest.raises(FptError, match="no such file"):
+        build_config({"task": "bit-xor"}, "/nonexistent/c.yaml")
+
+
+def test_train_all_expands():
+    assert len(TrainConfig(task="x", train="all").train_groups) == 6

@@ -1,0 +1,100 @@
+"""The FPT model: readouts, padding, attention masks, input layers, position limits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fpt.backbones import load_backbone
+from fpt.errors import FptError
+from fpt.model import FPTModel, read_out
+from fpt.tasks.base import TaskSpec
+
+CLS = TaskSpec(name="c", seq_len=12, token_dim=3, objective="classification", n_outputs=4)
+
+
+def build(path, spec=CLS, attention="auto", readout="auto"):
+    backbone, info = load_backbone(str(path), "pretrained", attention, 0)
+    torch.manual_seed(0)
+    return FPTModel(spec, backbone, info, readout=readout, dropout=0.0).eval()
+
+
+def test_read_out_modes():
+    hidden = torch.arange(2 * 4 * 1, dtype=torch.float).reshape(2, 4, 1)  # (B, L, H)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    assert read_out(hidden, mask, "last")[:, 0].tolist() == [3.0, 5.0]
+    assert read_out(hidden, mask, "first")[:, 0].tolist() == [0.0, 4.0]
+    assert read_out(hidden, mask, "mean")[:, 0].tolist() == [1.5, 4.5]
+    assert read_out(hidden, mask, "last-k", 2)[..., 0].tolist() == [[2.0, 3.0], [4.0, 5.0]]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gpt2", "tiny_bert"])
+@pytest.mark.parametrize("readout", ["last", "mean", "first"])
+def test_padding_is_never_attended_or_read(request, fixture, readout):
+    model = build(request.getfixturevalue(fixture), readout=readout)
+    x = torch.randn(1, 12, 3)
+    mask = torch.zeros(1, 12, dtype=torch.bool)
+    mask[:, :7] = True
+    garbage = x.clone()
+    garbage[:, 7:] = 1e3 * torch.randn(1, 5, 3)
+    with torch.no_grad():
+        a, b = model(x, mask), model(garbage, mask)
+        alone = model(x[:, :7], mask[:, :7])
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fixture,attention,causal", [
+    ("tiny_gpt2", "auto", True), ("tiny_bert", "auto", False), ("tiny_bert", "causal", True)])
+def test_attention_mask(request, fixture, attention, causal):
+    model = build(request.getfixturevalue(fixture), attention=attention, readout="first")
+    assert model.info.causal is causal
+    x = torch.randn(1, 12, 3)
+    changed = x.clone()
+    changed[:, -1] += 1.0  # the first token sees the last one only without a causal mask
+    mask = torch.ones(1, 12, dtype=torch.bool)
+    with torch.no_grad():
+        same = torch.allclose(model(x, mask), model(changed, mask), atol=1e-6)
+    assert same is causal
+
+
+def test_gpt2_cannot_be_bidirectional(tiny_gpt2):
+    with pytest.raises(FptError, match="causal by construction"):
+        build(tiny_gpt2, attention="bidirectional")
+
+
+def test_input_layer_init(tiny_gpt2):
+    model = build(tiny_gpt2)
+    w = model.input.weight  # (H, D) = (32, 3): orthogonal columns scaled by 1.41
+    torch.testing.assert_close(w.T @ w, 1.41 ** 2 * torch.eye(3), atol=1e-4, rtol=1e-4)
+    assert torch.count_nonzero(model.input.bias) == 0
+
+
+def test_integer_tokens_use_an_embedding(tiny_bert):
+    spec = TaskSpec(name="ids", seq_len=8, vocab_size=17, objective="classification", n_outputs=3)
+    model = build(tiny_bert, spec)
+    assert isinstance(model.input, torch.nn.Embedding) and model.input.num_embeddings == 17
+    out = model(torch.randint(0, 17, (2, 8)), torch.ones(2, 8, dtype=torch.bool))
+    assert out.shape == (2, 3)
+
+
+def test_sequence_longer_than_positions(tiny_gpt2):
+    spec = TaskSpec(name="long", seq_len=65, token_dim=1, objective="classification", n_outputs=2)
+    with pytest.raises(FptError, match="needs 65 positions but --model .* has only 64"):
+        build(tiny_gpt2, spec)
+
+
+def test_per_element_tasks_need_last_k(tiny_gpt2):
+    spec = TaskSpec(name="bits", seq_len=10, token_dim=1, objective="bits", n_outputs=1, readout_tokens=5)
+    model = build(tiny_gpt2, spec)
+    assert model(torch.randn(2, 10, 1), torch.ones(2, 10, dtype=torch.bool)).shape == (2, 5, 1)
+    with pytest.raises(FptError, match="needs --readout last-k"):
+        build(tiny_gpt2, spec, readout="mean")
+
+
+def test_random_init_is_seeded_and_differs_from_pretrained(tiny_gpt2):
+    a, _ = load_backbone(str(tiny_gpt2), "random", "auto", seed=1)
+    b, _ = load_backbone(str(tiny_gpt2), "random", "auto", seed=1)
+    c, _ = load_backbone(str(tiny_gpt2), "pretrained", "auto", seed=1)
+    wa, wb, wc = (m.h[0].attn.c_attn.weight for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)

@@ -1,0 +1,139 @@
+"""Training end to end on tiny backbones: results, freezing, resume, accumulation, saved models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fpt.config import build_config
+from fpt.errors import FptError
+from fpt.runs import load_run, setup
+from fpt.train import evaluate, train
+
+XOR = {"task": "bit-xor", "steps": 40, "eval_every": 10, "batch_size": 8, "progress": False}
+
+
+def run(tmp_path, name, model, **overrides):
+    cfg = build_config({**XOR, "model": str(model), "out": str(tmp_path / name), **overrides})
+    return train(cfg)
+
+
+def test_result_file_has_the_contract(tmp_path, tiny_gpt2):
+    result = run(tmp_path, "a", tiny_gpt2)
+    on_disk = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert on_disk == json.loads(json.dumps(result))
+    for key in ("task", "model", "init", "train_groups", "seed", "steps", "trainable_params", "total_params",
+                "test", "best_val", "steps_to_threshold", "wall_seconds", "config", "versions"):
+        assert key in result, key
+    assert set(result["test"]) >= {"accuracy", "sequence_accuracy"}
+    assert result["trainable_params"] == 64 + 33 + 320 + 2048  # input, head, layer norms, positions
+    lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["step"] for l in lines] == [10, 20, 30, 40]
+    # The saved model holds only trained parameters.
+    saved = load_file(tmp_path / "a" / "model.safetensors")
+    assert sum(t.numel() for t in saved.values()) == result["trainable_params"]
+
+
+def test_frozen_weights_stay_bit_identical(tmp_path, tiny_bert):
+    cfg = build_config({**XOR, "model": str(tiny_bert), "out": str(tmp_path / "f")})
+    before = setup(cfg)
+    frozen = {n: p.detach().clone() for n, p in before.model.named_parameters() if not p.requires_grad}
+    trained_before = before.trained_state()
+    run(tmp_path, "f", tiny_bert)
+    after = load_run(tmp_path / "f")
+    params = dict(after.model.named_parameters())
+    for name, value in frozen.items():
+        assert torch.equal(params[name], value), name
+    assert any(not torch.equal(params[n], v) for n, v in trained_before.items())
+
+
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, tiny_gpt2, monkeypatch):
+    whole = run(tmp_path, "whole", tiny_gpt2, dropout=0.1)
+
+    import fpt.train as train_module
+    calls = {"n": 0}
+    real_evaluate = train_module.evaluate
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # after the checkpoints of steps 10 and 20
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "cut", tiny_gpt2, dropout=0.1)
+    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    with pytest.raises(FptError, match="unfinished run; pass --resume"):
+        run(tmp_path, "cut", tiny_gpt2, dropout=0.1)
+    resumed = run(tmp_path, "cut", tiny_gpt2, dropout=0.1, resume=True)
+    assert resumed["test"] == whole["test"]
+    assert resumed["best_val"] == whole["best_val"]
+    cut_lines = [json.loads(l) for l in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    whole_lines = [json.loads(l) for l in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]
+    assert strip(cut_lines) == strip(whole_lines)
+    assert load_file(tmp_path / "cut" / "model.safetensors").keys() == \
+        load_file(tmp_path / "whole" / "model.safetensors").keys()
+    for k, v in load_file(tmp_path / "whole" / "last.safetensors").items():
+        assert torch.equal(v, load_file(tmp_path / "cut" / "last.safetensors")[k]), k
+
+
+def test_resume_can_extend_a_finished_run(tmp_path, tiny_gpt2):
+    whole = run(tmp_path, "whole", tiny_gpt2)
+    run(tmp_path, "short", tiny_gpt2, steps=20)
+    extended = run(tmp_path, "short", tiny_gpt2, resume=True)
+    assert extended["test"] == whole["test"]
+    assert run(tmp_path, "short", tiny_gpt2, resume=True) == extended  # finished: returned as is
+
+
+def test_resume_refuses_changed_settings(tmp_path, tiny_gpt2):
+    run(tmp_path, "r", tiny_gpt2, steps=20)
+    with pytest.raises(FptError, match="other settings .*lr"):
+        run(tmp_path, "r", tiny_gpt2, lr=0.01, resume=True)
+
+
+def test_gradient_accumulation_keeps_the_effective_batch(tmp_path, tiny_gpt2):
+    one = run(tmp_path, "one", tiny_gpt2, dropout=0.0, steps=10)
+    two = run(tmp_path, "two", tiny_gpt2, dropout=0.0, steps=10, grad_accum=4)
+    a = load_file(tmp_path / "one" / "last.safetensors")
+    b = load_file(tmp_path / "two" / "last.safetensors")
+    for k in a:
+        if k.startswith("param/"):
+            torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    assert one["test"]["accuracy"] == pytest.approx(two["test"]["accuracy"], abs=0.02)
+
+
+def test_saved_model_reloads_and_refuses_another_backbone(tmp_path, tiny_gpt2):
+    backbone = tmp_path / "backbone"
+    shutil.copytree(tiny_gpt2, backbone)
+    result = run(tmp_path, "m", backbone)
+    loaded = load_run(tmp_path / "m")
+    assert evaluate(loaded, "test", 64)["accuracy"] == pytest.approx(result["test"]["accuracy"])
+
+    from transformers import GPT2Model
+    other = GPT2Model.from_pretrained(backbone)
+    with torch.no_grad():
+        other.h[0].attn.c_attn.weight.add_(0.01)
+    other.save_pretrained(backbone)
+    with pytest.raises(FptError, match="weights hash"):
+        load_run(tmp_path / "m")
+
+
+def test_corrupt_checkpoint_is_named(tmp_path, tiny_gpt2):
+    run(tmp_path, "c", tiny_gpt2, steps=10)
+    path = tmp_path / "c" / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(FptError, match="model.safetensors' is corrupted or truncated"):
+        load_run(tmp_path / "c")
+
+
+def test_bundled_minilm_trains(tmp_path):
+    result = train(build_config({**XOR, "out": str(tmp_path / "minilm"), "steps": 20}))
+    assert result["model"] == "minilm" and result["backbone"]["model_type"] == "bert"
+    assert result["total_params"] == 22_566_529  # 22.7M minus the pooler fpt drops, plus input and head
+    assert 0.0 < result["test"]["accuracy"] <= 1.0
