@@ -66,11 +66,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from fpt.tasks import REGISTRY, build_task, option_help
+    from fpt.tasks import REGISTRY, describe_task, option_help
 
     print(f"{'task':<14}{'tokens x dim':<28}{'outputs':<22}{'metric':<20}data")
     for name in REGISTRY:
-        spec = build_task(name, {}, data_seed=0).spec
+        spec = describe_task(name)
         outputs = (f"{spec.readout_tokens} x {spec.n_outputs} bits" if spec.objective == "bits"
                    else f"{spec.n_outputs} {'classes' if spec.objective == 'classification' else 'targets'}")
         print(f"{name:<14}{spec.shape:<28}{outputs:<22}{spec.metric:<20}{spec.source}")

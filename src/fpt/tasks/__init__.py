@@ -1,7 +1,10 @@
 """Task registry: one line per task, names refused if registered twice.
 
-A task module provides an options dataclass and a class built as
-`TaskClass(options, data_seed)` (or with `data_dir=` for downloaded data).
+A task module provides an options dataclass (its `--task-opt` keys, checked in
+`__post_init__`) and a Task class with
+  - `make_spec(options) -> TaskSpec`, cheap, touching no data (used by `fpt tasks`);
+  - a constructor `TaskClass(options, data_seed)`, or `TaskClass(options, data_seed,
+    data_dir=...)` when registered with needs_data_dir=True (downloaded datasets).
 """
 
 from __future__ import annotations
@@ -48,9 +51,15 @@ def build_task(name: str, options: dict[str, Any], data_seed: int, data_dir: Pat
     return entry.build(parsed, data_seed)
 
 
+def describe_task(name: str) -> TaskSpec:
+    """The spec of `name` with default options, without loading any data."""
+    entry = REGISTRY[name]
+    return entry.build.make_spec(parse_options(entry.options, {}, name))
+
+
 def option_help(name: str) -> str:
     """'key=default, ...' for `fpt tasks`."""
     return ", ".join(f"{f.name}={f.default}" for f in fields(REGISTRY[name].options))
 
 
-__all__ = ["Batch", "Task", "TaskSpec", "REGISTRY", "register", "build_task", "option_help"]
+__all__ = ["Batch", "Task", "TaskSpec", "REGISTRY", "register", "build_task", "describe_task", "option_help"]

@@ -78,13 +78,16 @@ class BitXorOptions:
 
 
 class BitXor(GeneratedTask):
-    def __init__(self, options: BitXorOptions, data_seed: int):
+    @staticmethod
+    def make_spec(options: BitXorOptions) -> TaskSpec:
         n = options.n_bits
-        spec = TaskSpec(
+        return TaskSpec(
             name="bit-xor", seq_len=2 * n, token_dim=1, objective="bits", n_outputs=1, readout_tokens=n,
             description=f"XOR of two {n}-bit strings, one bit per token")
-        super().__init__(spec, data_seed, {"val": options.n_val, "test": options.n_test})
-        self.n_bits = n
+
+    def __init__(self, options: BitXorOptions, data_seed: int):
+        super().__init__(self.make_spec(options), data_seed, {"val": options.n_val, "test": options.n_test})
+        self.n_bits = options.n_bits
         self.held_out = self._held_out_codes(options)  # sorted int64 codes, or None
 
     def _held_out_codes(self, options: BitXorOptions) -> Tensor | None:
@@ -153,16 +156,18 @@ class BitMemoryOptions:
 
 
 class BitMemory(GeneratedTask):
-    def __init__(self, options: BitMemoryOptions, data_seed: int):
-        o = options
+    @staticmethod
+    def make_spec(o: BitMemoryOptions) -> TaskSpec:
         per_string = o.n_bits // o.token_dim
-        spec = TaskSpec(
+        return TaskSpec(
             name="bit-memory", seq_len=(o.n_patterns + 1) * per_string, token_dim=o.token_dim,
             objective="bits", n_outputs=o.token_dim, readout_tokens=per_string,
             description=f"recall 1 of {o.n_patterns} {o.n_bits}-bit strings from a copy with "
                         f"{o.mask_prob:.0%} of its bits masked")
-        super().__init__(spec, data_seed, {"val": o.n_val, "test": o.n_test})
-        self.options = o
+
+    def __init__(self, options: BitMemoryOptions, data_seed: int):
+        super().__init__(self.make_spec(options), data_seed, {"val": options.n_val, "test": options.n_test})
+        self.options = options
 
     def sample(self, gen: torch.Generator, n: int) -> Batch:
         o = self.options

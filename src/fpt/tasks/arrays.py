@@ -1,0 +1,105 @@
+"""Tasks whose examples sit in memory as tensors: every dataset-backed task builds on this.
+
+A split is an `Arrays`: x (N, L, D) float or (N, L) long, right-padded to L;
+lengths (N,) real tokens per example; y (N,) class ids or (N, K) targets.
+Training walks through seeded per-epoch permutations, so the batch of step t is
+a pure function of (seed, t), like the generated tasks. Each batch is cut to
+its longest example, so short sequences cost short compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from fpt.errors import FptError
+from fpt.tasks.base import Batch, Task, TaskSpec, generator
+
+# Optional training-time transform (augmentation): (x, generator) -> x, on a batch.
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+
+
+@dataclass
+class Arrays:
+    x: Tensor
+    y: Tensor
+    lengths: Tensor
+
+    def __post_init__(self) -> None:
+        n = self.x.shape[0]
+        if self.y.shape[0] != n or self.lengths.shape[0] != n:
+            raise ValueError(f"x, y and lengths disagree on the number of examples: "
+                             f"{n}, {self.y.shape[0]}, {self.lengths.shape[0]}")
+
+    @classmethod
+    def full_length(cls, x: Tensor, y: Tensor) -> "Arrays":
+        """Arrays whose every example fills all L tokens (images, fixed-length data)."""
+        return cls(x, y, torch.full((x.shape[0],), x.shape[1], dtype=torch.long))
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def take(self, index: Tensor) -> "Arrays":
+        return Arrays(self.x[index], self.y[index], self.lengths[index])
+
+    def batch(self, index: Tensor) -> Batch:
+        """Examples `index` as a Batch cut to the longest of them."""
+        lengths = self.lengths[index]
+        longest = int(lengths.max()) if len(index) else 0
+        x = self.x[index, :longest]
+        mask = torch.arange(longest)[None, :] < lengths[:, None]    # (B, L_batch)
+        return Batch(x, self.y[index], mask)
+
+
+def carve_validation(train: Arrays, n_val: int, data_seed: int, name: str) -> tuple[Arrays, Arrays]:
+    """Split a seeded validation set off a training set that came without one."""
+    if not 0 < n_val < len(train):
+        raise FptError(f"task {name}: cannot carve {n_val} validation examples out of {len(train)} "
+                       "training examples; set --task-opt n_val to a smaller positive number")
+    order = torch.randperm(len(train), generator=generator(name, "carve-val", data_seed))
+    return train.take(order[n_val:]), train.take(order[:n_val])
+
+
+class ArrayTask(Task):
+    """A task over in-memory train / val / test `Arrays`."""
+
+    def __init__(self, spec: TaskSpec, train: Arrays, val: Arrays, test: Arrays,
+                 augment: Augment | None = None):
+        for split, data in (("train", train), ("val", val), ("test", test)):
+            if len(data) == 0:
+                raise FptError(f"task {spec.name}: the {split} split is empty")
+        self.spec = spec
+        self.splits = {"train": train, "val": val, "test": test}
+        self.augment = augment
+        self._perm_cache: dict[tuple[int, int], Tensor] = {}
+
+    def _permutation(self, seed: int, epoch: int) -> Tensor:
+        key = (seed, epoch)
+        if key not in self._perm_cache:
+            if len(self._perm_cache) > 4:
+                self._perm_cache.clear()
+            n = len(self.splits["train"])
+            self._perm_cache[key] = torch.randperm(n, generator=generator(self.spec.name, "epoch", seed, epoch))
+        return self._perm_cache[key]
+
+    def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
+        train = self.splits["train"]
+        positions = torch.arange(step * batch_size, (step + 1) * batch_size)
+        epochs, offsets = positions // len(train), positions % len(train)
+        index = torch.stack([self._permutation(seed, int(e))[int(o)] for e, o in zip(epochs, offsets)]) \
+            if epochs[0] != epochs[-1] else self._permutation(seed, int(epochs[0]))[offsets]
+        batch = train.batch(index)
+        if self.augment is not None:
+            batch.x = self.augment(batch.x, generator(self.spec.name, "augment", seed, step))
+        return batch
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
+        data = self.splits[split]
+        for start in range(0, len(data), batch_size):
+            yield data.batch(torch.arange(start, min(start + batch_size, len(data))))
+
+    def split_size(self, split: str) -> int:
+        return len(self.splits[split])
