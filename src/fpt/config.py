@@ -54,6 +54,8 @@ class TrainConfig:
     threshold: float = _f(0.99, "validation accuracy that counts as converged, for steps_to_threshold")
     seed: int = _f(0, "seed for the initialisation, training batches and dropout")
     data_seed: int = _f(0, "seed that fixes the validation and test sets")
+    nan_policy: str = _f("stop", "when the loss is NaN/inf: stop (keeping the last good checkpoint) or skip the step "
+                         "and count it", choices=("stop", "skip"))
     precision: str = _f("fp32", "fp32, or bf16 autocast", choices=("fp32", "bf16"))
     device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N")
     data_dir: str = _f("", "dataset cache directory (default: $FPT_DATA_DIR or ~/.cache/fpt)")
@@ -103,7 +105,7 @@ class TrainConfig:
             raise FptError(
                 f"--batch-size {self.batch_size} is not divisible by --grad-accum {self.grad_accum}: "
                 "the effective batch must split into equal micro-batches")
-        for name in ("init", "readout", "attention", "precision"):
+        for name in ("init", "readout", "attention", "precision", "nan_policy"):
             choices = TrainConfig.__dataclass_fields__[name].metadata["choices"]
             if getattr(self, name) not in choices:
                 raise FptError(f"--{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")

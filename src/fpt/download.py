@@ -67,6 +67,10 @@ def fetch(remote: Remote, directory: Path, progress: bool = True) -> Path:
         raise FptError(
             f"cannot download {remote.url} ({reason}). Download it yourself and put it at {target} "
             f"(or point --data-dir / FPT_DATA_DIR at a folder that holds {remote.filename})") from None
+    got = partial.stat().st_size
+    if remote.size is not None and got < remote.size:  # broke off: keep the part to resume from
+        raise FptError(f"the download of {remote.url} broke off at {got} of {remote.size} bytes; "
+                       "run the command again to resume it")
     problem = verify(partial, remote)
     if problem is not None:
         partial.unlink()

@@ -29,7 +29,7 @@ from fpt.runs import Setup, describe, setup, versions
 from fpt.tasks.base import derive_seed
 
 # Config keys that may change when a run is resumed; any other change is refused.
-RESUMABLE_CHANGES = {"resume", "progress", "device", "out", "steps"}
+RESUMABLE_CHANGES = {"resume", "progress", "device", "out", "steps", "nan_policy"}
 
 
 @dataclass
@@ -41,6 +41,7 @@ class TrainState:
     best_val: dict[str, float] = field(default_factory=dict)
     steps_to_threshold: int | None = None
     wall_seconds: float = 0.0
+    skipped_steps: int = 0  # steps whose loss was NaN/inf, under --nan-policy skip
 
 
 def log(message: str) -> None:
@@ -84,6 +85,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     state = TrainState()
     best_params = built.trained_state()
     if cfg.resume and (out / "last.safetensors").exists():
+        for stale in out.glob(".*.tmp"):  # temporary files of writes cut short by a kill
+            stale.unlink()
         state, best_params = _resume(built, optimizer, out)
         log(f"resumed {out} at step {state.step}")
     else:
@@ -115,20 +118,28 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState,
         torch.manual_seed(derive_seed("dropout", cfg.seed, step))
         batch = task.train_batch(step, cfg.batch_size, cfg.seed)
         optimizer.zero_grad(set_to_none=True)
+        finite = True
         for micro in batch.split(cfg.grad_accum):
             micro = micro.to(built.device)
             with autocast(built.device, cfg.precision):
                 outputs = model(micro.x, micro.mask)
             loss = loss_fn(objective, outputs.float(), micro.y)
             if not math.isfinite(loss.item()):
-                raise FptError(
-                    f"the training loss became {loss.item()} at step {step + 1}; lower --lr "
-                    f"(now {cfg.lr}) or check the data for NaN/inf. The last good checkpoint is kept in {out}")
+                finite = False
+                break
             (loss / cfg.grad_accum).backward()
             window.update(outputs, micro.y, loss.detach())
-        if cfg.clip > 0:
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
-        optimizer.step()
+        if not finite and cfg.nan_policy == "stop":
+            raise FptError(
+                f"the training loss became {loss.item()} at step {step + 1}; the last good checkpoint is kept "
+                f"in {out}. Lower --lr (now {cfg.lr}) in a new --out, check the data for NaN/inf, or "
+                "continue with --resume --nan-policy skip")
+        if finite:
+            if cfg.clip > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
+            optimizer.step()
+        else:
+            state.skipped_steps += 1
         bar.update(1)
 
         done = step + 1
@@ -227,6 +238,7 @@ def _result(built: Setup, state: TrainState, test: dict[str, float]) -> dict[str
         "test": test,
         "best_val": {**state.best_val, "step": state.best_step},
         "steps_to_threshold": state.steps_to_threshold,
+        "skipped_steps": state.skipped_steps,
         "threshold": cfg.threshold,
         "wall_seconds": round(state.wall_seconds, 3),
         "task_spec": vars(built.task.spec),
