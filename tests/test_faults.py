@@ -201,3 +201,16 @@ def test_download_without_network_names_file_and_place(tmp_path):
     remote = Remote("http://127.0.0.1:9/none.bin", "none.bin", size=10)
     with pytest.raises(FptError, match=r"cannot download .*put it at .*none.bin"):
         fetch(remote, tmp_path, progress=False)
+
+
+def test_two_processes_never_train_in_the_same_directory(tmp_path):
+    from fpt.checkpoint import exclusive
+
+    with exclusive(tmp_path / "run"):
+        probe = subprocess.run(
+            [sys.executable, "-c", "from pathlib import Path; from fpt.checkpoint import exclusive\n"
+             f"with exclusive(Path({str(tmp_path / 'run')!r})): pass"],
+            capture_output=True, text=True, timeout=120)
+        assert probe.returncode != 0 and "another fpt process is training" in probe.stderr
+    with exclusive(tmp_path / "run"):  # released when its holder is done
+        pass

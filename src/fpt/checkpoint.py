@@ -11,11 +11,13 @@ Only safetensors and JSON are read back: loading never executes code from a file
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors import safe_open
@@ -45,6 +47,23 @@ def atomic_write(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise FptError(f"cannot write '{path}': {err.strerror}; free some space or choose another "
                        "--out (the previous version of the file, if any, is untouched)") from None
+
+
+@contextmanager
+def exclusive(directory: Path) -> Iterator[None]:
+    """Hold DIR/.lock while training in DIR; the OS releases it if the process dies."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FptError(f"another fpt process is training in '{directory}'; wait for it to finish "
+                       "or choose another --out") from None
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from fpt.checkpoint import (append_jsonl, atomic_write, atomic_write_json, load_tensors, optimizer_tensors, read_jsonl,
-                            restore_optimizer, save_tensors)
+from fpt.checkpoint import (append_jsonl, atomic_write, atomic_write_json, exclusive, load_tensors,
+                            optimizer_tensors, read_jsonl, restore_optimizer, save_tensors)
 from fpt.config import TrainConfig
 from fpt.errors import FptError
 from fpt.groups import format_counts
@@ -77,9 +77,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if finished is not None:
         return finished
     built = setup(cfg)  # every user-input check happens here, before anything is written
+    with exclusive(out):
+        finished = _check_out_dir(cfg, out)  # another process may have finished it meanwhile
+        return finished if finished is not None else _train(built, out)
+
+
+def _train(built: Setup, out: Path) -> dict[str, Any]:
+    cfg = built.config
     log(describe(built))
     log(format_counts(built.counts))
-
     trainable = [p for p in built.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = TrainState()
@@ -90,7 +96,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         state, best_params = _resume(built, optimizer, out)
         log(f"resumed {out} at step {state.step}")
     else:
-        out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", cfg.to_dict())
 
     state, best_params = fit(built, optimizer, state, best_params, out)
