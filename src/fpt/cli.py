@@ -1,4 +1,4 @@
-"""The `fpt` command: train | tasks | models.
+"""The `fpt` command: train | tasks | models | sweep | report.
 
 Train flags are generated from `TrainConfig`, so the dataclass is the one
 schema for flags and YAML alike. A user error prints one line and exits 2.
@@ -68,13 +68,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from fpt.tasks import REGISTRY, describe_task, option_help
 
-    print(f"{'task':<14}{'tokens x dim':<28}{'outputs':<22}{'metric':<20}data")
+    print(f"{'task':<17}{'tokens x dim':<28}{'outputs':<22}{'metric':<20}data")
     for name in REGISTRY:
         spec = describe_task(name)
         outputs = (f"{spec.readout_tokens} x {spec.n_outputs} bits" if spec.objective == "bits"
                    else f"{spec.n_outputs} {'classes' if spec.objective == 'classification' else 'targets'}")
-        print(f"{name:<14}{spec.shape:<28}{outputs:<22}{spec.metric:<20}{spec.source}")
-        print(f"{'':<14}{spec.description}; options: {option_help(name)}")
+        print(f"{name:<17}{spec.shape:<28}{outputs:<22}{spec.metric:<20}{spec.source}")
+        print(f"{'':<17}{spec.description}; options: {option_help(name)}")
     return 0
 
 
@@ -90,6 +90,30 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import yaml
+
+    from fpt.experiments.sweep import sweep
+
+    overrides = {k: yaml.safe_load(v) for k, v in (args.set or [])}
+    failed = sweep(args.spec, args.out, workers=args.workers, tiny=args.tiny, overrides=overrides,
+                   limit=args.limit, progress=not args.no_progress)
+    if failed:
+        print(f"fpt sweep: {len(failed)} run(s) failed: {', '.join(failed)}; fix the cause and run the same "
+              "command again (finished runs are skipped)", file=sys.stderr)
+        return 1
+    print(f"fpt sweep: all runs finished in {args.out}; next: fpt report {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from fpt.experiments.report import report
+
+    command = " ".join(["fpt report", args.dir, *(["--out", args.out] if args.out else [])])
+    print(report(args.dir, args.out, command=command))
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="fpt", description="Frozen pretrained transformers on non-language tasks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -97,13 +121,37 @@ def build_parser() -> Parser:
         ("train", cmd_train, "train a frozen pretrained transformer on a task"),
         ("tasks", cmd_tasks, "list the tasks, their token shapes and options"),
         ("models", cmd_models, "list the named backbones"),
+        ("sweep", cmd_sweep, "run a grid of trainings from a YAML spec (resumable, several workers)"),
+        ("report", cmd_report, "tables and figures from a sweep directory's result files"),
     ]
+    parsers = {}
     for name, func, help_text in commands:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        parsers[name] = p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
-        if name == "train":
-            add_train_flags(p)
+    add_train_flags(parsers["train"])
+    p = parsers["sweep"]
+    p.add_argument("spec", help="sweep spec (YAML); see configs/")
+    p.add_argument("--out", required=True, help="sweep directory; run the same command again to resume")
+    p.add_argument("--workers", type=_positive_int, help="parallel training processes (default: the spec's)")
+    p.add_argument("--tiny", action="store_true", help="apply the spec's `tiny` overrides: a smoke test")
+    p.add_argument("--set", action="append", type=_task_option, metavar="KEY=VALUE",
+                   help="override a TrainConfig key in every run, e.g. --set steps=100")
+    p.add_argument("--limit", type=_positive_int, help="run only the first N runs of the grid")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = parsers["report"]
+    p.add_argument("dir", help="a sweep directory (written by fpt sweep)")
+    p.add_argument("--out", help="where to write REPORT.md, results.csv and PNGs (default: DIR/report)")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from fpt.errors import FptError
 from fpt.tasks.base import Batch, Task, TaskSpec, parse_options
 from fpt.tasks.bits import BitMemory, BitMemoryOptions, BitXor, BitXorOptions
+from fpt.tasks.homology import RemoteHomology, RemoteHomologyOptions
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ def register(name: str, options: type, build: Callable[..., Task], needs_data_di
 
 register("bit-xor", BitXorOptions, BitXor)
 register("bit-memory", BitMemoryOptions, BitMemory)
+register("remote-homology", RemoteHomologyOptions, RemoteHomology, needs_data_dir=True)
 
 
 def build_task(name: str, options: dict[str, Any], data_seed: int, data_dir: Path | None = None) -> Task:
