@@ -51,6 +51,7 @@ class TrainConfig:
     clip: float = _f(1.0, "gradient-norm clipping threshold; 0 disables it")
     dropout: float = _f(0.1, "dropout after the input layer (the backbone keeps its own config)")
     eval_every: int = _f(50, "validate every N steps (and at the last step)")
+    patience: int = _f(0, "stop after this many evaluations without a better validation score (0: never)")
     threshold: float = _f(0.99, "validation accuracy that counts as converged, for steps_to_threshold")
     seed: int = _f(0, "seed for the initialisation, training batches and dropout")
     data_seed: int = _f(0, "seed that fixes the validation and test sets")
@@ -85,6 +86,8 @@ class TrainConfig:
         """Raise FptError naming the flag for any value that cannot work."""
         if not self.task:
             raise FptError("no task given: pass --task NAME (see `fpt tasks`) or --task path/to/data.npz")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise FptError(f"--patience must be a non-negative integer, got {self.patience!r}")
         for name in ("steps", "batch_size", "grad_accum", "eval_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

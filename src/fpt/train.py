@@ -42,6 +42,7 @@ class TrainState:
     steps_to_threshold: int | None = None
     wall_seconds: float = 0.0
     skipped_steps: int = 0  # steps whose loss was NaN/inf, under --nan-policy skip
+    stopped_early: bool = False  # --patience ran out
 
 
 def log(message: str) -> None:
@@ -120,6 +121,8 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState,
     bar = tqdm(total=cfg.steps, initial=state.step, desc=task.spec.name, disable=not cfg.progress,
                dynamic_ncols=True, file=sys.stderr)
     for step in range(state.step, cfg.steps):
+        if state.stopped_early:
+            break
         torch.manual_seed(derive_seed("dropout", cfg.seed, step))
         batch = task.train_batch(step, cfg.batch_size, cfg.seed)
         optimizer.zero_grad(set_to_none=True)
@@ -160,6 +163,7 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState,
             if state.steps_to_threshold is None and val["score"] >= cfg.threshold:
                 state.steps_to_threshold = done
             state.step = done
+            state.stopped_early = cfg.patience > 0 and done - state.best_step >= cfg.patience * cfg.eval_every
             state.wall_seconds = time.perf_counter() - started
             append_jsonl(out / "metrics.jsonl", {"step": done, "train": train_stats, "val": val,
                                                  "wall_seconds": round(state.wall_seconds, 3)})
@@ -236,7 +240,7 @@ def _result(built: Setup, state: TrainState, test: dict[str, float]) -> dict[str
     cfg = built.config
     return {
         "task": cfg.task, "model": cfg.model, "init": cfg.init, "train_groups": cfg.train_groups,
-        "seed": cfg.seed, "steps": cfg.steps,
+        "seed": cfg.seed, "steps": cfg.steps, "steps_run": state.step, "stopped_early": state.stopped_early,
         "trainable_params": built.counts["total"]["trainable"],
         "total_params": built.counts["total"]["total"],
         "params_by_group": built.counts,

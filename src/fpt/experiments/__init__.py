@@ -1,0 +1,1 @@
+"""Experiments built on `fpt train`: sweeps over grids, reports from result files."""

@@ -1,0 +1,122 @@
+"""Figures for `fpt report`, drawn from result and metrics files (PNG, matplotlib Agg).
+
+- learning curves: validation score against step, mean over seeds with a ±SE band;
+- steps to threshold: one bar per variant and task, mean ± SE over seeds;
+- bit-xor attention: the frozen backbone's last-layer attention (mean over heads) of
+  one trained run on one test example; the paper shows each output bit attending to
+  the matching bits of the two inputs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+if TYPE_CHECKING:
+    from fpt.experiments.report import Row
+
+
+def _label(row: "Row") -> str:
+    extra = ", ".join(f"{k}={v}" for k, v in row.setting.items())
+    return f"{row.variant}" + (f" ({extra})" if extra else "")
+
+
+def learning_curves(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
+    by_task: dict[str, list["Row"]] = defaultdict(list)
+    for r in rows:
+        by_task[r.task].append(r)
+    figures = []
+    for task, task_rows in sorted(by_task.items()):
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for r in task_rows:
+            curves = [c for c in r.curves if c]
+            if not curves:
+                continue
+            steps = sorted({line["step"] for c in curves for line in c})
+            table = np.full((len(curves), len(steps)), np.nan)
+            for i, c in enumerate(curves):
+                for line in c:
+                    table[i, steps.index(line["step"])] = line["val"]["score"]
+            mean = np.nanmean(table, axis=0)
+            se = np.nanstd(table, axis=0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
+            ax.plot(steps, mean, label=_label(r))
+            ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
+        ax.set(xlabel="step", ylabel="validation score", title=f"{task}: learning curves")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        path = out / f"curves-{task}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        figures.append((f"{task} learning curves", path))
+    return figures
+
+
+def steps_to_threshold(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
+    bars = []
+    for r in sorted(rows, key=lambda r: (r.task, r.variant)):
+        reached = [x["steps_to_threshold"] for x in r.results if x["steps_to_threshold"] is not None]
+        if reached:
+            se = np.std(reached, ddof=1) / np.sqrt(len(reached)) if len(reached) > 1 else 0.0
+            bars.append((f"{r.task}\n{_label(r)}", float(np.mean(reached)), se, len(reached), len(r.results)))
+    if not bars:
+        return []
+    fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(bars)), 3.6))
+    ax.bar(range(len(bars)), [b[1] for b in bars], yerr=[b[2] for b in bars], capsize=4)
+    ax.set_xticks(range(len(bars)), [f"{b[0]}\n{b[3]}/{b[4]} reached" for b in bars], fontsize=7)
+    ax.set(ylabel="steps to threshold", title="Gradient steps to reach the validation threshold")
+    path = out / "steps-to-threshold.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [("steps to threshold", path)]
+
+
+def bit_xor_attention(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
+    candidates = [x for r in rows if r.task == "bit-xor" for x in r.results]
+    if not candidates:
+        return []
+    best = max(candidates, key=lambda x: x["test"]["accuracy"])
+    run_dir = Path(best["config"]["out"])
+    if not (run_dir / "model.safetensors").exists():
+        return []
+    attention = attention_map(run_dir)                                    # (L, L)
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    image = ax.imshow(attention, cmap="viridis")
+    n = attention.shape[0] // 2
+    ax.set_xticks(range(2 * n), [f"a{i}" for i in range(n)] + [f"b{i}" for i in range(n)], fontsize=7)
+    ax.set_yticks(range(2 * n), [f"a{i}" for i in range(n)] + [f"b{i} -> y{i}" for i in range(n)], fontsize=7)
+    ax.set(xlabel="attended token", ylabel="query token",
+           title=f"bit-xor, last layer ({best['model']}, {best['init']})")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    path = out / "bit-xor-attention.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [("bit-xor attention", path)]
+
+
+@torch.no_grad()
+def attention_map(run_dir: Path) -> np.ndarray:
+    """Last-layer attention (mean over heads and 64 test examples) of a trained run: (L, L)."""
+    from fpt.runs import load_run
+
+    built = load_run(run_dir)
+    model = built.model
+    model.backbone.set_attn_implementation("eager")  # sdpa does not return attention weights
+    batch = next(built.task.eval_batches("test", 64))
+    embeds = model.input(batch.x)
+    outputs = model.backbone(inputs_embeds=embeds, attention_mask=batch.mask.long(), output_attentions=True)
+    return outputs.attentions[-1].mean(dim=(0, 1)).cpu().numpy()
+
+
+def draw_all(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
+    return [*learning_curves(rows, out), *steps_to_threshold(rows, out), *bit_xor_attention(rows, out)]

@@ -1,0 +1,202 @@
+"""`fpt report DIR`: tables (Markdown + CSV) and figures, built only from a sweep's result files.
+
+Runs that differ only in their seed form one row: mean and standard error of the
+mean (SE = sample std / sqrt(n)) over seeds. When the grid has several learning
+rates, a second table picks, per variant and task, the learning rate with the
+best mean validation score (Rothermel et al.'s protocol) and reports its test
+accuracy. Where the sweep spec names a paper table, the published number stands
+next to ours.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fpt.checkpoint import atomic_write, read_jsonl
+from fpt.errors import FptError
+
+
+@dataclass
+class Row:
+    variant: str
+    task: str
+    setting: dict[str, Any]          # grid values other than seed and task
+    results: list[dict[str, Any]]
+    curves: list[list[dict[str, Any]]]
+
+
+def paper_numbers() -> dict[str, Any]:
+    return yaml.safe_load(resources.files("fpt.experiments").joinpath("paper_numbers.yaml").read_text())
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    if not values:
+        return "-"
+    mean, se = mean_se([v * scale for v in values])
+    return f"{mean:.{digits}f}" if math.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def collect(sweep_dir: Path) -> tuple[list[Row], dict[str, Any]]:
+    """Group finished runs into rows; return them with the sweep spec."""
+    index_file = sweep_dir / "index.json"
+    if not index_file.is_file():
+        raise FptError(f"'{sweep_dir}' is not a sweep directory (no index.json); run `fpt sweep SPEC --out DIR` first")
+    index = json.loads(index_file.read_text())
+    spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) if (sweep_dir / "sweep.yaml").exists() else {}
+    groups: dict[tuple, Row] = {}
+    for name, entry in index.items():
+        result_file = sweep_dir / "runs" / name / "result.json"
+        if not result_file.exists():
+            continue
+        result = json.loads(result_file.read_text())
+        task = result["task_spec"]["name"]
+        setting = {k: v for k, v in entry["values"].items() if k not in ("seed", "task")}
+        key = (entry["variant"], task, json.dumps(setting, sort_keys=True))
+        row = groups.setdefault(key, Row(entry["variant"], task, setting, [], []))
+        row.results.append(result)
+        row.curves.append(read_jsonl(sweep_dir / "runs" / name / "metrics.jsonl"))
+    if not groups:
+        raise FptError(f"no finished runs in '{sweep_dir}/runs'; let `fpt sweep` finish some first")
+    return list(groups.values()), spec
+
+
+def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[Any]]]:
+    paper = spec.get("paper") or {}
+    table = paper_numbers().get(paper.get("table", ""), {})
+    paper_rows = paper.get("rows", {})
+    settings = sorted({k for r in rows for k in r.setting})
+    header = ["variant", "task", *settings, "seeds", "test acc %", "best val %", "steps to threshold",
+              "trainable params", "paper %"]
+    body = []
+    for r in sorted(rows, key=lambda r: (r.task, r.variant, json.dumps(r.setting, sort_keys=True))):
+        tests = [_score(x["test"]) for x in r.results]
+        vals = [_score(x["best_val"]) for x in r.results]
+        reached = [x["steps_to_threshold"] for x in r.results if x["steps_to_threshold"] is not None]
+        steps = (fmt([float(s) for s in reached], 1.0, 0) + f" ({len(reached)}/{len(r.results)} reached)"
+                 if reached else f"not reached in {r.results[0]['steps']}")
+        published = table.get("rows", {}).get(paper_rows.get(r.variant, ""), {}).get(r.task, "")
+        body.append([r.variant, r.task, *[r.setting.get(k, "") for k in settings], len(r.results),
+                     fmt(tests), fmt(vals), steps, r.results[0]["trainable_params"], published])
+    return _markdown(header, body), [header, *body]
+
+
+def best_lr_table(rows: list[Row]) -> str:
+    """Per (variant, task): the lr with the best mean validation score, and its test accuracy."""
+    by_key: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        if "lr" in r.setting:
+            rest = {k: v for k, v in r.setting.items() if k != "lr"}
+            by_key[(r.variant, r.task, json.dumps(rest, sort_keys=True))].append(r)
+    if not any(len(v) > 1 for v in by_key.values()):
+        return ""
+    header = ["variant", "task", "best lr (by val)", "val %", "test %", "lrs tried"]
+    body = []
+    for (variant, task, _), candidates in sorted(by_key.items()):
+        best = max(candidates, key=lambda r: mean_se([_score(x["best_val"]) for x in r.results])[0])
+        body.append([variant, task, best.setting["lr"], fmt([_score(x["best_val"]) for x in best.results]),
+                     fmt([_score(x["test"]) for x in best.results]), len(candidates)])
+    return _markdown(header, body)
+
+
+def steps_ratio_lines(rows: list[Row]) -> list[str]:
+    """Mean steps to threshold of each variant relative to the first variant, per task."""
+    lines = []
+    by_task: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        by_task[r.task].append(r)
+    for task, task_rows in sorted(by_task.items()):
+        means = {}
+        for r in task_rows:
+            reached = [x["steps_to_threshold"] for x in r.results if x["steps_to_threshold"] is not None]
+            if len(reached) == len(r.results):
+                means[r.variant] = mean_se([float(s) for s in reached])[0]
+        if len(means) > 1:
+            base_variant, base = next(iter(means.items()))
+            for variant, value in list(means.items())[1:]:
+                lines.append(f"- {task}: {variant} needs {value / base:.1f}x the steps of {base_variant} "
+                             f"({value:.0f} vs {base:.0f}, mean over seeds)")
+    return lines
+
+
+def _score(metrics: dict[str, float]) -> float:
+    return metrics.get("accuracy", metrics.get("r2", float("nan")))
+
+
+def _markdown(header: list[str], body: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = "") -> Path:
+    """Write REPORT.md, results.csv and figures for a sweep directory; return the report's path."""
+    from fpt.experiments import figures
+
+    sweep_dir = Path(sweep_dir)
+    out = Path(out) if out else sweep_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    rows, spec = collect(sweep_dir)
+    table_md, table_csv = main_table(rows, spec)
+    versions = rows[0].results[0]["versions"]
+    paper = spec.get("paper") or {}
+    published = paper_numbers().get(paper.get("table", ""), {})
+    parts = [
+        f"# {spec.get('description', sweep_dir.name).strip().splitlines()[0]}",
+        "",
+        f"- command: `{command or f'fpt report {sweep_dir}'}`",
+        f"- machine: {platform.machine()}, {_cpu_name()}, {os.cpu_count()} cores; "
+        f"torch {versions['torch']}, transformers {versions['transformers']}, fpt {versions['fpt']}",
+        f"- date: {time.strftime('%Y-%m-%d')}; runs: {sum(len(r.results) for r in rows)} finished",
+        "- numbers: test accuracy (full pass over the test split) and best validation accuracy, "
+        "in percent, mean ± standard error over seeds",
+    ]
+    if published:
+        parts.append(f"- paper column: {published['title']} ({published['source']}); the paper used "
+                     "GPT-2 at full scale, so expect differences at this scale")
+    parts += ["", table_md, ""]
+    best = best_lr_table(rows)
+    if best:
+        parts += ["## Best learning rate by validation", "", best, ""]
+    ratios = steps_ratio_lines(rows)
+    if ratios:
+        parts += ["## Steps to threshold, relative", "", *ratios, ""]
+    parts += ["## Figures", ""]
+    for title, path in figures.draw_all(rows, out):
+        parts.append(f"![{title}]({path.name})")
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(table_csv)
+    atomic_write(out / "results.csv", buffer.getvalue().encode())
+    atomic_write(out / "REPORT.md", ("\n".join(parts) + "\n").encode())
+    return out / "REPORT.md"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

@@ -1,0 +1,178 @@
+"""`fpt sweep SPEC.yaml --out DIR`: a grid of training runs, resumable, on several workers.
+
+A spec is YAML:
+
+    description: what question the sweep answers, and the command that runs it
+    base:      {steps: 1000, eval_every: 25}       # TrainConfig keys shared by every run
+    grid:      {task: [bit-xor], seed: [0, 1, 2]}  # TrainConfig keys -> lists; the product is the grid
+    variants:                                      # optional named settings, crossed with the grid
+      fpt:    {}
+      random: {init: random}
+    paper:     {table: table2, rows: {fpt: language (FPT), random: random}}  # optional, for `fpt report`
+    workers:   2
+
+Each run trains in its own process into DIR/runs/NAME with --resume, so killing
+the sweep and starting it again skips finished runs and continues unfinished
+ones from their last checkpoint. DIR/index.json maps run names to their variant
+and grid values; `fpt report DIR` reads only that and the runs' result files.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm import tqdm
+
+from fpt.checkpoint import atomic_write, atomic_write_json
+from fpt.config import build_config, check_keys
+from fpt.errors import FptError
+
+SPEC_KEYS = {"description", "base", "grid", "variants", "paper", "workers", "tiny"}
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    variant: str
+    values: dict[str, Any]   # the grid values of this run
+    config: dict[str, Any]   # the full TrainConfig overrides (base <- variant <- grid values)
+
+
+@dataclass
+class SweepSpec:
+    description: str = ""
+    base: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=lambda: {"default": {}})
+    paper: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1
+    tiny: dict[str, Any] = field(default_factory=dict)  # overrides that shrink every run to a smoke test
+
+    def runs(self, tiny: bool = False, overrides: dict[str, Any] | None = None) -> list[Run]:
+        """Every (variant, grid point) run; `tiny` shrinks them, `overrides` win over everything."""
+        keys = list(self.grid)
+        runs = []
+        for variant, settings in self.variants.items():
+            for combo in itertools.product(*(self.grid[k] for k in keys)):
+                values = dict(zip(keys, combo))
+                config = {**self.base, **settings, **values, **(self.tiny if tiny else {}), **(overrides or {})}
+                runs.append(Run(_run_name(variant, values), variant, values, config))
+        return runs
+
+
+def _run_name(variant: str, values: dict[str, Any]) -> str:
+    parts = [variant] + [f"{k}={Path(str(v)).stem if k == 'task' else v}" for k, v in values.items()]
+    return "__".join(parts).replace("/", "-").replace(" ", "")
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Parse and check a sweep spec; every run's config is validated before anything runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FptError(f"no such sweep spec '{path}'")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise FptError(f"cannot read sweep spec '{path}' as YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise FptError(f"sweep spec '{path}' must be a mapping with keys {sorted(SPEC_KEYS)}")
+    unknown = set(data) - SPEC_KEYS
+    if unknown:
+        raise FptError(f"sweep spec '{path}': unknown key(s) {sorted(unknown)}; allowed: {sorted(SPEC_KEYS)}")
+    spec = SweepSpec(**{k: v for k, v in data.items() if v is not None})
+    for key, values in spec.grid.items():
+        if not isinstance(values, list) or not values:
+            raise FptError(f"sweep spec '{path}': grid.{key} must be a non-empty list")
+    if not isinstance(spec.workers, int) or spec.workers < 1:
+        raise FptError(f"sweep spec '{path}': workers must be a positive integer")
+    for where, mapping in [("base", spec.base), ("grid", spec.grid), ("tiny", spec.tiny),
+                           *((f"variants.{n}", v or {}) for n, v in spec.variants.items())]:
+        check_keys(list(mapping), f"'{path}' ({where})")
+    spec.variants = {n: (v or {}) for n, v in spec.variants.items()}
+    return spec
+
+
+def check_runs(runs: list[Run], where: str) -> None:
+    """Validate every run's config now, naming the run, rather than failing after hours."""
+    for run in runs:
+        try:
+            build_config(dict(run.config))
+        except FptError as err:
+            raise FptError(f"{where}, run {run.name}: {err}") from None
+
+
+def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, tiny: bool = False,
+          overrides: dict[str, Any] | None = None, limit: int | None = None, progress: bool = True) -> list[str]:
+    """Run every run of the spec not yet finished; return the names of runs that failed.
+
+    tiny: apply the spec's `tiny` overrides (a smoke test); overrides: KEY=VALUE for every run;
+    limit: only the first N runs of the grid.
+    """
+    spec = load_spec(spec_path)
+    out = Path(out)
+    check_keys(list(overrides or {}), "--set")
+    runs = spec.runs(tiny=tiny, overrides=overrides)[:limit]
+    check_runs(runs, f"sweep spec '{spec_path}'")
+    (out / "configs").mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
+    atomic_write(out / "sweep.yaml", Path(spec_path).read_bytes())
+    atomic_write_json(out / "index.json", {r.name: {"variant": r.variant, "values": r.values} for r in runs})
+    todo = [r for r in runs if not (out / "runs" / r.name / "result.json").exists()]
+    workers = workers or spec.workers
+    print(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run "
+          f"on {workers} worker(s) -> {out}", file=sys.stderr)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    failed: list[str] = []
+    running: dict[str, subprocess.Popen] = {}
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="runs", disable=not progress,
+               file=sys.stderr)
+    queue = list(todo)
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                run = queue.pop(0)
+                running[run.name] = _launch(run, out, threads)
+            time.sleep(0.2)
+            for name, proc in list(running.items()):
+                if proc.poll() is not None:
+                    del running[name]
+                    bar.update(1)
+                    if proc.returncode != 0:
+                        failed.append(name)
+                        print(f"sweep: run {name} failed (exit {proc.returncode}); see {out}/logs/{name}.log",
+                              file=sys.stderr)
+    finally:
+        for proc in running.values():  # interrupted: stop workers; their runs resume next time
+            proc.send_signal(signal.SIGTERM)
+        for proc in running.values():
+            proc.wait()
+        bar.close()
+    return failed
+
+
+def _launch(run: Run, out: Path, threads: int) -> subprocess.Popen:
+    config = {**run.config, "out": str(out / "runs" / run.name), "resume": True, "progress": False}
+    config_path = out / "configs" / f"{run.name}.yaml"
+    atomic_write(config_path, yaml.safe_dump(config, sort_keys=False).encode())
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    log = open(out / "logs" / f"{run.name}.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "fpt", "train", "--config", str(config_path)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGKILL when the sweep process dies (even by kill -9)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: orphaned workers finish their run; the directory lock keeps them safe
