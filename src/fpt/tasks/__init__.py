@@ -16,7 +16,9 @@ from typing import Any, Callable
 from fpt.errors import FptError
 from fpt.tasks.base import Batch, Task, TaskSpec, parse_options
 from fpt.tasks.bits import BitMemory, BitMemoryOptions, BitXor, BitXorOptions
+from fpt.tasks.cifar import Cifar10, Cifar10Lra, Cifar10LraOptions, Cifar10Options
 from fpt.tasks.homology import RemoteHomology, RemoteHomologyOptions
+from fpt.tasks.mnist import Mnist, MnistOptions
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ def register(name: str, options: type, build: Callable[..., Task], needs_data_di
 
 register("bit-xor", BitXorOptions, BitXor)
 register("bit-memory", BitMemoryOptions, BitMemory)
+register("mnist", MnistOptions, Mnist, needs_data_dir=True)
+register("cifar10", Cifar10Options, Cifar10, needs_data_dir=True)
+register("cifar10-lra", Cifar10LraOptions, Cifar10Lra, needs_data_dir=True)
 register("remote-homology", RemoteHomologyOptions, RemoteHomology, needs_data_dir=True)
 
 
@@ -64,4 +69,4 @@ def option_help(name: str) -> str:
     return ", ".join(f"{f.name}={f.default}" for f in fields(REGISTRY[name].options))
 
 
-__all__ = ["Batch", "Task", "TaskSpec", "REGISTRY", "register", "build_task", "describe_task", "option_help"]
+__all__ = ["Batch", "Task", "TaskSpec", "TaskEntry", "REGISTRY", "register", "build_task", "describe_task", "option_help"]
