@@ -46,6 +46,8 @@ KNOWN_BACKBONES: dict[str, KnownBackbone] = {b.name: b for b in [
     KnownBackbone("gpt2-large", "gpt2-large", "gpt2", 36, 1280, 774.0, 1024, "the paper's CIFAR-10 best"),
     KnownBackbone("gpt2-xl", "gpt2-xl", "gpt2", 48, 1600, 1557.6, 1024),
     KnownBackbone("bert-base-uncased", "bert-base-uncased", "bert", 12, 768, 109.5, 512),
+    KnownBackbone("lstm", "built in", "lstm", 3, 768, 14.2, 0,
+                  "the paper's LSTM baseline (LayerNorm after each layer); lstm-N for width N; train with --train all"),
 ]}
 
 
@@ -105,6 +107,8 @@ def load_backbone(name: str, init: str, attention: str, seed: int) -> tuple[nn.M
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
+    if name == "lstm" or name.startswith("lstm-"):
+        return _lstm(name, attention, seed)
     hf_logging.disable_progress_bar()  # fpt shows its own progress; one bar per run is enough
     source = resolve_source(name)
     config = _load_config(source, name)
@@ -121,6 +125,8 @@ def load_backbone(name: str, init: str, attention: str, seed: int) -> tuple[nn.M
                 model = AutoModel.from_config(config, attn_implementation="sdpa")
         else:
             model = AutoModel.from_pretrained(source, config=config, attn_implementation="sdpa")
+            if init == "stats":
+                statistics_only(model, seed)
     except Exception as err:  # hub, network and file errors all mean the same to a user
         raise FptError(f"--model {name}: cannot load its weights ({str(err).splitlines()[0][:200]}). "
                        "Without network access, use --model minilm, a local directory, or --init random.") from None
@@ -130,6 +136,33 @@ def load_backbone(name: str, init: str, attention: str, seed: int) -> tuple[nn.M
     info = BackboneInfo(name=name, source=source, init=init, model_type=model_type,
                         hidden_size=config.hidden_size, max_positions=int(max_positions), causal=causal)
     return model, info
+
+
+def _lstm(name: str, attention: str, seed: int) -> tuple[nn.Module, BackboneInfo]:
+    from fpt.lstm import LSTMBackbone
+
+    if attention == "bidirectional":
+        raise FptError("--attention bidirectional: the LSTM baseline is causal by construction")
+    width = name.partition("-")[2] or "768"
+    if not width.isdigit() or int(width) <= 0:
+        raise FptError(f"--model {name}: write lstm or lstm-N with N the hidden width, e.g. lstm-256")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LSTMBackbone(hidden_size=int(width))
+    info = BackboneInfo(name=name, source="fpt.lstm", init="random", model_type="lstm",
+                        hidden_size=int(width), max_positions=1 << 30, causal=True)
+    return model, info
+
+
+@torch.no_grad()
+def statistics_only(model: nn.Module, seed: int) -> None:
+    """"Is initialisation all you need?": redraw every weight tensor from a normal with the
+    mean and std of the pretrained tensor it replaces (the paper's per-layer statistics)."""
+    gen = torch.Generator().manual_seed(seed)
+    for param in model.parameters():
+        if param.numel() > 1:
+            mean, std = param.float().mean(), param.float().std()
+            param.copy_(torch.randn(param.shape, generator=gen) * std + mean)
 
 
 def _resolve_causal(model_type: str, attention: str, name: str) -> bool:

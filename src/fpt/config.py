@@ -36,8 +36,9 @@ class TrainConfig:
     task: str = _f("", "task name (see `fpt tasks`) or path to an .npz dataset")
     task_options: dict = _f({}, "task options as KEY=VALUE, e.g. n_bits=100 (see `fpt tasks`)", flag="--task-opt")
     model: str = _f("minilm", "backbone: minilm (bundled, offline), gpt2, gpt2-medium, ..., a hub name or a local directory")
-    init: str = _f("pretrained", "backbone weights: pretrained, or random (same architecture, nothing downloaded but its config)",
-                   choices=("pretrained", "random"))
+    init: str = _f("pretrained", "backbone weights: pretrained; random (same architecture, nothing downloaded but "
+                   "its config); stats (random, drawn with each pretrained tensor's mean and std)",
+                   choices=("pretrained", "random", "stats"))
     train: str = _f(FPT_DEFAULT_GROUPS, f"comma-separated parameter groups to train: {', '.join(GROUPS)}, or all")
     readout: str = _f("auto", "how the head reads the sequence: auto (the task's), last, first, mean, last-k",
                       choices=("auto", "last", "first", "mean", "last-k"))
@@ -57,6 +58,8 @@ class TrainConfig:
     data_seed: int = _f(0, "seed that fixes the validation and test sets")
     nan_policy: str = _f("stop", "when the loss is NaN/inf: stop (keeping the last good checkpoint) or skip the step "
                          "and count it", choices=("stop", "skip"))
+    cache_features: bool = _f(True, "with --train output on a dataset task: run the frozen model once and "
+                              "train the head on its cached features")
     precision: str = _f("fp32", "fp32, or bf16 autocast", choices=("fp32", "bf16"))
     device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N")
     data_dir: str = _f("", "dataset cache directory (default: $FPT_DATA_DIR or ~/.cache/fpt)")

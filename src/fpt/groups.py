@@ -7,7 +7,7 @@ architecture can never be half-frozen by accident.
 
     layernorm    every normalisation layer (nn.LayerNorm, *LayerNorm, *RMSNorm)
     position     learned position (and BERT token-type) embeddings, added to every input
-    attention    everything inside a module whose class ends in "Attention"
+    attention    everything inside a module whose class ends in "Attention" (or an LSTM)
     feedforward  everything inside a module whose class ends in MLP/Intermediate/Output/FeedForward
     input, output  fpt's own input layer and head (see model.py)
 """
@@ -29,7 +29,7 @@ POSITION_EMBEDDING = re.compile(r"(^|\.)(wpe|position_embeddings|token_type_embe
 NORM_CLASS = re.compile(r"(LayerNorm|RMSNorm|LayerNorm2d)$")
 # Roles of whole sub-blocks, matched on the outermost module that has one.
 BLOCK_ROLES = (
-    ("attention", re.compile(r"Attention$")),
+    ("attention", re.compile(r"(Attention|LSTM)$")),  # what mixes information across positions
     ("feedforward", re.compile(r"(MLP|Intermediate|Output|FeedForward|FFN|LayerFF)$")),
 )
 

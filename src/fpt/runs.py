@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,9 @@ def setup(cfg: TrainConfig) -> Setup:
     group_of = model.parameter_groups()
     set_trainable(model, group_of, cfg.train_groups)
     counts = count_parameters(model, group_of)
+    if info.model_type == "lstm" and "attention" not in cfg.train_groups:
+        print("note: the LSTM's recurrent weights (group 'attention') stay frozen at random init; "
+              "the paper's LSTM baseline trains everything: --train all", file=sys.stderr)
     return Setup(cfg, task, model.to(device), info, backbone_hash, group_of, counts, device)
 
 

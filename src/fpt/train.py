@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from fpt.cache import HeadOnly, cached, can_cache
 from fpt.checkpoint import (append_jsonl, atomic_write, atomic_write_json, exclusive, load_tensors,
                             optimizer_tensors, read_jsonl, restore_optimizer, save_tensors)
 from fpt.config import TrainConfig
@@ -87,6 +88,9 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
     cfg = built.config
     log(describe(built))
     log(format_counts(built.counts))
+    if cfg.cache_features and can_cache(built):
+        log("only the head trains: computing the frozen features once (--no-cache-features to recompute)")
+        built = cached(built, cfg.batch_size * 4)
     trainable = [p for p in built.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = TrainState()
@@ -248,6 +252,7 @@ def _result(built: Setup, state: TrainState, test: dict[str, float]) -> dict[str
         "best_val": {**state.best_val, "step": state.best_step},
         "steps_to_threshold": state.steps_to_threshold,
         "skipped_steps": state.skipped_steps,
+        "cached_features": isinstance(built.model, HeadOnly),
         "threshold": cfg.threshold,
         "wall_seconds": round(state.wall_seconds, 3),
         "task_spec": vars(built.task.spec),

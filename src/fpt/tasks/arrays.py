@@ -85,13 +85,17 @@ class ArrayTask(Task):
             self._perm_cache[key] = torch.randperm(n, generator=generator(self.spec.name, "epoch", seed, epoch))
         return self._perm_cache[key]
 
-    def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
-        train = self.splits["train"]
+    def train_indices(self, step: int, batch_size: int, seed: int) -> Tensor:
+        """Which training examples step `step` uses: the next slice of the seeded epoch order."""
+        n = len(self.splits["train"])
         positions = torch.arange(step * batch_size, (step + 1) * batch_size)
-        epochs, offsets = positions // len(train), positions % len(train)
-        index = torch.stack([self._permutation(seed, int(e))[int(o)] for e, o in zip(epochs, offsets)]) \
-            if epochs[0] != epochs[-1] else self._permutation(seed, int(epochs[0]))[offsets]
-        batch = train.batch(index)
+        epochs, offsets = positions // n, positions % n
+        if epochs[0] == epochs[-1]:
+            return self._permutation(seed, int(epochs[0]))[offsets]
+        return torch.stack([self._permutation(seed, int(e))[int(o)] for e, o in zip(epochs, offsets)])
+
+    def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
+        batch = self.splits["train"].batch(self.train_indices(step, batch_size, seed))
         if self.augment is not None:
             batch.x = self.augment(batch.x, generator(self.spec.name, "augment", seed, step))
         return batch

@@ -1,0 +1,84 @@
+"""Output-only training on cached features (the paper's frozen "reservoir").
+
+When only the head trains, everything before it is a fixed function of the input.
+For a task with a finite training set and no augmentation, fpt runs the frozen
+part once over every split, keeps the read-out features, and trains the head on
+them: an epoch then costs one small matrix product instead of a transformer pass.
+Features are computed in eval mode (no dropout), so the reservoir is deterministic.
+
+The swap is invisible to the training loop: a `FeatureTask` serves batches of
+features with the same step -> examples order as the original task, and `HeadOnly`
+holds the very same head module, so checkpoints name it `head.*` as usual and a
+saved model loads into the full model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from fpt.tasks.arrays import ArrayTask
+from fpt.tasks.base import Batch, Task
+
+
+def can_cache(built) -> bool:
+    """Only the head trains, and the training set is finite and not augmented."""
+    return (built.config.train_groups == ["output"] and isinstance(built.task, ArrayTask)
+            and built.task.augment is None)
+
+
+class HeadOnly(nn.Module):
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: Tensor, mask: Tensor) -> Tensor:
+        return self.head(features)
+
+
+class FeatureTask(Task):
+    def __init__(self, base: ArrayTask, features: dict[str, Tensor]):
+        self.spec, self.base, self.features = base.spec, base, features
+
+    def _batch(self, split: str, index: Tensor) -> Batch:
+        x = self.features[split][index]                       # (B, H) or (B, k, H)
+        return Batch(x, self.base.splits[split].y[index], torch.ones(len(index), 1, dtype=torch.bool))
+
+    def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
+        return self._batch("train", self.base.train_indices(step, batch_size, seed))
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
+        n = len(self.features[split])
+        for start in range(0, n, batch_size):
+            yield self._batch(split, torch.arange(start, min(start + batch_size, n)))
+
+    def split_size(self, split: str) -> int:
+        return len(self.features[split])
+
+
+@torch.no_grad()
+def compute_features(built, batch_size: int, progress: bool = True) -> dict[str, Tensor]:
+    """Read-out features of every example of every split, in split order."""
+    model, task = built.model, built.task
+    model.eval()
+    features = {}
+    for split in ("train", "val", "test"):
+        data = task.splits[split]
+        chunks = []
+        for start in tqdm(range(0, len(data), batch_size), desc=f"features {split}", disable=not progress,
+                          file=sys.stderr):
+            batch = data.batch(torch.arange(start, min(start + batch_size, len(data)))).to(built.device)
+            chunks.append(model.features(batch.x, batch.mask).float())
+        features[split] = torch.cat(chunks)
+    return features
+
+
+def cached(built, batch_size: int):
+    """A copy of `built` whose task serves cached features and whose model is the head alone."""
+    features = compute_features(built, batch_size, built.config.progress)
+    return dataclasses.replace(built, task=FeatureTask(built.task, features), model=HeadOnly(built.model.head))
