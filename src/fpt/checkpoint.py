@@ -27,6 +27,8 @@ from torch import Tensor
 from fpt.errors import FptError
 
 FORMAT_VERSION = 1
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read the process umask once (os.umask can only be read by setting it)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -38,6 +40,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise FptError(f"cannot write in '{path.parent}': {err.strerror}; check the directory "
                        "exists and is writable, or choose another --out") from None
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

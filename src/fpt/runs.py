@@ -58,10 +58,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def data_dir(cfg: TrainConfig) -> Path:
-    if cfg.data_dir:
-        return Path(cfg.data_dir).expanduser()
+def default_data_dir() -> Path:
+    """$FPT_DATA_DIR, or ~/.cache/fpt: where datasets are downloaded and generated."""
     return Path(os.environ.get("FPT_DATA_DIR", Path.home() / ".cache" / "fpt")).expanduser()
+
+
+def data_dir(cfg: TrainConfig) -> Path:
+    return Path(cfg.data_dir).expanduser() if cfg.data_dir else default_data_dir()
 
 
 def setup(cfg: TrainConfig) -> Setup:

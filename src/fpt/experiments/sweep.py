@@ -8,8 +8,12 @@ A spec is YAML:
     variants:                                      # optional named settings, crossed with the grid
       fpt:    {}
       random: {init: random}
+    per_task:  {remote-homology: {lr: 1.0e-4}}     # optional settings for runs of one task
     paper:     {table: table2, rows: {fpt: language (FPT), random: random}}  # optional, for `fpt report`
+    tiny:      {steps: 4, eval_every: 2}           # optional: `--tiny` shrinks every run to a smoke test
     workers:   2
+
+Precedence, lowest first: base, variant, per_task, grid values, tiny, --set.
 
 Each run trains in its own process into DIR/runs/NAME with --resume, so killing
 the sweep and starting it again skips finished runs and continues unfinished
@@ -37,7 +41,7 @@ from fpt.checkpoint import atomic_write, atomic_write_json
 from fpt.config import build_config, check_keys
 from fpt.errors import FptError
 
-SPEC_KEYS = {"description", "base", "grid", "variants", "paper", "workers", "tiny"}
+SPEC_KEYS = {"description", "base", "grid", "variants", "per_task", "paper", "workers", "tiny"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class SweepSpec:
     base: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = field(default_factory=lambda: {"default": {}})
+    per_task: dict[str, dict[str, Any]] = field(default_factory=dict)
     paper: dict[str, Any] = field(default_factory=dict)
     workers: int = 1
     tiny: dict[str, Any] = field(default_factory=dict)  # overrides that shrink every run to a smoke test
@@ -65,7 +70,9 @@ class SweepSpec:
         for variant, settings in self.variants.items():
             for combo in itertools.product(*(self.grid[k] for k in keys)):
                 values = dict(zip(keys, combo))
-                config = {**self.base, **settings, **values, **(self.tiny if tiny else {}), **(overrides or {})}
+                task = values.get("task", settings.get("task", self.base.get("task")))
+                config = {**self.base, **settings, **self.per_task.get(task, {}), **values,
+                          **(self.tiny if tiny else {}), **(overrides or {})}
                 runs.append(Run(_run_name(variant, values), variant, values, config))
         return runs
 
@@ -96,7 +103,8 @@ def load_spec(path: str | Path) -> SweepSpec:
     if not isinstance(spec.workers, int) or spec.workers < 1:
         raise FptError(f"sweep spec '{path}': workers must be a positive integer")
     for where, mapping in [("base", spec.base), ("grid", spec.grid), ("tiny", spec.tiny),
-                           *((f"variants.{n}", v or {}) for n, v in spec.variants.items())]:
+                           *((f"variants.{n}", v or {}) for n, v in spec.variants.items()),
+                           *((f"per_task.{n}", v or {}) for n, v in spec.per_task.items())]:
         check_keys(list(mapping), f"'{path}' ({where})")
     spec.variants = {n: (v or {}) for n, v in spec.variants.items()}
     return spec

@@ -18,6 +18,7 @@ from fpt.tasks.base import Batch, Task, TaskSpec, parse_options
 from fpt.tasks.bits import BitMemory, BitMemoryOptions, BitXor, BitXorOptions
 from fpt.tasks.cifar import Cifar10, Cifar10Lra, Cifar10LraOptions, Cifar10Options
 from fpt.tasks.homology import RemoteHomology, RemoteHomologyOptions
+from fpt.tasks.listops import ListOps, ListOpsOptions
 from fpt.tasks.mnist import Mnist, MnistOptions
 
 
@@ -40,6 +41,7 @@ def register(name: str, options: type, build: Callable[..., Task], needs_data_di
 
 register("bit-xor", BitXorOptions, BitXor)
 register("bit-memory", BitMemoryOptions, BitMemory)
+register("listops", ListOpsOptions, ListOps, needs_data_dir=True)
 register("mnist", MnistOptions, Mnist, needs_data_dir=True)
 register("cifar10", Cifar10Options, Cifar10, needs_data_dir=True)
 register("cifar10-lra", Cifar10LraOptions, Cifar10Lra, needs_data_dir=True)
