@@ -78,3 +78,32 @@ def test_existing_runs_are_not_clobbered(tmp_path, tiny_gpt2, capsys):
     assert main(argv) == 2
     assert "already holds a finished run" in capsys.readouterr().err
     assert (tmp_path / "r" / "result.json").read_bytes() == before
+
+
+def test_npz_train_then_predict_through_the_cli(tmp_path, tiny_gpt2, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 6, 3)).astype(np.float32)
+    y = (x[:, :, 0].sum(1) > 0).astype(np.int64)
+    data = tmp_path / "mine.npz"
+    np.savez(data, x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    run = tmp_path / "run"
+    assert main(["train", "--task", str(data), "--model", str(tiny_gpt2), "--steps", "6", "--eval-every", "3",
+                 "--out", str(run), "--no-progress"]) == 0
+    result = json.loads((run / "result.json").read_text())
+    assert result["task_spec"]["objective"] == "classification" and result["task_spec"]["n_outputs"] == 2
+    predictions = tmp_path / "p.npy"
+    assert main(["predict", "--run", str(run), "--input", str(data), "--out", str(predictions)]) == 0
+    assert np.load(predictions).shape == (20,)
+    capsys.readouterr()
+    assert main(["predict", "--run", str(run), "--input", str(tmp_path / "none.npz"), "--out",
+                 str(tmp_path / "q.npy")]) == 2
+    assert "Traceback" not in capsys.readouterr().err and not (tmp_path / "q.npy").exists()
+
+
+def test_data_listops_writes_lra_files(tmp_path):
+    assert main(["data", "listops", "--out", str(tmp_path), "--n-train", "5", "--n-val", "2", "--n-test", "2",
+                 "--min-length", "5", "--max-length", "40", "--max-depth", "3", "--no-progress"]) == 0
+    lines = (tmp_path / "basic_train.tsv").read_text().splitlines()
+    assert lines[0] == "Source\tTarget" and len(lines) == 6

@@ -1,4 +1,4 @@
-"""The `fpt` command: train | tasks | models | sweep | report.
+"""The `fpt` command: train | tasks | models | predict | sweep | report | data.
 
 Train flags are generated from `TrainConfig`, so the dataclass is the one
 schema for flags and YAML alike. A user error prints one line and exits 2.
@@ -90,6 +90,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from fpt.predict import predict_cli
+
+    return predict_cli(args.run, args.input, args.out, batch_size=args.batch_size, device=args.device,
+                       probs=args.probs)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     import yaml
 
@@ -137,6 +144,7 @@ def build_parser() -> Parser:
         ("train", cmd_train, "train a frozen pretrained transformer on a task"),
         ("tasks", cmd_tasks, "list the tasks, their token shapes and options"),
         ("models", cmd_models, "list the named backbones"),
+        ("predict", cmd_predict, "apply a trained run to new inputs (.npz or .npy)"),
         ("sweep", cmd_sweep, "run a grid of trainings from a YAML spec (resumable, several workers)"),
         ("report", cmd_report, "tables and figures from a sweep directory's result files"),
         ("data", cmd_data, "generate a dataset: fpt data listops --out DIR"),
@@ -146,6 +154,8 @@ def build_parser() -> Parser:
         parsers[name] = p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
     add_train_flags(parsers["train"])
+    from fpt.predict import add_predict_flags
+    add_predict_flags(parsers["predict"])
     p = parsers["sweep"]
     p.add_argument("spec", help="sweep spec (YAML); see configs/")
     p.add_argument("--out", required=True, help="sweep directory; run the same command again to resume")

@@ -89,6 +89,9 @@ class TrainConfig:
         """Raise FptError naming the flag for any value that cannot work."""
         if not self.task:
             raise FptError("no task given: pass --task NAME (see `fpt tasks`) or --task path/to/data.npz")
+        if self.task.endswith(".npz") and Path(self.task).expanduser().is_file():
+            # Absolute, so that `fpt predict` and --resume find the data from any directory.
+            self.task = str(Path(self.task).expanduser().resolve())
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
             raise FptError(f"--patience must be a non-negative integer, got {self.patience!r}")
         for name in ("steps", "batch_size", "grad_accum", "eval_every"):
@@ -142,22 +145,22 @@ def check_keys(keys: list[str], where: str) -> None:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
-            raise FptError(f"unknown key '{key}' in {where}{hint}")
+            raise FptError(f"unknown key {key!r} in {where}{hint}")
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:
-    """Convert a YAML value to the field's type, or fail naming the key."""
+    """Convert a YAML or Python value to the field's type, or fail naming the key and where it came from."""
     default = TrainConfig.__dataclass_fields__[name].default
     if default is dataclasses.MISSING:  # task_options
         if value is None:
             return {}
-        if not isinstance(value, dict):
-            raise FptError(f"'{name}' in {where} must be a mapping, got {type(value).__name__}")
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise FptError(f"'{name}' in {where} must be a mapping of option names to values, got {value!r}")
         return value
     kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if kind is float and isinstance(value, str):  # YAML reads 1e-3 as a string
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
         try:
             return float(value)
         except ValueError:
@@ -189,6 +192,7 @@ def build_config(overrides: dict[str, Any], config_file: str | None = None) -> T
     """Defaults <- YAML file <- explicit overrides (CLI flags), then validate."""
     values: dict[str, Any] = load_yaml(config_file) if config_file else {}
     check_keys(list(overrides), "the overrides")
+    overrides = {k: _coerce(k, v, "the overrides") for k, v in overrides.items()}
     task_options = {**values.get("task_options", {}), **overrides.pop("task_options", {})}
     values.update(overrides)
     values["task_options"] = task_options

@@ -49,7 +49,10 @@ register("remote-homology", RemoteHomologyOptions, RemoteHomology, needs_data_di
 
 
 def build_task(name: str, options: dict[str, Any], data_seed: int, data_dir: Path | None = None) -> Task:
-    """The task called `name` with its options parsed and checked."""
+    """The task called `name` (or the .npz file at `name`) with its options parsed and checked."""
+    if name.endswith(".npz"):
+        from fpt.tasks.npz import build_npz_task
+        return build_npz_task(name, options, data_seed)
     entry = REGISTRY.get(name)
     if entry is None:
         raise FptError(f"--task: unknown task '{name}'; choose from {', '.join(REGISTRY)} "

@@ -1,0 +1,162 @@
+"""`fpt predict`: a trained run's predictions for new inputs.
+
+    fpt predict --run runs/mydata-s0 --input new.npz --out predictions.npy [--probs]
+
+The input is an .npz holding `x` (or `x_test` when it has no `x`; so a training file
+works too) and optionally `pad_id`, or a bare .npy array. It must fit the run's token
+format: float (N, L, D) with the run's D, or integer ids (N, L) below its vocab_size;
+at most the run's seq_len tokens (shorter is fine, the model reads real tokens only).
+The output is one .npy array, written atomically:
+    classification  class ids (N,) int64;            --probs: probabilities (N, C) float32
+    bits            0/1 per bit (N, k, n) uint8;     --probs: P(bit = 1) (N, k, n) float32
+    regression      values (N, K) float32
+From Python: `predict(run_dir, x)`, or `predict_loaded(load_run(run_dir), x)` to load once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fpt.checkpoint import atomic_write
+from fpt.errors import FptError
+from fpt.runs import Setup, load_run
+from fpt.tasks.base import TaskSpec
+from fpt.tasks.npz import check_pad_id, check_tokens, load_arrays, token_lengths
+from fpt.train import autocast
+
+
+def load_input(path: str | Path) -> tuple[np.ndarray, int | None]:
+    """x and pad_id from an .npz (array x, else x_test) or a bare .npy."""
+    path = Path(path)
+    arrays, present = load_arrays(path, ("x", "x_test", "pad_id"), "--input")
+    x = arrays.get("x", arrays.get("x_test"))
+    if x is None:
+        raise FptError(f"--input: '{path}' has no array x (nor x_test); it holds {', '.join(present) or 'none'}; "
+                       "save the inputs with numpy.savez(path, x=...)")
+    return x, check_pad_id(arrays.get("pad_id"), f"--input '{path}'")
+
+
+def prepare(spec: TaskSpec, x: np.ndarray | torch.Tensor, pad_id: int | None,
+            where: str = "x") -> tuple[torch.Tensor, torch.Tensor]:
+    """Check `x` against the run's token format; return tokens (N, L, D) or (N, L) and lengths (N,)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = check_tokens(np.asarray(x), where)
+    if spec.token_dim is not None:
+        if x.ndim != 3:
+            raise FptError(f"{where}: the run reads float tokens (N, L, {spec.token_dim}), got integer ids of "
+                           f"shape {x.shape}; convert with x.astype(np.float32)[..., None] or check the run")
+        if x.shape[2] != spec.token_dim:
+            raise FptError(f"{where}: the run reads tokens of D={spec.token_dim} features, got D={x.shape[2]} "
+                           f"(shape {x.shape}); pass inputs in the training data's format")
+        if pad_id is not None:
+            raise FptError(f"{where}: pad_id applies to integer token ids, but the run reads float features; drop it")
+        lengths = np.full(len(x), x.shape[1], dtype=np.int64)
+    else:
+        if x.ndim != 2:
+            raise FptError(f"{where}: the run reads integer token ids (N, L) below {spec.vocab_size}, got float "
+                           f"features of shape {x.shape}")
+        lengths = token_lengths(x, pad_id, where)
+        real = np.arange(x.shape[1])[None, :] < lengths[:, None]            # (N, L)
+        if (x[real] >= spec.vocab_size).any():
+            raise FptError(f"{where}: token id {int(x[real].max())} is not below the run's vocab_size "
+                           f"{spec.vocab_size}; the model has no embedding for it")
+        x = np.where(real, x, 0)[:, :int(lengths.max())]  # padding -> any valid id; it is masked
+    if int(lengths.max()) > spec.seq_len:
+        raise FptError(f"{where}: {int(lengths.max())} tokens, but the run was trained on at most {spec.seq_len}; "
+                       "shorten or split the inputs")
+    if int(lengths.min()) < spec.readout_tokens:
+        raise FptError(f"{where}: the run reads out the last {spec.readout_tokens} tokens, but an input has only "
+                       f"{int(lengths.min())}")
+    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(lengths)
+
+
+@torch.inference_mode()
+def predict_loaded(built: Setup, x: np.ndarray | torch.Tensor, batch_size: int = 64, probs: bool = False,
+                   pad_id: int | None = None, progress: bool = False, where: str = "x") -> np.ndarray:
+    """Predictions of an already loaded run (see the module docstring for the output shapes)."""
+    spec, model = built.task.spec, built.model
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise FptError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    if probs and spec.objective == "regression":
+        raise FptError(f"--probs: task {spec.name} is a regression, its outputs are values; drop --probs")
+    if pad_id is None and spec.vocab_size:
+        pad_id = getattr(built.task, "pad_id", None)  # the training file's (npz tasks)
+    tokens, lengths = prepare(spec, x, pad_id, where)
+    model.eval()
+    outputs = []
+    starts = range(0, len(tokens), batch_size)
+    for start in tqdm(starts, desc="predict", unit="batch", disable=not progress, file=sys.stderr):
+        size = lengths[start:start + batch_size]
+        longest = int(size.max())
+        batch = tokens[start:start + batch_size, :longest].to(built.device)
+        mask = (torch.arange(longest)[None, :] < size[:, None]).to(built.device)   # (B, L)
+        with autocast(built.device, built.config.precision):
+            out = model(batch, mask).float().cpu()                          # (B, C) | (B, k, n) | (B, K)
+        outputs.append(_convert(spec, out, probs))
+    return np.concatenate(outputs)
+
+
+def _convert(spec: TaskSpec, out: torch.Tensor, probs: bool) -> np.ndarray:
+    if spec.objective == "classification":
+        return (out.softmax(dim=-1) if probs else out.argmax(dim=-1)).numpy()
+    if spec.objective == "bits":
+        return out.sigmoid().numpy() if probs else (out > 0).to(torch.uint8).numpy()
+    return out.reshape(len(out), spec.n_outputs).numpy()
+
+
+def predict(run_dir: str | Path, x: np.ndarray | torch.Tensor, batch_size: int = 64, device: str = "auto",
+            probs: bool = False, pad_id: int | None = None, progress: bool = False) -> np.ndarray:
+    """Load the run in `run_dir` (on its original backbone) and predict `x`."""
+    return predict_loaded(open_run(run_dir, device), x, batch_size, probs, pad_id, progress)
+
+
+def open_run(run_dir: str | Path, device: str = "auto") -> Setup:
+    """load_run, with the failures that are specific to predicting named in its terms."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.safetensors").is_file():
+        raise FptError(f"--run: '{run_dir}' holds no model.safetensors; pass the directory of a run that has "
+                       "validated at least once (its --out)")
+    config = run_dir / "config.json"
+    task = json.loads(config.read_text()).get("task", "") if config.is_file() else ""
+    if task.endswith(".npz") and not Path(task).is_file():
+        raise FptError(f"--run: '{run_dir}' was trained on '{task}', which predict reads again to rebuild the "
+                       "model's input format, but it is not there (a relative path counts from where training "
+                       "ran); run fpt predict from that directory or put the file back")
+    return load_run(run_dir, device)
+
+
+def predict_cli(run: str, input: str, out: str, batch_size: int = 64, device: str = "auto",
+                probs: bool = False) -> int:
+    """`fpt predict`: read --input, predict, write --out atomically; print a one-line JSON summary."""
+    out_path = Path(out)
+    if out_path.is_dir() or not out_path.parent.is_dir():
+        raise FptError(f"--out '{out}': must be a file in an existing directory, e.g. predictions.npy")
+    x, pad_id = load_input(input)
+    result = predict_loaded(open_run(run, device), x, batch_size, probs, pad_id, progress=True,
+                            where=f"--input '{input}'")
+    buffer = io.BytesIO()
+    np.save(buffer, result)
+    atomic_write(out_path, buffer.getvalue())
+    print(json.dumps({"out": str(out_path), "examples": len(result), "shape": list(result.shape),
+                      "dtype": str(result.dtype)}))
+    return 0
+
+
+def add_predict_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, metavar="DIR", help="run directory (the --out of fpt train)")
+    parser.add_argument("--input", required=True, metavar="FILE.npz",
+                        help="inputs: array x (or x_test) of an .npz, optional pad_id; or a .npy array")
+    parser.add_argument("--out", required=True, metavar="FILE.npy", help="where to write the predictions")
+    parser.add_argument("--batch-size", type=int, default=64, help="examples per forward pass (default: 64)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
+    parser.add_argument("--probs", action="store_true",
+                        help="write class probabilities (N, C) or per-bit P(1) instead of class ids or 0/1 bits")
