@@ -348,7 +348,7 @@ def test_archives_escaping_their_folder_are_refused(tmp_path, kind):
 def test_corrupt_archive_is_refused(tmp_path):
     archive = tmp_path / "a.tar.gz"
     archive.write_bytes(b"not a tar at all" * 50)
-    with pytest.raises(FptError, match="cannot unpack .*delete it"):
+    with pytest.raises(FptError, match="cannot extract .*delete it"):
         safe_extract(archive, tmp_path / "lmdb")
 
 

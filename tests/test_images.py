@@ -308,7 +308,7 @@ def test_cifar10_from_the_python_archive(cifar_data, monkeypatch):
         assert np.allclose(test.x[3, token].numpy(), expected, atol=1e-6)
     # Extracted once: a second load needs the archive no more.
     (data_dir / "cifar10" / "cifar-10-python.tar.gz").unlink()
-    monkeypatch.setattr(cifar.tarfile, "open", lambda *a, **k: pytest.fail("extracted twice"))
+    monkeypatch.setattr(cifar, "safe_extract", lambda *a, **k: pytest.fail("extracted twice"))
     again = Cifar10(Cifar10Options(n_val=4), data_seed=0, data_dir=data_dir)
     assert torch.equal(next(again.eval_batches("test", 64)).x, test.x)
 

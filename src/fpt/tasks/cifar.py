@@ -1,10 +1,11 @@
 """cifar10 and cifar10-lra: CIFAR-10's 32x32 colour photos in 10 classes.
 
 Data: the "CIFAR-10 python version" archive, fetched once into DATA_DIR/cifar10,
-checked by size and sha256, extracted there (refusing links and paths that leave the
-folder). Its batches are pickles, read by an unpickler that rebuilds only dicts, lists,
-strings, numbers and numpy arrays: a file can never run code. n_val training images are
-set aside by data_seed for validation; the official 10,000 test images are used in full.
+checked by size and sha256, extracted there by fpt.archives (refusing links and paths
+that leave the folder). Its batches are pickles, read by fpt.archives' unpickler, which
+rebuilds only dicts, lists, strings, numbers and numpy arrays: a file can never run code.
+n_val training images are set aside by data_seed for validation; the official 10,000
+test images are used in full.
 
 cifar10:     4x4 RGB patches, 64 tokens of 48 values, normalised per channel as the
              official code. Training augmentation (augment=true, as the official code):
@@ -15,19 +16,13 @@ cifar10-lra: Long Range Arena's image task: grayscale, one pixel a token, 1024 t
 """
 from __future__ import annotations
 
-import codecs
-import os
-import pickle
-import shutil
-import tarfile
-import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fpt.archives import safe_extract, safe_unpickle
 from fpt.download import Remote, fetch
 from fpt.errors import FptError
 from fpt.tasks.arrays import carve_validation
@@ -40,33 +35,14 @@ FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # the official code's normalisation
 
-# The only globals a CIFAR batch needs: numpy's array rebuilding (its module was renamed in numpy 2),
-# and codecs.encode, with which Python 3 writes bytes at pickle protocol 2 (the real files come from Python 2).
-_RECONSTRUCT = np.zeros(1).__reduce__()[0]
-_ALLOWED = {("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-            ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-            ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): codecs.encode}
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """Refuses every global but the few above: loading a pickle can then never execute code."""
-
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"refused to load {module}.{name}")
-        return _ALLOWED[(module, name)]
-
 
 def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """images (N, 3, 32, 32) uint8 and labels (N,) of one pickled CIFAR-10 batch."""
     fix = f"delete the folder '{path.parent}' so that it is extracted again from the verified archive"
     if not path.is_file():
         raise FptError(f"'{path}' is missing; {fix}")
-    try:
-        with open(path, "rb") as f:
-            batch = SafeUnpickler(f, encoding="bytes").load()
-    except Exception as err:  # a broken pickle can raise almost anything; all mean a bad file
-        raise FptError(f"'{path}' is not a CIFAR-10 batch ({type(err).__name__}: {err}); {fix}") from None
+    # The real files are Python 2 pickles: encoding="bytes" keeps their str keys as bytes (b'data').
+    batch = safe_unpickle(path, path, what="a CIFAR-10 batch", fix=fix, encoding="bytes")
     data = batch.get(b"data") if isinstance(batch, dict) else None
     labels = batch.get(b"labels") if isinstance(batch, dict) else None
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072
@@ -76,35 +52,11 @@ def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), np.array(labels, dtype=np.int64)  # rows: 1024 red, green, blue
 
 
-def extract(archive: Path, directory: Path) -> Path:
-    """DIR/cifar-10-batches-py extracted from the archive, all or nothing."""
-    folder = directory / FOLDER
-    fix = "delete it and run again to download it afresh"
-    staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=directory))
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members = tar.getmembers()
-            for m in members:
-                if not (m.isfile() or m.isdir()) or not (staging / m.name).resolve().is_relative_to(staging.resolve()):
-                    raise FptError(f"'{archive}' holds an unsafe entry '{m.name}' (a link, a device or a path "
-                                   f"outside its folder); {fix}")
-            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # a second guard, Python >= 3.11.4
-            tar.extractall(staging, members=members, **safe)
-        if not (staging / FOLDER).is_dir():
-            raise FptError(f"'{archive}' has no folder {FOLDER}/, so it is not the CIFAR-10 python version; {fix}")
-        os.replace(staging / FOLDER, folder)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise FptError(f"cannot extract '{archive}' ({err}); {fix}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
-
-
 def load_cifar10(directory: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{'train': (images (50000, 3, 32, 32) uint8, labels), 'test': (10000 ...)}."""
     folder = directory / FOLDER
     if not folder.is_dir():  # extracted once, from the verified archive (which may then be deleted)
-        extract(fetch(ARCHIVE, directory), directory)
+        safe_extract(fetch(ARCHIVE, directory), folder, keep=FOLDER, what="the CIFAR-10 python version")
     parts = [load_batch(folder / name) for name in TRAIN_BATCHES]
     train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     return {split: (torch.from_numpy(x), torch.from_numpy(y))

@@ -8,11 +8,9 @@ b'0', b'1', ... to pickled dicts with 'primary' (the sequence as a string) and
 'fold_label' (the target), among other keys. TAPE also released the same data as
 JSON lists of such dicts (`data_raw`); `--task-opt format=json` reads those.
 
-Pickles can run code when loaded, so records are unpickled by `safe_loads`,
-which builds nothing but plain Python values and numpy arrays and refuses
-anything else. The archive is fetched with `fpt.download.fetch`, checked
-against the md5 published for it, and unpacked only if every member stays
-inside the target folder.
+The archive is fetched with `fpt.download.fetch` and checked against the md5
+published for it; it is unpacked and its pickled records are loaded by
+`fpt.archives`, which never lets a downloaded file run code.
 
 Tokens follow TAPE's IUPAC vocabulary (30 ids: <pad> <mask> <cls> <sep> <unk>,
 then the 25 letters A..Z without J) and TAPE's encoding `<cls> residues <sep>`:
@@ -30,16 +28,9 @@ TAPE names in `splits`.
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import io
 import json
 import numbers
-import os
-import pickle
-import shutil
 import sys
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fpt.archives import md5_of, safe_extract, safe_unpickle
 from fpt.download import Remote, fetch
 from fpt.errors import FptError
 from fpt.tasks.arrays import Arrays, ArrayTask
@@ -64,6 +56,7 @@ REMOTES = {"lmdb": Remote(f"{BASE}/data_pytorch/remote_homology.tar.gz", "remote
            "json": Remote(f"{BASE}/data_raw/remote_homology.tar.gz", "remote_homology_json.tar.gz")}
 # md5 of the LMDB archive as published by TorchDrug's `Fold` dataset; none is published for JSON.
 MD5 = {"lmdb": "1d687bdeb9e3866f77504d6079eed00a", "json": None}
+OWN_FILE = "use TAPE's own file (delete it to download it again)"
 
 
 @dataclass(frozen=True)
@@ -122,16 +115,15 @@ def encode(records: list[dict[str, Any]], max_length: int, where: Path) -> tuple
         sequence, label = record.get("primary"), record.get("fold_label")
         if not isinstance(sequence, str) or not sequence:
             raise FptError(f"{where}: record {i} has no amino-acid string under 'primary' "
-                           f"(got {type(sequence).__name__}); use TAPE's own file (delete it to download it again)")
+                           f"(got {type(sequence).__name__}); {OWN_FILE}")
         if not isinstance(label, numbers.Integral) or isinstance(label, bool) or not 0 <= label < N_FOLDS:
-            raise FptError(f"{where}: record {i} has fold_label {label!r}, not a class in 0..{N_FOLDS - 1}; "
-                           "use TAPE's own file (delete it to download it again)")
+            raise FptError(f"{where}: record {i} has fold_label {label!r}, not a class in 0..{N_FOLDS - 1}; {OWN_FILE}")
         codes = np.frombuffer(sequence.encode("ascii", errors="replace"), dtype=np.uint8)
         ids = _IDS[codes]
         if (ids < 0).any():
             bad = sequence[int(np.argmax(ids < 0))]
             raise FptError(f"{where}: record {i} holds {bad!r}, which is not one of TAPE's amino-acid letters "
-                           f"{RESIDUES}; use TAPE's own file (delete it to download it again)")
+                           f"{RESIDUES}; {OWN_FILE}")
         sequences.append(ids[:keep])
         labels.append(int(label))
     lengths = torch.tensor([len(s) + 2 for s in sequences], dtype=torch.long)
@@ -150,46 +142,12 @@ def prepare(data_dir: Path, fmt: str) -> Path:
     unpacked = folder / fmt
     if not unpacked.is_dir():  # it appears only by an atomic rename, once complete
         archive = fetch(REMOTES[fmt], folder)
-        expected = MD5[fmt]
-        if expected is not None and _md5(archive) != expected:
+        if MD5[fmt] is not None and md5_of(archive) != MD5[fmt]:
             archive.unlink()
             raise FptError(f"{archive} is not TAPE's remote homology archive (md5 differs); it was deleted, "
                            "run the command again to download it afresh")
-        safe_extract(archive, unpacked)
+        safe_extract(archive, unpacked, what="TAPE's remote homology archive")
     return unpacked
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)  # a checksum, not security
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def safe_extract(archive: Path, target: Path) -> None:
-    """Unpack a .tar.gz archive into `target`, refusing links, devices and paths outside it."""
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members = tar.getmembers()
-            root = partial.resolve()
-            for member in members:
-                inside = (root / member.name).resolve()
-                if not (member.isfile() or member.isdir()) or os.path.isabs(member.name) \
-                        or not inside.is_relative_to(root):
-                    raise FptError(f"{archive} holds {member.name!r}, a link or a path outside its folder, "
-                                   "so it is not TAPE's archive and was not unpacked; delete it and run again")
-            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tar.extractall(partial, members=members, **extra)
-    except (tarfile.TarError, OSError, EOFError) as err:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise FptError(f"cannot unpack {archive} ({err}); delete it and run the command again") from None
-    except FptError:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    os.replace(partial, target)
 
 
 def locate(folder: Path, split: str, fmt: str, downloaded: bool) -> Path:
@@ -229,74 +187,25 @@ def _read_lmdb(path: Path) -> list[Any]:
         raise FptError("reading TAPE's LMDB files needs the lmdb package: pip install lmdb "
                        "(or use --task-opt format=json)") from None
     try:
-        env = lmdb.open(str(path), subdir=path.is_dir(), readonly=True, lock=False, readahead=False, meminit=False)
-        try:
-            return _lmdb_records(env, path)
-        finally:
-            env.close()
+        with lmdb.open(str(path), subdir=path.is_dir(), readonly=True, lock=False, readahead=False,
+                       meminit=False) as env, env.begin(write=False) as txn:
+            raw = txn.get(b"num_examples")
+            count = safe_loads(raw, path) if raw is not None else None
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise FptError(f"{path} has no valid 'num_examples' entry, so it is not a TAPE database; "
+                               "use TAPE's own file")
+            records = []
+            for i in range(count):
+                value = txn.get(str(i).encode())
+                if value is None:
+                    raise FptError(f"{path} says it holds {count} records but record {i} is missing; "
+                                   "the file is damaged: delete it to download it again")
+                records.append(safe_loads(value, path))
+            return records
     except lmdb.Error as err:
-        raise FptError(f"cannot read {path} as an LMDB database ({err}); use TAPE's own file "
-                       "(delete it to download it again)") from None
-
-
-def _lmdb_records(env: Any, path: Path) -> list[Any]:
-    with env.begin(write=False) as txn:
-        raw = txn.get(b"num_examples")
-        count = safe_loads(raw, path) if raw is not None else None
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise FptError(f"{path} has no valid 'num_examples' entry, so it is not a TAPE database; "
-                           "use TAPE's own file")
-        records = []
-        for i in range(count):
-            value = txn.get(str(i).encode())
-            if value is None:
-                raise FptError(f"{path} says it holds {count} records but record {i} is missing; "
-                               "the file is damaged: delete it to download it again")
-            records.append(safe_loads(value, path))
-    return records
-
-
-# -- pickles without code ------------------------------------------------------
-
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
-    """How protocol-2 pickles spell bytes; any other codec is refused."""
-    if encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"codec {encoding!r} is not allowed")
-    return text.encode("latin1")
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    """The only callables a record's pickle may name: numpy array and scalar rebuilding."""
-    try:  # numpy >= 2
-        multiarray, numeric = (importlib.import_module(f"numpy._core.{m}") for m in ("multiarray", "numeric"))
-    except ImportError:
-        multiarray, numeric = (importlib.import_module(f"numpy.core.{m}") for m in ("multiarray", "numeric"))
-    allowed: dict[tuple[str, str], Any] = {("_codecs", "encode"): _latin1_encode,
-                                           ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for core in ("numpy.core", "numpy._core"):  # numpy 1 wrote numpy.core, numpy 2 writes numpy._core
-        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
-        if hasattr(numeric, "_frombuffer"):
-            allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer
-    return allowed
-
-
-class _RecordUnpickler(pickle.Unpickler):
-    allowed: dict[tuple[str, str], Any] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self.allowed[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"it names {module}.{name}, which a TAPE record never needs") from None
+        raise FptError(f"cannot read {path} as an LMDB database ({err}); {OWN_FILE}") from None
 
 
 def safe_loads(data: bytes, where: Path) -> Any:
-    """Unpickle one record, refusing every global but numpy's array rebuilding (no code runs)."""
-    if not _RecordUnpickler.allowed:
-        _RecordUnpickler.allowed = _allowed_globals()
-    try:
-        return _RecordUnpickler(io.BytesIO(data)).load()
-    except Exception as err:  # any failure to parse untrusted bytes is a bad file, not a bug
-        raise FptError(f"{where}: a record was refused or unreadable ({err}); use TAPE's own file "
-                       "(delete it to download it again)") from None
+    """One record, unpickled by fpt.archives: plain values and numpy arrays only, no code runs."""
+    return safe_unpickle(data, where, what="a TAPE database of plain records", fix=OWN_FILE)
