@@ -137,3 +137,9 @@ def test_bundled_minilm_trains(tmp_path):
     assert result["model"] == "minilm" and result["backbone"]["model_type"] == "bert"
     assert result["total_params"] == 22_566_529  # 22.7M minus the pooler fpt drops, plus input and head
     assert 0.0 < result["test"]["accuracy"] <= 1.0
+
+
+def test_finished_run_with_other_settings_is_not_returned_as_done(tmp_path, tiny_gpt2):
+    run(tmp_path, "f", tiny_gpt2, steps=10)
+    with pytest.raises(FptError, match="other settings .*lr"):
+        run(tmp_path, "f", tiny_gpt2, steps=10, lr=0.01, resume=True)

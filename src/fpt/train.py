@@ -189,6 +189,7 @@ def _check_out_dir(cfg: TrainConfig, out: Path) -> dict[str, Any] | None:
             raise FptError(f"--out '{out}' already holds a finished run (result.json); choose another "
                            "--out, delete it, or pass --resume to get its result")
         result = json.loads(result_file.read_text())
+        _refuse_changed_settings(result.get("config", {}), cfg.to_dict(), out)
         if result.get("steps") == cfg.steps:
             log(f"{out} already finished; its result is in {result_file}")
             return result
@@ -213,12 +214,7 @@ def _save_last(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState
 def _resume(built: Setup, optimizer: torch.optim.Optimizer, out: Path
             ) -> tuple[TrainState, dict[str, torch.Tensor]]:
     tensors, meta = load_tensors(out / "last.safetensors")
-    saved_cfg, cfg = meta["config"], built.config.to_dict()
-    changed = sorted(k for k in cfg if k not in RESUMABLE_CHANGES and saved_cfg.get(k) != cfg[k])
-    if changed:
-        details = ", ".join(f"{k}: {saved_cfg.get(k)!r} -> {cfg[k]!r}" for k in changed)
-        raise FptError(f"--resume: the run in '{out}' was started with other settings ({details}); "
-                       "use the original settings or another --out")
+    _refuse_changed_settings(meta["config"], built.config.to_dict(), out)
     if meta["backbone"]["hash"] != built.backbone_hash:
         raise FptError(f"--resume: '{out}/last.safetensors' was trained on a backbone with other weights "
                        f"than --model {built.config.model} gives now")
@@ -231,6 +227,14 @@ def _resume(built: Setup, optimizer: torch.optim.Optimizer, out: Path
     kept = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("step", 0) <= state.step]
     atomic_write(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
     return state, best_params
+
+
+def _refuse_changed_settings(saved: dict[str, Any], current: dict[str, Any], out: Path) -> None:
+    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+        raise FptError(f"--resume: the run in '{out}' was started with other settings ({details}); "
+                       "use the original settings or another --out")
 
 
 def _load_params(built: Setup, values: dict[str, torch.Tensor]) -> None:
