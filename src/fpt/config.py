@@ -62,6 +62,8 @@ class TrainConfig:
                               "train the head on its cached features")
     precision: str = _f("fp32", "fp32, or bf16 autocast", choices=("fp32", "bf16"))
     device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N")
+    log_to: str = _f("", "also log metrics to: tensorboard, wandb (comma-separated; each needs its package)")
+    wandb_project: str = _f("fpt", "W&B project, with --log-to wandb")
     data_dir: str = _f("", "dataset cache directory (default: $FPT_DATA_DIR or ~/.cache/fpt)")
     out: str = _f("", "run directory (default: runs/TASK-sSEED)")
     resume: bool = _f(False, "continue the run in --out from its last checkpoint")
@@ -73,6 +75,10 @@ class TrainConfig:
         if self.train.strip() == "all":
             return list(GROUPS)
         return [g.strip() for g in self.train.split(",") if g.strip()]
+
+    @property
+    def loggers(self) -> list[str]:
+        return [name.strip() for name in self.log_to.split(",") if name.strip()]
 
     @property
     def out_dir(self) -> Path:
@@ -125,6 +131,8 @@ class TrainConfig:
                            f"choose from {', '.join(GROUPS)} or 'all'")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise FptError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        from fpt.loggers import check_available
+        check_available(self.loggers)
         if not isinstance(self.task_options, dict):
             raise FptError("task_options must be a mapping of option name to value")
         return self

@@ -14,7 +14,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from tqdm import tqdm
@@ -25,12 +25,13 @@ from fpt.checkpoint import (append_jsonl, atomic_write, atomic_write_json, exclu
 from fpt.config import TrainConfig
 from fpt.errors import FptError
 from fpt.groups import format_counts
+from fpt.loggers import Logger, make_loggers
 from fpt.metrics import Metrics, loss_fn
 from fpt.runs import Setup, describe, setup, versions
 from fpt.tasks.base import derive_seed
 
 # Config keys that may change when a run is resumed; any other change is refused.
-RESUMABLE_CHANGES = {"resume", "progress", "device", "out", "steps", "nan_policy"}
+RESUMABLE_CHANGES = {"resume", "progress", "device", "out", "steps", "nan_policy", "log_to", "wandb_project"}
 
 
 @dataclass
@@ -103,7 +104,12 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
     else:
         atomic_write_json(out / "config.json", cfg.to_dict())
 
-    state, best_params = fit(built, optimizer, state, best_params, out)
+    loggers = make_loggers(cfg.loggers, out, cfg.to_dict(), cfg.wandb_project)
+    try:
+        state, best_params = fit(built, optimizer, state, best_params, out, loggers)
+    finally:
+        for logger in loggers:
+            logger.close()
 
     _load_params(built, best_params)
     test = evaluate(built, "test", cfg.batch_size * 4)
@@ -113,8 +119,8 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
     return result
 
 
-def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState,
-        best_params: dict[str, torch.Tensor], out: Path) -> tuple[TrainState, dict[str, torch.Tensor]]:
+def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_params: dict[str, torch.Tensor],
+        out: Path, loggers: Sequence[Logger] = ()) -> tuple[TrainState, dict[str, torch.Tensor]]:
     """The optimisation loop: train steps, periodic validation and checkpoints."""
     cfg, model, task = built.config, built.model, built.task
     objective = task.spec.objective
@@ -169,8 +175,10 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState,
             state.step = done
             state.stopped_early = cfg.patience > 0 and done - state.best_step >= cfg.patience * cfg.eval_every
             state.wall_seconds = time.perf_counter() - started
-            append_jsonl(out / "metrics.jsonl", {"step": done, "train": train_stats, "val": val,
-                                                 "wall_seconds": round(state.wall_seconds, 3)})
+            record = {"step": done, "train": train_stats, "val": val, "wall_seconds": round(state.wall_seconds, 3)}
+            append_jsonl(out / "metrics.jsonl", record)
+            for logger in loggers:
+                logger.log(done, record)
             _save_last(built, optimizer, state, out)
             bar.set_postfix(loss=f"{train_stats['loss']:.4f}", val=f"{val['score']:.4f}")
     bar.close()
