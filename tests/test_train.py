@@ -143,3 +143,22 @@ def test_finished_run_with_other_settings_is_not_returned_as_done(tmp_path, tiny
     run(tmp_path, "f", tiny_gpt2, steps=10)
     with pytest.raises(FptError, match="other settings .*lr"):
         run(tmp_path, "f", tiny_gpt2, steps=10, lr=0.01, resume=True)
+
+
+def test_resume_refuses_fewer_steps_than_already_run(tmp_path, tiny_gpt2, monkeypatch):
+    import fpt.train as train_module
+    real = train_module.evaluate
+    calls = {"n": 0}
+
+    def cut(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "r", tiny_gpt2)
+    monkeypatch.setattr(train_module, "evaluate", real)
+    with pytest.raises(FptError, match="already at step 20, past --steps 10"):
+        run(tmp_path, "r", tiny_gpt2, steps=10, resume=True)

@@ -108,6 +108,8 @@ def load_backbone(name: str, init: str, attention: str, seed: int) -> tuple[nn.M
     from transformers.utils import logging as hf_logging
 
     if name == "lstm" or name.startswith("lstm-"):
+        if init == "stats":
+            raise FptError("--init stats needs pretrained weights to take statistics from; the LSTM has none")
         return _lstm(name, attention, seed)
     hf_logging.disable_progress_bar()  # fpt shows its own progress; one bar per run is enough
     source = resolve_source(name)
@@ -116,8 +118,6 @@ def load_backbone(name: str, init: str, attention: str, seed: int) -> tuple[nn.M
     causal = _resolve_causal(model_type, attention, name)
     if model_type in BIDIRECTIONAL:
         config.is_decoder = causal  # BERT-family models build a causal mask from this flag
-    if hasattr(config, "add_pooling_layer"):
-        config.add_pooling_layer = False
     try:
         if init == "random":
             with torch.random.fork_rng(devices=[]):

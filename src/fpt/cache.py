@@ -68,13 +68,11 @@ def compute_features(built, batch_size: int, progress: bool = True) -> dict[str,
     model.eval()
     features = {}
     for split in ("train", "val", "test"):
-        data = task.splits[split]
-        chunks = []
-        for start in tqdm(range(0, len(data), batch_size), desc=f"features {split}", disable=not progress,
-                          file=sys.stderr):
-            batch = data.batch(torch.arange(start, min(start + batch_size, len(data)))).to(built.device)
-            chunks.append(model.features(batch.x, batch.mask).float())
-        features[split] = torch.cat(chunks)
+        # eval_batches, not the raw arrays: image tasks turn pixels into tokens there (no augmentation)
+        batches = tqdm(task.eval_batches(split, batch_size), desc=f"features {split}", disable=not progress,
+                       total=-(-task.split_size(split) // batch_size), file=sys.stderr)
+        features[split] = torch.cat([model.features(b.x.to(built.device), b.mask.to(built.device)).float()
+                                     for b in batches])
     return features
 
 

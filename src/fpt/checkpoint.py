@@ -55,8 +55,12 @@ def atomic_write(path: Path, data: bytes) -> None:
 @contextmanager
 def exclusive(directory: Path) -> Iterator[None]:
     """Hold DIR/.lock while training in DIR; the OS releases it if the process dies."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise FptError(f"cannot create the run directory '{directory}': {err.strerror}; "
+                       "choose another --out") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

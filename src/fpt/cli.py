@@ -102,7 +102,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from fpt.experiments.sweep import sweep
 
-    overrides = {k: yaml.safe_load(v) for k, v in (args.set or [])}
+    try:
+        overrides = {k: yaml.safe_load(v) for k, v in (args.set or [])}
+    except yaml.YAMLError:
+        raise FptError(f"--set: cannot read the values {args.set} as YAML scalars") from None
     failed = sweep(args.spec, args.out, workers=args.workers, tiny=args.tiny, overrides=overrides,
                    limit=args.limit, progress=not args.no_progress)
     if failed:

@@ -53,13 +53,14 @@ class TrainConfig:
     dropout: float = _f(0.1, "dropout after the input layer (the backbone keeps its own config)")
     eval_every: int = _f(50, "validate every N steps (and at the last step)")
     patience: int = _f(0, "stop after this many evaluations without a better validation score (0: never)")
-    threshold: float = _f(0.99, "validation accuracy that counts as converged, for steps_to_threshold")
+    threshold: float = _f(0.99, "validation score (accuracy; per-bit for bit tasks; R^2 for regression) that "
+                                "counts as converged, for steps_to_threshold")
     seed: int = _f(0, "seed for the initialisation, training batches and dropout")
     data_seed: int = _f(0, "seed that fixes the validation and test sets")
     nan_policy: str = _f("stop", "when the loss is NaN/inf: stop (keeping the last good checkpoint) or skip the step "
                          "and count it", choices=("stop", "skip"))
-    cache_features: bool = _f(True, "with --train output on a dataset task: run the frozen model once and "
-                              "train the head on its cached features")
+    cache_features: bool = _f(True, "with --train output on a dataset task: run the frozen model once "
+                              "(eval mode, so without dropout) and train the head on its cached features")
     precision: str = _f("fp32", "fp32, or bf16 autocast", choices=("fp32", "bf16"))
     device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N")
     log_to: str = _f("", "also log metrics to: tensorboard, wandb (comma-separated; each needs its package)")

@@ -3,7 +3,8 @@
 bits            logits (B, k, n) vs 0/1 targets: binary cross-entropy per bit;
                 `accuracy` per bit, `sequence_accuracy` for whole examples.
 classification  logits (B, C) vs class ids (B,): cross-entropy; `accuracy`.
-regression      outputs (B, K) vs targets (B, K): mean squared error; `rmse`, `r2`.
+regression      outputs (B, K) vs targets (B, K): mean squared error; `rmse` over all targets,
+                `r2` computed per target and averaged (like sklearn's uniform_average).
 
 `score` is the number that model selection and steps_to_threshold look at:
 accuracy, or R^2 for regression.
@@ -36,7 +37,8 @@ class Metrics:
         self.correct = 0.0        # bits or examples
         self.units = 0            # bits or examples
         self.all_correct = 0      # bits: examples with every bit right
-        self.sq_err = self.y_sum = self.y_sq_sum = 0.0
+        # regression: per-target sums in float64, so R^2 does not mix targets' scales
+        self.sq_err = self.y_sum = self.y_sq_sum = None
         self.targets = 0
 
     @torch.no_grad()
@@ -54,19 +56,26 @@ class Metrics:
             self.correct += float((outputs.argmax(dim=-1) == y).sum())
             self.units += n
         else:
-            outputs = outputs.reshape(y.shape)
-            self.sq_err += float(((outputs - y) ** 2).sum())
-            self.y_sum += float(y.sum())
-            self.y_sq_sum += float((y ** 2).sum())
-            self.targets += y.numel()
+            y = y.reshape(n, -1).double()                                   # (B, K)
+            outputs = outputs.reshape(y.shape).double()
+            sums = ((outputs - y) ** 2).sum(0), y.sum(0), (y ** 2).sum(0)   # each (K,)
+            if self.sq_err is None:
+                self.sq_err, self.y_sum, self.y_sq_sum = (s.clone() for s in sums)
+            else:
+                self.sq_err += sums[0]
+                self.y_sum += sums[1]
+                self.y_sq_sum += sums[2]
+            self.targets += n
 
     def compute(self) -> dict[str, float]:
         result = {"loss": self.loss_sum / max(self.examples, 1)}
         if self.objective == "regression":
             count = max(self.targets, 1)
-            variance = self.y_sq_sum / count - (self.y_sum / count) ** 2
-            result["rmse"] = math.sqrt(self.sq_err / count)
-            result["r2"] = 1 - (self.sq_err / count) / variance if variance > 0 else float("nan")
+            mse = self.sq_err / count                                       # (K,)
+            variance = self.y_sq_sum / count - (self.y_sum / count) ** 2    # (K,)
+            result["rmse"] = math.sqrt(float(mse.mean()))
+            r2 = 1 - mse / variance
+            result["r2"] = float(r2[variance > 0].mean()) if bool((variance > 0).any()) else float("nan")
             result["score"] = result["r2"]
             return result
         result["accuracy"] = self.correct / max(self.units, 1)

@@ -98,7 +98,8 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Setup:
     path = Path(run_dir) / "model.safetensors"
     tensors, meta = load_tensors(path)
     saved = dict(meta["config"])
-    cfg = build_config({**saved, "device": device, "progress": False})
+    # Dashboards are for training only: a run logged to W&B loads where wandb is not installed.
+    cfg = build_config({**saved, "device": device, "progress": False, "log_to": ""})
     built = setup(cfg)
     expected = meta["backbone"]["hash"]
     if built.backbone_hash != expected:
@@ -106,6 +107,13 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Setup:
             f"'{path}' was trained on backbone {meta['backbone']['name']} with weights hash "
             f"{expected[:12]}..., but loading it now gives {built.backbone_hash[:12]}...: "
             "a different model or version; load it where the original backbone is available")
+    load_trained(built, tensors, path)
+    built.model.eval()
+    return built
+
+
+def load_trained(built: Setup, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy saved trained parameters into the model, refusing any name or shape that does not fit."""
     missing = set(built.trainable_names) - set(tensors)
     unexpected = set(tensors) - set(built.trainable_names)
     if missing or unexpected:
@@ -117,9 +125,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Setup:
             if params[name].shape != value.shape:
                 raise FptError(f"'{path}': parameter {name} has shape {tuple(value.shape)}, "
                                f"the model expects {tuple(params[name].shape)}")
-            params[name].copy_(value)
-    built.model.eval()
-    return built
+            params[name].copy_(value.to(params[name].device))
 
 
 def describe(built: Setup) -> str:

@@ -27,7 +27,7 @@ from fpt.errors import FptError
 from fpt.groups import format_counts
 from fpt.loggers import Logger, make_loggers
 from fpt.metrics import Metrics, loss_fn
-from fpt.runs import Setup, describe, setup, versions
+from fpt.runs import Setup, describe, load_trained, setup, versions
 from fpt.tasks.base import derive_seed
 
 # Config keys that may change when a run is resumed; any other change is refused.
@@ -102,6 +102,9 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
         state, best_params = _resume(built, optimizer, out)
         log(f"resumed {out} at step {state.step}")
     else:
+        # Leftovers of a run killed before its first checkpoint: start clean, never append to them.
+        for stale in [*out.glob(".*.tmp"), out / "metrics.jsonl", out / "model.safetensors"]:
+            stale.unlink(missing_ok=True)
         atomic_write_json(out / "config.json", cfg.to_dict())
 
     loggers = make_loggers(cfg.loggers, out, cfg.to_dict(), cfg.wandb_project)
@@ -111,7 +114,7 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
         for logger in loggers:
             logger.close()
 
-    _load_params(built, best_params)
+    load_trained(built, best_params, out / "model.safetensors")
     test = evaluate(built, "test", cfg.batch_size * 4)
     result = _result(built, state, test)
     atomic_write_json(out / "result.json", result)
@@ -223,11 +226,14 @@ def _resume(built: Setup, optimizer: torch.optim.Optimizer, out: Path
             ) -> tuple[TrainState, dict[str, torch.Tensor]]:
     tensors, meta = load_tensors(out / "last.safetensors")
     _refuse_changed_settings(meta["config"], built.config.to_dict(), out)
+    if meta["state"]["step"] > built.config.steps:
+        raise FptError(f"--resume: the run in '{out}' is already at step {meta['state']['step']}, past "
+                       f"--steps {built.config.steps}; pass --steps {meta['state']['step']} or more")
     if meta["backbone"]["hash"] != built.backbone_hash:
         raise FptError(f"--resume: '{out}/last.safetensors' was trained on a backbone with other weights "
                        f"than --model {built.config.model} gives now")
     params = {k[len("param/"):]: v for k, v in tensors.items() if k.startswith("param/")}
-    _load_params(built, params)
+    load_trained(built, params, out / "last.safetensors")
     restore_optimizer(optimizer, built.trainable_names, tensors)
     state = TrainState(**meta["state"])
     best_params = load_tensors(out / "model.safetensors")[0]
@@ -238,6 +244,8 @@ def _resume(built: Setup, optimizer: torch.optim.Optimizer, out: Path
 
 
 def _refuse_changed_settings(saved: dict[str, Any], current: dict[str, Any], out: Path) -> None:
+    defaults = TrainConfig().to_dict()  # a field added after the run was saved had its default then
+    saved = {**defaults, **saved}
     changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
@@ -245,17 +253,10 @@ def _refuse_changed_settings(saved: dict[str, Any], current: dict[str, Any], out
                        "use the original settings or another --out")
 
 
-def _load_params(built: Setup, values: dict[str, torch.Tensor]) -> None:
-    params = dict(built.model.named_parameters())
-    with torch.no_grad():
-        for name, value in values.items():
-            params[name].copy_(value.to(params[name].device))
-
-
 def _result(built: Setup, state: TrainState, test: dict[str, float]) -> dict[str, Any]:
     cfg = built.config
     return {
-        "task": cfg.task, "model": cfg.model, "init": cfg.init, "train_groups": cfg.train_groups,
+        "task": cfg.task, "model": cfg.model, "init": built.info.init, "train_groups": cfg.train_groups,
         "seed": cfg.seed, "steps": cfg.steps, "steps_run": state.step, "stopped_early": state.stopped_early,
         "trainable_params": built.counts["total"]["trainable"],
         "total_params": built.counts["total"]["total"],

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from fpt.errors import FptError  # noqa: E402
 
 if TYPE_CHECKING:
     from fpt.experiments.report import Row
@@ -81,14 +84,16 @@ def steps_to_threshold(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
 
 
 def bit_xor_attention(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
-    candidates = [x for r in rows if r.task == "bit-xor" for x in r.results]
+    candidates = [(x, d) for r in rows if r.task == "bit-xor" for x, d in zip(r.results, r.run_dirs)
+                  if x["backbone"]["model_type"] != "lstm"]  # an LSTM has no attention to show
     if not candidates:
         return []
-    best = max(candidates, key=lambda x: x["test"]["accuracy"])
-    run_dir = Path(best["config"]["out"])
-    if not (run_dir / "model.safetensors").exists():
+    best, run_dir = max(candidates, key=lambda pair: pair[0]["test"]["accuracy"])
+    try:
+        attention = attention_map(run_dir)                                # (L, L)
+    except FptError as err:  # e.g. its backbone is not available here: skip the figure, keep the report
+        print(f"report: no bit-xor attention figure ({err})", file=sys.stderr)
         return []
-    attention = attention_map(run_dir)                                    # (L, L)
     fig, ax = plt.subplots(figsize=(4.2, 3.6))
     image = ax.imshow(attention, cmap="viridis")
     n = attention.shape[0] // 2

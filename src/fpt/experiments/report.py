@@ -36,6 +36,7 @@ class Row:
     setting: dict[str, Any]          # grid values other than seed and task
     results: list[dict[str, Any]]
     curves: list[list[dict[str, Any]]]
+    run_dirs: list[Path]
 
 
 def paper_numbers() -> dict[str, Any]:
@@ -74,9 +75,10 @@ def collect(sweep_dir: Path) -> tuple[list[Row], dict[str, Any]]:
         task = result["task_spec"]["name"]
         setting = {k: v for k, v in entry["values"].items() if k not in ("seed", "task")}
         key = (entry["variant"], task, json.dumps(setting, sort_keys=True))
-        row = groups.setdefault(key, Row(entry["variant"], task, setting, [], []))
+        row = groups.setdefault(key, Row(entry["variant"], task, setting, [], [], []))
         row.results.append(result)
         row.curves.append(read_jsonl(sweep_dir / "runs" / name / "metrics.jsonl"))
+        row.run_dirs.append(sweep_dir / "runs" / name)
     if not groups:
         raise FptError(f"no finished runs in '{sweep_dir}/runs'; let `fpt sweep` finish some first")
     return list(groups.values()), spec
@@ -88,7 +90,7 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
     paper_rows = paper.get("rows", {})
     settings = sorted({k for r in rows for k in r.setting})
     header = ["variant", "task", *settings, "seeds", "test acc %", "best val %", "steps to threshold",
-              "trainable params", "paper %"]
+              "trainable params", f"paper ({table.get('unit', '%')})"]
     body = []
     for r in sorted(rows, key=lambda r: (r.task, r.variant, json.dumps(r.setting, sort_keys=True))):
         tests = [_score(x["test"]) for x in r.results]
@@ -96,7 +98,8 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
         reached = [x["steps_to_threshold"] for x in r.results if x["steps_to_threshold"] is not None]
         steps = (fmt([float(s) for s in reached], 1.0, 0) + f" ({len(reached)}/{len(r.results)} reached)"
                  if reached else f"not reached in {r.results[0]['steps']}")
-        published = table.get("rows", {}).get(paper_rows.get(r.variant, ""), {}).get(r.task, "")
+        row_name = paper_rows.get(r.variant) or f"{r.variant} {r.setting.get('model', '')}".strip()
+        published = table.get("rows", {}).get(row_name, {}).get(r.task, "")
         body.append([r.variant, r.task, *[r.setting.get(k, "") for k in settings], len(r.results),
                      fmt(tests), fmt(vals), steps, r.results[0]["trainable_params"], published])
     return _markdown(header, body), [header, *body]
@@ -123,10 +126,11 @@ def best_lr_table(rows: list[Row]) -> str:
 def steps_ratio_lines(rows: list[Row]) -> list[str]:
     """Mean steps to threshold of each variant relative to the first variant, per task."""
     lines = []
-    by_task: dict[str, list[Row]] = defaultdict(list)
-    for r in rows:
-        by_task[r.task].append(r)
-    for task, task_rows in sorted(by_task.items()):
+    by_task: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for r in rows:  # compare variants only at equal settings (model, lr, ...)
+        by_task[(r.task, json.dumps(r.setting, sort_keys=True))].append(r)
+    for (task, setting), task_rows in sorted(by_task.items()):
+        where = task + (f" ({setting})" if setting != "{}" else "")
         means = {}
         for r in task_rows:
             reached = [x["steps_to_threshold"] for x in r.results if x["steps_to_threshold"] is not None]
@@ -135,7 +139,7 @@ def steps_ratio_lines(rows: list[Row]) -> list[str]:
         if len(means) > 1:
             base_variant, base = next(iter(means.items()))
             for variant, value in list(means.items())[1:]:
-                lines.append(f"- {task}: {variant} needs {value / base:.1f}x the steps of {base_variant} "
+                lines.append(f"- {where}: {variant} needs {value / base:.1f}x the steps of {base_variant} "
                              f"({value:.0f} vs {base:.0f}, mean over seeds)")
     return lines
 
@@ -156,14 +160,17 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
 
     sweep_dir = Path(sweep_dir)
     out = Path(out) if out else sweep_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    rows, spec = collect(sweep_dir)
+    rows, spec = collect(sweep_dir)  # fails on a wrong directory before anything is created
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FptError(f"cannot create the report directory '{out}': {err.strerror}; choose another --out") from None
     table_md, table_csv = main_table(rows, spec)
     versions = rows[0].results[0]["versions"]
     paper = spec.get("paper") or {}
     published = paper_numbers().get(paper.get("table", ""), {})
     parts = [
-        f"# {spec.get('description', sweep_dir.name).strip().splitlines()[0]}",
+        f"# {((spec.get('description') or '').strip() or sweep_dir.name).splitlines()[0]}",
         "",
         f"- command: `{command or f'fpt report {sweep_dir}'}`",
         f"- machine: {platform.machine()}, {_cpu_name()}, {os.cpu_count()} cores; "

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -96,6 +97,13 @@ def load_spec(path: str | Path) -> SweepSpec:
     unknown = set(data) - SPEC_KEYS
     if unknown:
         raise FptError(f"sweep spec '{path}': unknown key(s) {sorted(unknown)}; allowed: {sorted(SPEC_KEYS)}")
+    for key in ("base", "grid", "variants", "per_task", "tiny", "paper"):
+        if not isinstance(data.get(key) or {}, dict):
+            raise FptError(f"sweep spec '{path}': {key} must be a mapping, got {type(data[key]).__name__}")
+    for key in ("variants", "per_task"):
+        for name, settings in (data.get(key) or {}).items():
+            if not isinstance(settings or {}, dict):
+                raise FptError(f"sweep spec '{path}': {key}.{name} must be a mapping of settings")
     spec = SweepSpec(**{k: v for k, v in data.items() if v is not None})
     for key, values in spec.grid.items():
         if not isinstance(values, list) or not values:
@@ -111,12 +119,30 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 
 def check_runs(runs: list[Run], where: str) -> None:
-    """Validate every run's config now, naming the run, rather than failing after hours."""
+    """Validate every run's config and task options now (no data is read), naming the run,
+    rather than failing after hours."""
+    from fpt.tasks import REGISTRY, parse_options
+
     for run in runs:
         try:
-            build_config(dict(run.config))
+            cfg = build_config(dict(run.config))
+            if not cfg.task.endswith(".npz"):
+                if cfg.task not in REGISTRY:
+                    raise FptError(f"unknown task '{cfg.task}'; choose from {', '.join(REGISTRY)}")
+                parse_options(REGISTRY[cfg.task].options, cfg.task_options, cfg.task)
         except FptError as err:
             raise FptError(f"{where}, run {run.name}: {err}") from None
+
+
+def finished_with(run_dir: Path, config: dict[str, Any]) -> bool | None:
+    """None if the run has no result; else whether its result was made with these settings."""
+    result_file = run_dir / "result.json"
+    if not result_file.exists():
+        return None
+    saved = json.loads(result_file.read_text()).get("config", {})
+    wanted = build_config(dict(config)).to_dict()
+    ignore = {"out", "resume", "progress", "device"}
+    return all(saved.get(k) == v for k, v in wanted.items() if k not in ignore)
 
 
 def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, tiny: bool = False,
@@ -135,7 +161,12 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     (out / "logs").mkdir(exist_ok=True)
     atomic_write(out / "sweep.yaml", Path(spec_path).read_bytes())
     atomic_write_json(out / "index.json", {r.name: {"variant": r.variant, "values": r.values} for r in runs})
-    todo = [r for r in runs if not (out / "runs" / r.name / "result.json").exists()]
+    done = {r.name: finished_with(out / "runs" / r.name, r.config) for r in runs}
+    stale = [name for name, same in done.items() if same is False]
+    if stale:
+        raise FptError(f"{len(stale)} finished run(s) in '{out}' were made with other settings (e.g. {stale[0]}; "
+                       "the spec, --set or --tiny changed); use another --out or delete those runs")
+    todo = [r for r in runs if not done[r.name]]
     workers = workers or spec.workers
     print(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run "
           f"on {workers} worker(s) -> {out}", file=sys.stderr)
@@ -173,9 +204,9 @@ def _launch(run: Run, out: Path, threads: int) -> subprocess.Popen:
     config_path = out / "configs" / f"{run.name}.yaml"
     atomic_write(config_path, yaml.safe_dump(config, sort_keys=False).encode())
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    log = open(out / "logs" / f"{run.name}.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "fpt", "train", "--config", str(config_path)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+    with open(out / "logs" / f"{run.name}.log", "ab") as log:  # the child keeps its own copy of the fd
+        return subprocess.Popen([sys.executable, "-m", "fpt", "train", "--config", str(config_path)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
 
 
 def _die_with_parent() -> None:

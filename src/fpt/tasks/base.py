@@ -20,7 +20,6 @@ from torch import Tensor
 from fpt.errors import FptError
 
 Objective = Literal["bits", "classification", "regression"]
-SPLITS = ("val", "test")
 
 
 @dataclass(frozen=True)

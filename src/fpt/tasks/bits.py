@@ -99,8 +99,11 @@ class BitXor(GeneratedTask):
         count = options.n_val + options.n_test
         if width <= 24:
             codes = torch.randperm(2 ** width, generator=gen)[:count]
-        else:
-            codes = torch.unique(torch.randint(0, 2 ** width, (2 * count,), generator=gen))[:count]
+        else:  # too many to enumerate: draw, deduplicate, and shuffle (unique() sorts) until enough
+            codes = torch.empty(0, dtype=torch.long)
+            while len(codes) < count:
+                codes = torch.unique(torch.cat([codes, torch.randint(0, 2 ** width, (2 * count,), generator=gen)]))
+            codes = codes[torch.randperm(len(codes), generator=gen)][:count]
         self._split_codes = {"val": codes[:options.n_val], "test": codes[options.n_val:]}
         return torch.sort(codes).values
 

@@ -84,6 +84,8 @@ class RemoteHomology(ArrayTask):
             description=f"fold of a protein from its amino acids (TAPE), tested on the "
                         f"{options.test_split} holdout, truncated to {options.max_length} tokens")
 
+    pad_id = PAD  # what `fpt predict` treats as padding in new inputs
+
     def __init__(self, options: RemoteHomologyOptions, data_seed: int, data_dir: Path):
         # data_seed is unused: TAPE fixes every split.
         folder = Path(options.data_path).expanduser() if options.data_path else prepare(data_dir, options.format)

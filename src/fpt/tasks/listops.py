@@ -327,6 +327,8 @@ class ListOps(ArrayTask):
             description=f"value of a nested MIN/MAX/MED/SM expression (Long Range Arena), "
                         f"cut to {options.max_length} tokens")
 
+    pad_id = PAD  # what `fpt predict` treats as padding in new inputs
+
     def __init__(self, options: ListOpsOptions, data_seed: int, data_dir: Path | None = None):
         # data_seed is unused: the files fix every split.
         if options.data:
