@@ -1,4 +1,4 @@
-"""The `fpt` command: train | tasks | models | predict | sweep | report | data.
+"""The `fpt` command: train | tasks | models | predict | sweep | report | data | bench.
 
 Train flags are generated from `TrainConfig`, so the dataclass is the one
 schema for flags and YAML alike. A user error prints one line and exits 2.
@@ -140,6 +140,24 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fpt.checkpoint import atomic_write, atomic_write_json
+    from fpt.experiments.bench import markdown, run_bench
+
+    variants = ("plain", "naive", "full", "bf16") + (("compile", "compile-bf16") if args.compile else ())
+    record = run_bench(args.model, args.batch_size, args.tokens, args.dim, args.steps, variants, args.device)
+    command = "fpt bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "fpt bench"
+    text = markdown(record, command)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(Path(args.out), text.encode())
+        atomic_write_json(Path(args.out).with_suffix(".json"), record)
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="fpt", description="Frozen pretrained transformers on non-language tasks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -151,6 +169,7 @@ def build_parser() -> Parser:
         ("sweep", cmd_sweep, "run a grid of trainings from a YAML spec (resumable, several workers)"),
         ("report", cmd_report, "tables and figures from a sweep directory's result files"),
         ("data", cmd_data, "generate a dataset: fpt data listops --out DIR"),
+        ("bench", cmd_bench, "time a training step: FPT vs naive freezing vs full fine-tuning, fp32 vs bf16"),
     ]
     parsers = {}
     for name, func, help_text in commands:
@@ -184,6 +203,15 @@ def build_parser() -> Parser:
             ("--leaf-prob", float, 0.75, "probability that a node is a leaf"), ("--seed", int, 0, "random seed")]:
         p.add_argument(flag, type=kind, default=default, help=f"{help_text} (default: {default})")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
+    p = parsers["bench"]
+    p.add_argument("--model", default="gpt2", help="architecture (random weights unless bundled; default gpt2)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="examples per step (default 32)")
+    p.add_argument("--tokens", type=_positive_int, default=64, help="tokens per example (default 64)")
+    p.add_argument("--dim", type=_positive_int, default=48, help="values per token (default 48)")
+    p.add_argument("--steps", type=_positive_int, default=5, help="timed steps per variant (default 5)")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on CPU)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--out", help="write the Markdown table here (and the JSON beside it)")
     p = parsers["report"]
     p.add_argument("dir", help="a sweep directory (written by fpt sweep)")
     p.add_argument("--out", help="where to write REPORT.md, results.csv and PNGs (default: DIR/report)")
