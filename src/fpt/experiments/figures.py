@@ -2,9 +2,9 @@
 
 - learning curves: validation score against step, mean over seeds with a ±SE band;
 - steps to threshold: one bar per variant and task, mean ± SE over seeds;
-- bit-xor attention: the frozen backbone's last-layer attention (mean over heads) of
-  one trained run on one test example; the paper shows each output bit attending to
-  the matching bits of the two inputs.
+- bit-xor attention: the frozen backbone's attention in every layer (mean over heads and
+  64 test examples) of the best trained run; the paper shows each output bit attending
+  to the matching bits of the two inputs.
 """
 
 from __future__ import annotations
@@ -90,18 +90,25 @@ def bit_xor_attention(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
         return []
     best, run_dir = max(candidates, key=lambda pair: pair[0]["test"]["accuracy"])
     try:
-        attention = attention_map(run_dir)                                # (L, L)
+        attention = attention_maps(run_dir)                               # (layers, L, L)
     except FptError as err:  # e.g. its backbone is not available here: skip the figure, keep the report
         print(f"report: no bit-xor attention figure ({err})", file=sys.stderr)
         return []
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
-    image = ax.imshow(attention, cmap="viridis")
-    n = attention.shape[0] // 2
-    ax.set_xticks(range(2 * n), [f"a{i}" for i in range(n)] + [f"b{i}" for i in range(n)], fontsize=7)
-    ax.set_yticks(range(2 * n), [f"a{i}" for i in range(n)] + [f"b{i} -> y{i}" for i in range(n)], fontsize=7)
-    ax.set(xlabel="attended token", ylabel="query token",
-           title=f"bit-xor, last layer ({best['model']}, {best['init']})")
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    layers, n = attention.shape[0], attention.shape[1] // 2
+    cols = min(layers, 4)
+    rows_ = -(-layers // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(3.1 * cols, 2.9 * rows_), squeeze=False)
+    labels = [f"a{i}" for i in range(n)] + [f"b{i}" for i in range(n)]
+    for layer, ax in enumerate(axes.flat):
+        if layer >= layers:
+            ax.axis("off")
+            continue
+        ax.imshow(attention[layer], cmap="viridis")
+        ax.set_xticks(range(2 * n), labels, fontsize=6)
+        ax.set_yticks(range(2 * n), labels, fontsize=6)
+        ax.set_title(f"layer {layer + 1}", fontsize=8)
+    fig.suptitle(f"bit-xor attention, rows = query tokens (y_i is read at b_i); "
+                 f"{best['model']}, {best['init']}", fontsize=9)
     path = out / "bit-xor-attention.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -110,8 +117,8 @@ def bit_xor_attention(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
 
 
 @torch.no_grad()
-def attention_map(run_dir: Path) -> np.ndarray:
-    """Last-layer attention (mean over heads and 64 test examples) of a trained run: (L, L)."""
+def attention_maps(run_dir: Path) -> np.ndarray:
+    """Attention of every layer (mean over heads and 64 test examples) of a trained run: (layers, L, L)."""
     from fpt.runs import load_run
 
     built = load_run(run_dir)
@@ -120,7 +127,7 @@ def attention_map(run_dir: Path) -> np.ndarray:
     batch = next(built.task.eval_batches("test", 64))
     embeds = model.input(batch.x)
     outputs = model.backbone(inputs_embeds=embeds, attention_mask=batch.mask.long(), output_attentions=True)
-    return outputs.attentions[-1].mean(dim=(0, 1)).cpu().numpy()
+    return torch.stack([a.mean(dim=(0, 1)) for a in outputs.attentions]).cpu().numpy()
 
 
 def draw_all(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
