@@ -49,7 +49,9 @@ def learning_curves(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
                 for line in c:
                     table[i, steps.index(line["step"])] = line["val"]["score"]
             mean = np.nanmean(table, axis=0)
-            se = np.nanstd(table, axis=0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
+            seen = np.sum(~np.isnan(table), axis=0)                    # runs with a value at each step
+            centred = np.where(np.isnan(table), 0.0, table - mean)
+            se = np.sqrt((centred ** 2).sum(axis=0) / np.maximum(seen - 1, 1) / np.maximum(seen, 1))
             ax.plot(steps, mean, label=_label(r))
             ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
         ax.set(xlabel="step", ylabel="validation score", title=f"{task}: learning curves")
