@@ -214,3 +214,30 @@ def test_two_processes_never_train_in_the_same_directory(tmp_path):
         assert probe.returncode != 0 and "another fpt process is training" in probe.stderr
     with exclusive(tmp_path / "run"):  # released when its holder is done
         pass
+
+
+def test_kill_9_of_a_sweep_then_restart_finishes_without_redoing_runs(tmp_path, tiny_gpt2):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"description: kill test\nbase: {{task: bit-xor, model: {tiny_gpt2}, steps: 30, eval_every: 5,"
+                    " batch_size: 8}\ngrid: {seed: [0, 1, 2, 3]}\nworkers: 1\n")
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "fpt", "sweep", str(spec), "--out", str(out), "--no-progress"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    finished = lambda: sorted(p.parent.name for p in (out / "runs").glob("*/result.json"))
+    while len(finished()) < 1 and time.time() < deadline:  # kill once one run has finished...
+        time.sleep(0.05)
+    while not list((out / "runs").glob("*/metrics.jsonl")) or len(list((out / "runs").glob("*/metrics.jsonl"))) < 2:
+        time.sleep(0.05)                                     # ...and the next one is under way
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = {name: (out / "runs" / name / "result.json").read_bytes() for name in finished()}
+    assert 1 <= len(done_before) < 4
+    time.sleep(0.5)  # the killed sweep's worker dies with it (PDEATHSIG)
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(done_before)} already finished" in again.stderr
+    assert len(finished()) == 4
+    for name, content in done_before.items():  # finished runs were not redone
+        assert (out / "runs" / name / "result.json").read_bytes() == content

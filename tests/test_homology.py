@@ -354,15 +354,18 @@ def test_corrupt_archive_is_refused(tmp_path):
 
 # -- end to end ----------------------------------------------------------------
 
-def test_trains_end_to_end_on_a_tiny_backbone(release, tiny_bert, tmp_path, monkeypatch):
+def test_trains_end_to_end_through_fpt_train(release, tiny_bert, tmp_path):
+    import json
+
+    from fpt.cli import main
+
     data_dir, _ = release
-    monkeypatch.setitem(tasks.REGISTRY, "remote-homology",
-                        tasks.TaskEntry("remote-homology", RemoteHomologyOptions, RemoteHomology, True))
-    from fpt.train import train
     common = {"task": "remote-homology", "model": str(tiny_bert), "data_dir": str(data_dir),
               "progress": False, "device": "cpu"}
-    result = train(build_config({**common, "task_options": {"max_length": 64}, "steps": 4, "eval_every": 2,
-                                 "batch_size": 4, "lr": 1e-4, "out": str(tmp_path / "run")}))
+    assert main(["train", "--task", "remote-homology", "--model", str(tiny_bert), "--data-dir", str(data_dir),
+                 "--task-opt", "max_length=64", "--steps", "4", "--eval-every", "2", "--batch-size", "4",
+                 "--lr", "1e-4", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert 0 <= result["test"]["accuracy"] <= 1 and result["steps"] == 4
     with pytest.raises(FptError, match="needs 1024 positions"):
         setup(build_config({**common, "out": str(tmp_path / "too-long")}))

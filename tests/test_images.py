@@ -397,18 +397,23 @@ RUN = {"steps": 4, "eval_every": 2, "batch_size": 4, "progress": False}
 
 
 @pytest.mark.parametrize("name,fixture,options", [
-    ("mnist", "mnist_data", {"n_val": 10}),
-    ("cifar10", "cifar_data", {"n_val": 4}),
+    ("mnist", "mnist_data", ["n_val=10"]),
+    ("cifar10", "cifar_data", ["n_val=4"]),
+    ("cifar10-lra", "cifar_data", ["n_val=4", "patch_size=4"]),  # 64 tokens: fits the tiny model
 ])
-def test_tiny_training_run(request, tmp_path, tiny_gpt2, monkeypatch, name, fixture, options):
+def test_trains_through_fpt_train(request, tmp_path, tiny_gpt2, name, fixture, options):
+    import json
+
+    from fpt.cli import main
+
     data_dir, _ = request.getfixturevalue(fixture)
-    entries = {"mnist": (MnistOptions, Mnist), "cifar10": (Cifar10Options, Cifar10)}
-    monkeypatch.setitem(REGISTRY, name, TaskEntry(name, *entries[name], needs_data_dir=True))
-    cfg = build_config({**RUN, "task": name, "task_options": options, "model": str(tiny_gpt2),
-                        "data_dir": str(data_dir), "out": str(tmp_path / "run")})
-    result = train(cfg)
+    argv = ["train", "--task", name, "--model", str(tiny_gpt2), "--data-dir", str(data_dir), "--steps", "4",
+            "--eval-every", "2", "--batch-size", "4", "--no-progress", "--out", str(tmp_path / "run")]
+    for option in options:
+        argv += ["--task-opt", option]
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["task_spec"]["seq_len"] == 64 and 0 <= result["test"]["accuracy"] <= 1
-    assert (tmp_path / "run" / "result.json").is_file()
 
 
 def test_cifar10_lra_needs_1024_positions(cifar_data, tmp_path, tiny_gpt2, monkeypatch):

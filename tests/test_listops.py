@@ -307,14 +307,15 @@ def test_options_and_spec_need_no_files():
         parse_options(ListOpsOptions, {"max_length": 0}, "listops")
 
 
-def test_trains_end_to_end_on_a_tiny_backbone(small, tmp_path, tiny_bert, monkeypatch):
-    from fpt.train import train
+def test_trains_end_to_end_through_fpt_train(small, tmp_path, tiny_bert):
+    import json
 
-    monkeypatch.setitem(REGISTRY, "listops", TaskEntry("listops", ListOpsOptions, ListOps, needs_data_dir=True))
-    cfg = build_config({"task": "listops", "task_options": {"data": str(small), "max_length": 48},
-                        "model": str(tiny_bert), "steps": 6, "eval_every": 3, "batch_size": 8,
-                        "device": "cpu", "progress": False, "out": str(tmp_path / "run")})
-    result = train(cfg)
+    from fpt.cli import main
+
+    assert main(["train", "--task", "listops", "--task-opt", f"data={small}", "--task-opt", "max_length=48",
+                 "--model", str(tiny_bert), "--steps", "6", "--eval-every", "3", "--batch-size", "8",
+                 "--device", "cpu", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["task"] == "listops" and result["steps"] == 6
     assert 0.0 <= result["test"]["accuracy"] <= 1.0
     assert (tmp_path / "run" / "result.json").is_file()

@@ -10,6 +10,7 @@ import math
 import tempfile
 from pathlib import Path
 
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -96,3 +97,43 @@ def test_any_tsv_is_read_or_one_fpt_error(header, lines, max_length):
             return
         assert len(arrays) >= 1 and 0 <= truncated <= len(arrays)
         assert int(arrays.lengths.max()) <= max_length and int(arrays.y.min()) >= 0 and int(arrays.y.max()) <= 9
+
+
+small_arrays = st.one_of(
+    st.lists(st.lists(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1,
+                               max_size=3), min_size=1, max_size=4), min_size=0, max_size=5),
+    st.lists(st.lists(st.integers(-3, 12), min_size=1, max_size=5), min_size=0, max_size=5),
+)
+labels = st.one_of(st.lists(st.integers(-2, 4), max_size=6), st.lists(st.floats(allow_nan=True, width=32),
+                                                                       max_size=6))
+
+
+@SETTINGS
+@given(small_arrays, labels, small_arrays, labels, st.one_of(st.none(), st.integers(-1, 3)))
+def test_any_npz_file_is_read_or_one_fpt_error(x_train, y_train, x_test, y_test, pad_id):
+    import numpy as np
+
+    from fpt.tasks.npz import read_dataset
+
+    def array(values):
+        try:
+            return np.array(values)
+        except ValueError:  # ragged lists: store them as they would arrive, as an object array
+            return np.array(values, dtype=object)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "data.npz"
+        arrays = {"x_train": array(x_train), "y_train": array(y_train), "x_test": array(x_test),
+                  "y_test": array(y_test)}
+        if pad_id is not None:
+            arrays["pad_id"] = np.array(pad_id)
+        np.savez(path, **arrays)
+        try:
+            data = read_dataset(path)
+        except FptError as err:
+            assert "\n" not in str(err)
+            return
+        for split in data.splits.values():  # whatever was accepted is clean and consistent
+            assert len(split) > 0 and torch.isfinite(split.x.float()).all() and torch.isfinite(split.y.float()).all()
+            if data.spec.objective == "classification":
+                assert 0 <= int(split.y.min()) and int(split.y.max()) < data.spec.n_outputs
