@@ -18,7 +18,6 @@ import pytest
 import torch
 
 import fpt.download
-import fpt.tasks as tasks
 from fpt.config import build_config
 from fpt.errors import FptError
 from fpt.runs import setup

@@ -17,7 +17,6 @@ import torch
 from fpt.config import build_config
 from fpt.download import Remote, sha256_of
 from fpt.errors import FptError
-from fpt.tasks import REGISTRY, TaskEntry
 from fpt.tasks import cifar, mnist
 from fpt.tasks.base import parse_options
 from fpt.tasks.cifar import Cifar10, Cifar10Lra, Cifar10LraOptions, Cifar10Options
@@ -418,7 +417,6 @@ def test_trains_through_fpt_train(request, tmp_path, tiny_gpt2, name, fixture, o
 
 def test_cifar10_lra_needs_1024_positions(cifar_data, tmp_path, tiny_gpt2, monkeypatch):
     data_dir, _ = cifar_data
-    monkeypatch.setitem(REGISTRY, "cifar10-lra", TaskEntry("cifar10-lra", Cifar10LraOptions, Cifar10Lra, True))
     cfg = build_config({**RUN, "task": "cifar10-lra", "task_options": {"n_val": 4}, "model": str(tiny_gpt2),
                         "data_dir": str(data_dir), "out": str(tmp_path / "run")})
     with pytest.raises(FptError, match="needs 1024 positions .* has only 64.*gpt2 has 1024"):

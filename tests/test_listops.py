@@ -14,9 +14,7 @@ import pytest
 import torch
 
 import fpt.tasks.listops as listops
-from fpt.config import build_config
 from fpt.errors import FptError
-from fpt.tasks import REGISTRY, TaskEntry
 from fpt.tasks.base import parse_options
 from fpt.tasks.listops import (PAD, VOCAB, VOCAB_SIZE, ListOps, ListOpsOptions, detokenize, evaluate_listops,
                                generate_listops, render, tokenize)
