@@ -89,8 +89,9 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
     table = paper_numbers().get(paper.get("table", ""), {})
     paper_rows = paper.get("rows", {})
     settings = sorted({k for r in rows for k in r.setting})
+    unit = table.get("unit", "%")
     header = ["variant", "task", *settings, "seeds", "test acc %", "best val %", "steps to threshold",
-              "trainable params", f"paper ({table.get('unit', '%')})"]
+              "trainable params", f"paper ({unit})", "ours vs paper"]
     body = []
     for r in sorted(rows, key=lambda r: (r.task, r.variant, json.dumps(r.setting, sort_keys=True))):
         tests = [_score(x["test"]) for x in r.results]
@@ -101,7 +102,8 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
         row_name = paper_rows.get(r.variant) or f"{r.variant} {r.setting.get('model', '')}".strip()
         published = table.get("rows", {}).get(row_name, {}).get(r.task, "")
         body.append([r.variant, r.task, *[r.setting.get(k, "") for k in settings], len(r.results),
-                     fmt(tests), fmt(vals), steps, r.results[0]["trainable_params"], published])
+                     fmt(tests), fmt(vals), steps, r.results[0]["trainable_params"], published,
+                     _versus(tests, published) if unit == "%" else ""])
     return _markdown(header, body), [header, *body]
 
 
@@ -144,6 +146,16 @@ def steps_ratio_lines(rows: list[Row]) -> list[str]:
     return lines
 
 
+def _versus(tests: list[float], published: Any) -> str:
+    """'reproduces' when within 2 points (or 2 SE) of the paper, else the gap: it did not reproduce here."""
+    if published == "" or not tests:
+        return ""
+    mean, se = mean_se([100 * t for t in tests])
+    gap = mean - float(published)
+    margin = max(2.0, 0.0 if math.isnan(se) else 2 * se)
+    return "reproduces" if abs(gap) <= margin else f"does not reproduce: {gap:+.1f} pts"
+
+
 def _score(metrics: dict[str, float]) -> float:
     return metrics.get("accuracy", metrics.get("r2", float("nan")))
 
@@ -169,8 +181,11 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
     versions = rows[0].results[0]["versions"]
     paper = spec.get("paper") or {}
     published = paper_numbers().get(paper.get("table", ""), {})
+    description = (spec.get("description") or "").strip()
     parts = [
-        f"# {((spec.get('description') or '').strip() or sweep_dir.name).splitlines()[0]}",
+        f"# {sweep_dir.name}",
+        "",
+        *(f"> {line}" for line in description.splitlines()),
         "",
         f"- command: `{command or f'fpt report {sweep_dir}'}`",
         f"- machine: {platform.machine()}, {_cpu_name()}, {os.cpu_count()} cores; "
@@ -181,7 +196,8 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
     ]
     if published:
         parts.append(f"- paper column: {published['title']} ({published['source']}); the paper used "
-                     "GPT-2 at full scale, so expect differences at this scale")
+                     "GPT-2 on the full tasks. 'does not reproduce' marks a mean more than 2 points (and 2 SE) "
+                     "from the paper's: at this scale the claim did not hold")
     parts += ["", table_md, ""]
     best = best_lr_table(rows)
     if best:
