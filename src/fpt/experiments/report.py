@@ -147,13 +147,13 @@ def steps_ratio_lines(rows: list[Row]) -> list[str]:
 
 
 def _versus(tests: list[float], published: Any) -> str:
-    """'reproduces' when within 2 points (or 2 SE) of the paper, else the gap: it did not reproduce here."""
+    """'consistent' when within 2 points (or 2 SE) of the paper, else the gap: it did not reproduce here."""
     if published == "" or not tests:
         return ""
     mean, se = mean_se([100 * t for t in tests])
     gap = mean - float(published)
     margin = max(2.0, 0.0 if math.isnan(se) else 2 * se)
-    return "reproduces" if abs(gap) <= margin else f"does not reproduce: {gap:+.1f} pts"
+    return f"consistent ({gap:+.1f} pts)" if abs(gap) <= margin else f"does not reproduce: {gap:+.1f} pts"
 
 
 def _score(metrics: dict[str, float]) -> float:
