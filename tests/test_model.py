@@ -98,3 +98,13 @@ def test_random_init_is_seeded_and_differs_from_pretrained(tiny_gpt2):
     c, _ = load_backbone(str(tiny_gpt2), "pretrained", "auto", seed=1)
     wa, wb, wc = (m.h[0].attn.c_attn.weight for m in (a, b, c))
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+def test_random_gpt2_needs_no_download_at_all():
+    """The gpt2 family's architectures are built in: --init random works offline."""
+    import os
+
+    from fpt.backbones import _load_config
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    config = _load_config("gpt2-medium", "gpt2-medium", "random")
+    assert (config.n_layer, config.n_embd, config.n_head, config.n_positions) == (24, 1024, 16, 1024)

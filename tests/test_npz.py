@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import fpt.runs
 from fpt.config import build_config
 from fpt.errors import FptError
-from fpt.tasks import build_task
 from fpt.tasks.npz import NpzOptions, NpzTask, build_npz_task, npz_spec
 from fpt.train import train
 
@@ -48,16 +46,6 @@ def write(tmp_path: Path, arrays: dict[str, np.ndarray], name: str = "data.npz")
     path = tmp_path / name
     np.savez(path, **arrays)
     return path
-
-
-@pytest.fixture
-def npz_dispatch(monkeypatch):
-    """Route task names ending in .npz to the npz loader, as build_task will once wired."""
-    def build(name, options, data_seed, data_dir=None):
-        if name.endswith(".npz"):
-            return build_npz_task(name, options, data_seed)
-        return build_task(name, options, data_seed, data_dir)
-    monkeypatch.setattr(fpt.runs, "build_task", build)
 
 
 # -- loading --------------------------------------------------------------------
@@ -237,7 +225,7 @@ def test_unreadable_files_are_named(tmp_path, make, message):
 STEPS = {"steps": 6, "eval_every": 3, "batch_size": 8, "progress": False}
 
 
-def test_trains_on_classification_with_padding(tmp_path, tiny_gpt2, npz_dispatch):
+def test_trains_on_classification_with_padding(tmp_path, tiny_gpt2):
     path = write(tmp_path, PADDED)
     result = train(build_config({**STEPS, "task": str(path), "model": str(tiny_gpt2), "out": str(tmp_path / "run")}))
     assert result["task_spec"]["vocab_size"] == 7 and result["task_spec"]["n_outputs"] == 3
@@ -246,7 +234,7 @@ def test_trains_on_classification_with_padding(tmp_path, tiny_gpt2, npz_dispatch
     assert build_config({"task": str(path)}).out_dir.name == "data-s0"
 
 
-def test_trains_on_regression(tmp_path, tiny_bert, npz_dispatch):
+def test_trains_on_regression(tmp_path, tiny_bert):
     targets = {"y_train": np.ones((30, 2)), "y_val": np.zeros((6, 2)), "y_test": np.arange(18.0).reshape(9, 2)}
     path = write(tmp_path, classification(**targets))
     result = train(build_config({**STEPS, "task": str(path), "model": str(tiny_bert), "out": str(tmp_path / "run")}))

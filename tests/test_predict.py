@@ -10,13 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-import fpt.runs
 from fpt.config import build_config
 from fpt.errors import FptError
 from fpt.predict import load_input, predict, predict_cli, predict_loaded
 from fpt.runs import load_run
-from fpt.tasks import build_task
-from fpt.tasks.npz import build_npz_task
 from fpt.train import evaluate, train
 
 QUICK = {"eval_every": 10, "batch_size": 8, "progress": False}
@@ -32,16 +29,6 @@ def xor_run(tmp_path_factory, tiny_gpt2) -> Path:
 @pytest.fixture(scope="module")
 def xor(xor_run):
     return load_run(xor_run)
-
-
-@pytest.fixture
-def npz_dispatch(monkeypatch):
-    """Route task names ending in .npz to the npz loader, as build_task will once wired."""
-    def build(name, options, data_seed, data_dir=None):
-        if name.endswith(".npz"):
-            return build_npz_task(name, options, data_seed)
-        return build_task(name, options, data_seed, data_dir)
-    monkeypatch.setattr(fpt.runs, "build_task", build)
 
 
 def signs(n: int, length: int = 10, seed: int = 0) -> np.ndarray:
@@ -127,7 +114,7 @@ def test_bad_calls_are_named(xor_run, tmp_path, call, message):
     assert not (tmp_path / "p.npy").exists()
 
 
-def test_classification_with_padding(tmp_path, tiny_gpt2, npz_dispatch):
+def test_classification_with_padding(tmp_path, tiny_gpt2):
     rng = np.random.default_rng(0)
     x = rng.integers(1, 6, (60, 8))
     lengths = rng.integers(2, 9, 60)
@@ -159,7 +146,7 @@ def test_classification_with_padding(tmp_path, tiny_gpt2, npz_dispatch):
         predict(tmp_path / "r", x[40:])
 
 
-def test_regression_values(tmp_path, tiny_gpt2, npz_dispatch):
+def test_regression_values(tmp_path, tiny_gpt2):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(40, 5, 2)).astype(np.float32)
     y = np.stack([x.sum((1, 2)), x[:, -1, 0]], axis=1)

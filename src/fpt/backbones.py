@@ -87,8 +87,18 @@ def resolve_source(name: str) -> str:
     return name  # a hub name
 
 
-def _load_config(source: str, name: str):
-    from transformers import AutoConfig
+# The GPT-2 family's architectures (layers, width, heads), identical to the hub's configs: a
+# random-init GPT-2 needs no download at all, not even of its config.
+GPT2_ARCHITECTURES = {"gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16), "gpt2-large": (36, 1280, 20),
+                      "gpt2-xl": (48, 1600, 25)}
+
+
+def _load_config(source: str, name: str, init: str = "pretrained"):
+    from transformers import AutoConfig, GPT2Config
+
+    if init == "random" and name in GPT2_ARCHITECTURES:
+        layers, width, heads = GPT2_ARCHITECTURES[name]
+        return GPT2Config(n_layer=layers, n_embd=width, n_head=heads)
 
     try:
         return AutoConfig.from_pretrained(source)
@@ -113,7 +123,7 @@ def load_backbone(name: str, init: str, attention: str, seed: int) -> tuple[nn.M
         return _lstm(name, attention, seed)
     hf_logging.disable_progress_bar()  # fpt shows its own progress; one bar per run is enough
     source = resolve_source(name)
-    config = _load_config(source, name)
+    config = _load_config(source, name, init)
     model_type = config.model_type
     causal = _resolve_causal(model_type, attention, name)
     if model_type in BIDIRECTIONAL:
