@@ -84,6 +84,17 @@ def setup(cfg: TrainConfig) -> Setup:
     return Setup(cfg, task, model.to(device), info, backbone_hash, group_of, counts, device)
 
 
+def cpu_name() -> str:
+    """The processor's model name, for reports and benchmarks."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def versions() -> dict[str, str]:
     import transformers
     return {"fpt": __version__, "torch": torch.__version__, "transformers": transformers.__version__,

@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from fpt.runs import cpu_name
+
 VARIANTS = ("plain", "naive", "full", "bf16", "compile", "compile-bf16")
 
 
@@ -187,7 +189,7 @@ def run_bench(model_name: str = "gpt2", batch: int = 32, tokens: int = 64, dim: 
               variants: tuple[str, ...] = ("plain", "naive", "full", "bf16"), device: str = "cpu") -> dict[str, Any]:
     dev = torch.device(device)
     record: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_cpu()}",
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu_name()}",
         "device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "shape": {"model": model_name, "batch": batch, "tokens": tokens, "dim": dim},
         "peak_flops": {"fp32": matmul_peak(torch.float32, dev), "bf16": matmul_peak(torch.bfloat16, dev)},
@@ -217,16 +219,6 @@ def _in_subprocess(variant: str, model: str, batch: int, tokens: int, dim: int, 
         return {"variant": variant, "error": proc.stderr.strip().splitlines()[-1][:200],
                 "seconds_per_step": float("nan")}
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def markdown(record: dict[str, Any], command: str) -> str:

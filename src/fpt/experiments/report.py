@@ -27,6 +27,7 @@ import yaml
 
 from fpt.checkpoint import atomic_write, read_jsonl
 from fpt.errors import FptError
+from fpt.runs import cpu_name
 
 
 @dataclass
@@ -188,7 +189,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
         *(f"> {line}" for line in description.splitlines()),
         "",
         f"- command: `{command or f'fpt report {sweep_dir}'}`",
-        f"- machine: {platform.machine()}, {_cpu_name()}, {os.cpu_count()} cores; "
+        f"- machine: {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores; "
         f"torch {versions['torch']}, transformers {versions['transformers']}, fpt {versions['fpt']}",
         f"- date: {time.strftime('%Y-%m-%d')}; runs: {sum(len(r.results) for r in rows)} finished",
         "- numbers: test accuracy (full pass over the test split) and best validation accuracy, "
@@ -213,13 +214,3 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
     atomic_write(out / "results.csv", buffer.getvalue().encode())
     atomic_write(out / "REPORT.md", ("\n".join(parts) + "\n").encode())
     return out / "REPORT.md"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
