@@ -16,6 +16,8 @@ def test_tasks_and_models_list(capsys):
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
     assert "bit-xor" in out and "10 tokens x 1 values" in out and "120 tokens x 50 values" in out
+    for task in ("listops", "mnist", "cifar10", "cifar10-lra", "remote-homology", "PATH.npz"):
+        assert task in out
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "minilm" in out and "gpt2-xl" in out
