@@ -76,7 +76,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         print(f"{name:<17}{spec.shape:<28}{outputs:<22}{spec.metric:<20}{spec.source}")
         print(f"{'':<17}{spec.description}; options: {option_help(name)}")
     print(f"{'PATH.npz':<17}{'x (N, L, D) or ids (N, L)':<28}{'classes or K targets':<22}"
-          f"{'accuracy | RMSE, R^2':<20}your file")
+          f"{'accuracy | RMSE, R^2':<22}your file")
     print(f"{'':<17}your own data: x_train, y_train, x_test, y_test (+ x_val, y_val, pad_id); "
           "options: n_val (see README)")
     return 0
