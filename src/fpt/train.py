@@ -96,14 +96,14 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
     optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = TrainState()
     best_params = built.trained_state()
+    for stale in out.glob(".*.tmp"):  # temporary files of writes cut short by a kill
+        stale.unlink()
     if cfg.resume and (out / "last.safetensors").exists():
-        for stale in out.glob(".*.tmp"):  # temporary files of writes cut short by a kill
-            stale.unlink()
         state, best_params = _resume(built, optimizer, out)
         log(f"resumed {out} at step {state.step}")
     else:
         # Leftovers of a run killed before its first checkpoint: start clean, never append to them.
-        for stale in [*out.glob(".*.tmp"), out / "metrics.jsonl", out / "model.safetensors"]:
+        for stale in (out / "metrics.jsonl", out / "model.safetensors"):
             stale.unlink(missing_ok=True)
         atomic_write_json(out / "config.json", cfg.to_dict())
 
