@@ -69,5 +69,7 @@ def test_sweep_refuses_to_reuse_runs_made_with_other_settings(tmp_path, tiny_gpt
                     "grid: {seed: [0]}\n")
     assert sweep(spec, tmp_path / "out", progress=False) == []
     assert sweep(spec, tmp_path / "out", progress=False) == []      # finished: skipped
+    index = (tmp_path / "out" / "index.json").read_bytes()
     with pytest.raises(FptError, match="made with other settings"):
         sweep(spec, tmp_path / "out", overrides={"lr": 0.01}, progress=False)
+    assert (tmp_path / "out" / "index.json").read_bytes() == index  # the refused sweep touched nothing

@@ -139,9 +139,11 @@ def finished_with(run_dir: Path, config: dict[str, Any]) -> bool | None:
     result_file = run_dir / "result.json"
     if not result_file.exists():
         return None
+    from fpt.train import RESUMABLE_CHANGES
+
     saved = json.loads(result_file.read_text()).get("config", {})
     wanted = build_config(dict(config)).to_dict()
-    ignore = {"out", "resume", "progress", "device"}
+    ignore = RESUMABLE_CHANGES - {"steps"}  # what may differ without changing the result
     return all(saved.get(k) == v for k, v in wanted.items() if k not in ignore)
 
 
@@ -157,15 +159,15 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     check_keys(list(overrides or {}), "--set")
     runs = spec.runs(tiny=tiny, overrides=overrides)[:limit]
     check_runs(runs, f"sweep spec '{spec_path}'")
+    done = {r.name: finished_with(out / "runs" / r.name, r.config) for r in runs}
+    stale = [name for name, same in done.items() if same is False]
+    if stale:  # refused before anything in the sweep directory is touched
+        raise FptError(f"{len(stale)} finished run(s) in '{out}' were made with other settings (e.g. {stale[0]}; "
+                       "the spec, --set or --tiny changed); use another --out or delete those runs")
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     atomic_write(out / "sweep.yaml", Path(spec_path).read_bytes())
     atomic_write_json(out / "index.json", {r.name: {"variant": r.variant, "values": r.values} for r in runs})
-    done = {r.name: finished_with(out / "runs" / r.name, r.config) for r in runs}
-    stale = [name for name, same in done.items() if same is False]
-    if stale:
-        raise FptError(f"{len(stale)} finished run(s) in '{out}' were made with other settings (e.g. {stale[0]}; "
-                       "the spec, --set or --tiny changed); use another --out or delete those runs")
     todo = [r for r in runs if not done[r.name]]
     workers = workers or spec.workers
     print(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run "
