@@ -4,11 +4,14 @@
 # Re-running skips finished runs. Usage: bash scripts/cpu-mini.sh [sweep names...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sweeps=("${@:-bit-xor mnist listops lr-sweep bit-memory}")
+sweeps=("${@:-bit-xor mnist listops lr-sweep bit-memory npz}")
 for name in ${sweeps[@]}; do
   if [ "$name" = listops ] && [ ! -f runs/data/listops-mini/basic_test.tsv ]; then
     fpt data listops --out runs/data/listops-mini --n-train 8000 --n-val 500 --n-test 1000 \
       --min-length 20 --max-length 100 --max-depth 4 --no-progress
+  fi
+  if [ "$name" = npz ] && [ ! -f runs/data/sine.npz ]; then
+    python examples/make_npz_example.py --out runs/data
   fi
   fpt sweep "configs/cpu-mini/$name.yaml" --out "runs/cpu-mini/$name" --workers 1 --no-progress
   fpt report "runs/cpu-mini/$name" --out "docs/results/cpu-mini/$name"

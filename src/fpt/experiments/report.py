@@ -91,7 +91,7 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
     paper_rows = paper.get("rows", {})
     settings = sorted({k for r in rows for k in r.setting})
     unit = table.get("unit", "%")
-    header = ["variant", "task", *settings, "seeds", "test acc %", "best val %", "steps to threshold",
+    header = ["variant", "task", *settings, "seeds", "test score %", "best val %", "steps to threshold",
               "trainable params", f"paper ({unit})", "ours vs paper"]
     body = []
     for r in sorted(rows, key=lambda r: (r.task, r.variant, json.dumps(r.setting, sort_keys=True))):
@@ -192,8 +192,8 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
         f"- machine: {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores; "
         f"torch {versions['torch']}, transformers {versions['transformers']}, fpt {versions['fpt']}",
         f"- date: {time.strftime('%Y-%m-%d')}; runs: {sum(len(r.results) for r in rows)} finished",
-        "- numbers: test accuracy (full pass over the test split) and best validation accuracy, "
-        "in percent, mean ± standard error over seeds",
+        "- numbers: test score (full pass over the test split) and best validation score, in percent: "
+        "accuracy (per bit for bit tasks), or R^2 x 100 for regression; mean ± standard error over seeds",
     ]
     if published:
         parts.append(f"- paper column: {published['title']} ({published['source']}); the paper used "
