@@ -51,7 +51,7 @@ def test_yaml_config_with_flag_override(tmp_path, tiny_gpt2, capsys):
     (["--steps", "0"], "--steps must be a positive integer"),
     (["--batch-size", "-4"], "--batch-size must be a positive integer"),
     (["--steps", "ten"], "invalid int value"),
-    (["--stpes", "3"], "unrecognized arguments"),
+    (["--stpes", "3"], r"^fpt train: error: unrecognized arguments: --stpes 3 \(see fpt train --help\)$"),
     (["--task-opt", "n_bits"], "expected KEY=VALUE"),
     (["--task-opt", "n_bits=-1"], "n_bits must be positive"),
     (["--config", "/no/such.yaml"], "no such file"),

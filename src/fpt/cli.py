@@ -50,7 +50,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "func")}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "func", "parser")}
     if "task_options" in overrides:
         overrides["task_options"] = dict(overrides["task_options"])
     return build_config(overrides, args.config)
@@ -178,7 +178,7 @@ def build_parser() -> Parser:
     parsers = {}
     for name, func, help_text in commands:
         parsers[name] = p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, parser=p)
     add_train_flags(parsers["train"])
     from fpt.predict import add_predict_flags
     add_predict_flags(parsers["predict"])
@@ -233,7 +233,9 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # report it from the subcommand's parser, whose --help lists the flags it has
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except FptError as err:
