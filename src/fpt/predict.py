@@ -28,6 +28,7 @@ from tqdm import tqdm
 from fpt.checkpoint import atomic_write
 from fpt.errors import FptError
 from fpt.runs import Setup, load_run
+from fpt.tasks.arrays import Arrays
 from fpt.tasks.base import TaskSpec
 from fpt.tasks.npz import check_pad_id, check_tokens, load_arrays, token_lengths
 from fpt.train import autocast
@@ -91,16 +92,14 @@ def predict_loaded(built: Setup, x: np.ndarray | torch.Tensor, batch_size: int =
     if pad_id is None and spec.vocab_size:
         pad_id = getattr(built.task, "pad_id", None)  # the training file's (npz tasks)
     tokens, lengths = prepare(spec, x, pad_id, where)
+    inputs = Arrays(tokens, torch.zeros(len(tokens)), lengths)  # no targets: y is a placeholder
     model.eval()
     outputs = []
     starts = range(0, len(tokens), batch_size)
     for start in tqdm(starts, desc="predict", unit="batch", disable=not progress, file=sys.stderr):
-        size = lengths[start:start + batch_size]
-        longest = int(size.max())
-        batch = tokens[start:start + batch_size, :longest].to(built.device)
-        mask = (torch.arange(longest)[None, :] < size[:, None]).to(built.device)   # (B, L)
+        batch = inputs.batch(torch.arange(start, min(start + batch_size, len(tokens)))).to(built.device)
         with autocast(built.device, built.config.precision):
-            out = model(batch, mask).float().cpu()                          # (B, C) | (B, k, n) | (B, K)
+            out = model(batch.x, batch.mask).float().cpu()                  # (B, C) | (B, k, n) | (B, K)
         outputs.append(_convert(spec, out, probs))
     return np.concatenate(outputs)
 

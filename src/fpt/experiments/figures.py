@@ -68,7 +68,7 @@ def learning_curves(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
 def steps_to_threshold(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
     bars = []
     for r in sorted(rows, key=lambda r: (r.task, r.variant)):
-        reached = [x["steps_to_threshold"] for x in r.results if x["steps_to_threshold"] is not None]
+        reached = r.reached
         if reached:
             se = np.std(reached, ddof=1) / np.sqrt(len(reached)) if len(reached) > 1 else 0.0
             bars.append((f"{r.task}\n{_label(r)}", float(np.mean(reached)), se, len(reached), len(r.results)))

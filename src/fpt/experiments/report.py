@@ -39,6 +39,11 @@ class Row:
     curves: list[list[dict[str, Any]]]
     run_dirs: list[Path]
 
+    @property
+    def reached(self) -> list[int]:
+        """steps_to_threshold of the seeds that reached the threshold."""
+        return [x["steps_to_threshold"] for x in self.results if x["steps_to_threshold"] is not None]
+
 
 def paper_numbers() -> dict[str, Any]:
     return yaml.safe_load(resources.files("fpt.experiments").joinpath("paper_numbers.yaml").read_text())
@@ -97,7 +102,7 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
     for r in sorted(rows, key=lambda r: (r.task, r.variant, json.dumps(r.setting, sort_keys=True))):
         tests = [_score(x["test"]) for x in r.results]
         vals = [_score(x["best_val"]) for x in r.results]
-        reached = [x["steps_to_threshold"] for x in r.results if x["steps_to_threshold"] is not None]
+        reached = r.reached
         steps = (fmt([float(s) for s in reached], 1.0, 0) + f" ({len(reached)}/{len(r.results)} reached)"
                  if reached else f"not reached in {r.results[0]['steps']}")
         row_name = paper_rows.get(r.variant) or f"{r.variant} {r.setting.get('model', '')}".strip()
@@ -136,7 +141,7 @@ def steps_ratio_lines(rows: list[Row]) -> list[str]:
         where = task + (f" ({setting})" if setting != "{}" else "")
         means = {}
         for r in task_rows:
-            reached = [x["steps_to_threshold"] for x in r.results if x["steps_to_threshold"] is not None]
+            reached = r.reached
             if len(reached) == len(r.results):
                 means[r.variant] = mean_se([float(s) for s in reached])[0]
         if len(means) > 1:
