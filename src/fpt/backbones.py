@@ -128,6 +128,10 @@ def load_backbone(name: str, init: str, attention: str, seed: int) -> tuple[nn.M
     causal = _resolve_causal(model_type, attention, name)
     if model_type in BIDIRECTIONAL:
         config.is_decoder = causal  # BERT-family models build a causal mask from this flag
+    if getattr(config, "activation_function", None) == "gelu_new":
+        # GPT-2's tanh GELU, written out in Python ops (each saving its own activation for the
+        # backward pass); the same function as PyTorch's fused kernel, which saves one.
+        config.activation_function = "gelu_pytorch_tanh"
     try:
         if init == "random":
             with torch.random.fork_rng(devices=[]):

@@ -61,7 +61,8 @@ class TrainConfig:
                          "and count it", choices=("stop", "skip"))
     cache_features: bool = _f(True, "with --train output on a dataset task: run the frozen model once "
                               "(eval mode, so without dropout) and train the head on its cached features")
-    precision: str = _f("fp32", "fp32, or bf16 autocast", choices=("fp32", "bf16"))
+    precision: str = _f("auto", "auto (bf16 autocast where the CPU/GPU does bf16 natively, else fp32), fp32, bf16",
+                        choices=("auto", "fp32", "bf16"))
     device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N")
     log_to: str = _f("", "also log metrics to: tensorboard, wandb (comma-separated; each needs its package)")
     wandb_project: str = _f("fpt", "W&B project, with --log-to wandb")

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from fpt.backbones import BackboneInfo
 from fpt.errors import FptError
 from fpt.groups import backbone_groups
+from fpt.precision import autocast
 from fpt.tasks.base import TaskSpec
 
 ORTHOGONAL_GAIN = 1.41  # the paper's input-layer init
@@ -24,7 +25,7 @@ ORTHOGONAL_GAIN = 1.41  # the paper's input-layer init
 
 class FPTModel(nn.Module):
     def __init__(self, spec: TaskSpec, backbone: nn.Module, info: BackboneInfo,
-                 readout: str = "auto", dropout: float = 0.1):
+                 readout: str = "auto", dropout: float = 0.1, precision: str = "fp32"):
         super().__init__()
         if spec.seq_len > info.max_positions:
             raise FptError(
@@ -34,6 +35,7 @@ class FPTModel(nn.Module):
         self.spec = spec
         self.info = info
         self.readout = resolve_readout(spec, readout)
+        self.precision = precision  # fp32 | bf16 (autocast around the whole model)
         hidden = info.hidden_size
 
         if spec.token_dim is not None:
@@ -52,10 +54,11 @@ class FPTModel(nn.Module):
         self.head = nn.Linear(hidden, spec.n_outputs)
 
     def features(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Backbone output at the read-out positions: (B, H) or (B, k, H)."""
-        embeds = self.input_dropout(self.input(x))                         # (B, L, H)
-        hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
-        return read_out(hidden, mask, self.readout, self.spec.readout_tokens)
+        """Backbone output at the read-out positions: (B, H) or (B, k, H), float32."""
+        with autocast(x.device, self.precision):
+            embeds = self.input_dropout(self.input(x))                     # (B, L, H)
+            hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
+        return read_out(hidden, mask, self.readout, self.spec.readout_tokens).float()
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.head(self.features(x, mask))

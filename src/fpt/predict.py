@@ -31,7 +31,6 @@ from fpt.runs import Setup, load_run
 from fpt.tasks.arrays import Arrays
 from fpt.tasks.base import TaskSpec
 from fpt.tasks.npz import check_pad_id, check_tokens, load_arrays, token_lengths
-from fpt.train import autocast
 
 
 def load_input(path: str | Path) -> tuple[np.ndarray, int | None]:
@@ -98,8 +97,7 @@ def predict_loaded(built: Setup, x: np.ndarray | torch.Tensor, batch_size: int =
     starts = range(0, len(tokens), batch_size)
     for start in tqdm(starts, desc="predict", unit="batch", disable=not progress, file=sys.stderr):
         batch = inputs.batch(torch.arange(start, min(start + batch_size, len(tokens)))).to(built.device)
-        with autocast(built.device, built.config.precision):
-            out = model(batch.x, batch.mask).float().cpu()                  # (B, C) | (B, k, n) | (B, K)
+        out = model(batch.x, batch.mask).cpu()                              # (B, C) | (B, k, n) | (B, K)
         outputs.append(_convert(spec, out, probs))
     return np.concatenate(outputs)
 

@@ -22,6 +22,7 @@ from fpt.config import TrainConfig, build_config
 from fpt.errors import FptError
 from fpt.groups import count_parameters, set_trainable
 from fpt.model import FPTModel
+from fpt.precision import resolve_precision, store_frozen_matmul_weights
 from fpt.tasks import Task, build_task
 
 
@@ -35,6 +36,7 @@ class Setup:
     group_of: dict[str, str]
     counts: dict[str, dict[str, int]]
     device: torch.device
+    precision: str  # fp32 | bf16: what --precision resolved to on this device
 
     @property
     def trainable_names(self) -> list[str]:
@@ -73,15 +75,18 @@ def setup(cfg: TrainConfig) -> Setup:
     task = build_task(cfg.task, cfg.task_options, cfg.data_seed, data_dir(cfg))
     backbone, info = load_backbone(cfg.model, cfg.init, cfg.attention, cfg.seed)
     backbone_hash = weights_hash(backbone)
+    precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)  # the new input layer and head
-    model = FPTModel(task.spec, backbone, info, readout=cfg.readout, dropout=cfg.dropout)
+    model = FPTModel(task.spec, backbone, info, readout=cfg.readout, dropout=cfg.dropout, precision=precision)
     group_of = model.parameter_groups()
     set_trainable(model, group_of, cfg.train_groups)
     counts = count_parameters(model, group_of)
+    if precision == "bf16":  # after hashing and freezing: only frozen matmul weights change dtype
+        store_frozen_matmul_weights(model, torch.bfloat16)
     if info.model_type == "lstm" and "attention" not in cfg.train_groups:
         print("note: the LSTM's recurrent weights (group 'attention') stay frozen at random init; "
               "the paper's LSTM baseline trains everything: --train all", file=sys.stderr)
-    return Setup(cfg, task, model.to(device), info, backbone_hash, group_of, counts, device)
+    return Setup(cfg, task, model.to(device), info, backbone_hash, group_of, counts, device, precision)
 
 
 def cpu_name() -> str:
@@ -144,4 +149,4 @@ def describe(built: Setup) -> str:
     return (f"task {built.task.spec.name}: {built.task.spec.shape}, {built.task.spec.objective} | "
             f"backbone {i.name} ({i.model_type}, {i.init}, width {i.hidden_size}, "
             f"{'causal' if i.causal else 'bidirectional'}) | readout {built.model.readout} | "
-            f"device {built.device}")
+            f"device {built.device}, {built.precision}")

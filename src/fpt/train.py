@@ -11,7 +11,6 @@ import json
 import math
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,12 +50,6 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 @torch.no_grad()
 def evaluate(built: Setup, split: str, batch_size: int) -> dict[str, float]:
     """One full pass over `split`."""
@@ -66,9 +59,7 @@ def evaluate(built: Setup, split: str, batch_size: int) -> dict[str, float]:
     metrics = Metrics(spec.objective)
     for batch in built.task.eval_batches(split, batch_size):
         batch = batch.to(built.device)
-        with autocast(built.device, built.config.precision):
-            outputs = model(batch.x, batch.mask)
-        metrics.update(outputs.float(), batch.y)
+        metrics.update(model(batch.x, batch.mask), batch.y)
     model.train(was_training)
     return metrics.compute()
 
@@ -142,9 +133,8 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
         finite = True
         for micro in batch.split(cfg.grad_accum):
             micro = micro.to(built.device)
-            with autocast(built.device, cfg.precision):
-                outputs = model(micro.x, micro.mask)
-            loss = loss_fn(objective, outputs.float(), micro.y)
+            outputs = model(micro.x, micro.mask)
+            loss = loss_fn(objective, outputs, micro.y)
             if not math.isfinite(loss.item()):
                 finite = False
                 break
@@ -266,6 +256,7 @@ def _result(built: Setup, state: TrainState, test: dict[str, float]) -> dict[str
         "steps_to_threshold": state.steps_to_threshold,
         "skipped_steps": state.skipped_steps,
         "cached_features": isinstance(built.model, HeadOnly),
+        "precision": built.precision,
         "threshold": cfg.threshold,
         "wall_seconds": round(state.wall_seconds, 3),
         "task_spec": vars(built.task.spec),

@@ -121,15 +121,17 @@ def bit_xor_attention(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
 @torch.no_grad()
 def attention_maps(run_dir: Path) -> np.ndarray:
     """Attention of every layer (mean over heads and 64 test examples) of a trained run: (layers, L, L)."""
+    from fpt.precision import autocast
     from fpt.runs import load_run
 
     built = load_run(run_dir)
     model = built.model
     model.backbone.set_attn_implementation("eager")  # sdpa does not return attention weights
     batch = next(built.task.eval_batches("test", 64))
-    embeds = model.input(batch.x)
-    outputs = model.backbone(inputs_embeds=embeds, attention_mask=batch.mask.long(), output_attentions=True)
-    return torch.stack([a.mean(dim=(0, 1)) for a in outputs.attentions]).cpu().numpy()
+    with autocast(built.device, built.precision):
+        embeds = model.input(batch.x)
+        outputs = model.backbone(inputs_embeds=embeds, attention_mask=batch.mask.long(), output_attentions=True)
+    return torch.stack([a.float().mean(dim=(0, 1)) for a in outputs.attentions]).cpu().numpy()
 
 
 def draw_all(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:

@@ -1,0 +1,78 @@
+"""Numeric precision of the frozen backbone: bf16 where the hardware does it natively.
+
+`--precision auto` (the default) picks bf16 autocast on CUDA devices that support it
+and on CPUs with native bf16 instructions (AVX512-BF16, AMX, Arm BF16), fp32 elsewhere.
+Emulated bf16 is slower than fp32, so it is never chosen automatically.
+
+Under bf16 autocast every matrix product casts its weight to bf16 on every call, and a
+frozen weight's cast copy is kept for the backward pass. For frozen Linear layers the
+cast gives the same bits every time, so fpt stores those weights in bf16 once: the
+products compute exactly what autocast would, without the per-step copies. Trained
+parameters (input layer, head, layer norms, positions) stay fp32.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import ContextManager
+
+import torch
+from torch import nn
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+# /proc/cpuinfo flags meaning bf16 arithmetic in hardware (x86 and Arm spellings).
+CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(CPU_BF16_FLAGS & cpu_flags())
+    return False  # mps and others: not measured, so not assumed
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86, Arm
+            return set(value.split())
+    return set()
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """auto -> bf16 or fp32 for this device; fp32 and bf16 are kept as asked."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> ContextManager:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def is_matmul_layer(module: nn.Module) -> bool:
+    """nn.Linear, or the Conv1D that GPT-2 uses as a transposed Linear."""
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+@torch.no_grad()
+def store_frozen_matmul_weights(model: nn.Module, dtype: torch.dtype) -> int:
+    """Cast the frozen weights and biases of matmul layers to `dtype`; returns how many values."""
+    count = 0
+    for module in model.modules():
+        if not is_matmul_layer(module):
+            continue
+        for param in module.parameters(recurse=False):
+            if not param.requires_grad and param.dtype != dtype:
+                param.data = param.data.to(dtype)
+                count += param.numel()
+    return count

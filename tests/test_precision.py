@@ -1,0 +1,75 @@
+"""--precision: auto picks bf16 only where it is native; stored bf16 frozen weights change nothing."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from fpt import precision
+from fpt.config import build_config
+from fpt.precision import autocast, resolve_precision, store_frozen_matmul_weights
+from fpt.runs import setup
+
+
+@pytest.mark.parametrize("flags, expected", [({"avx512f", "avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16"),
+                                             ({"asimd", "bf16"}, "bf16"), ({"avx2", "fma"}, "fp32"), (set(), "fp32")])
+def test_auto_is_bf16_only_on_cpus_that_do_it_natively(monkeypatch, flags, expected):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"  # explicit choices are kept
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gpt2", "tiny_bert"])
+def test_stored_bf16_weights_compute_exactly_what_autocast_does(request, fixture):
+    """The cast autocast would make on every call, made once: same bits out, same gradients."""
+    cfg = build_config({"task": "bit-xor", "model": str(request.getfixturevalue(fixture)), "precision": "fp32",
+                        "dropout": 0.0})
+    model = setup(cfg).model
+    stored = copy.deepcopy(model)
+    stored.precision = model.precision = "bf16"
+    cast = store_frozen_matmul_weights(stored, torch.bfloat16)
+    assert cast > 0
+    for name, param in stored.named_parameters():  # trained parameters stay fp32
+        if param.requires_grad:
+            assert param.dtype == torch.float32, name
+    x, mask = torch.randn(4, 10, 1), torch.ones(4, 10, dtype=torch.bool)
+    mask[0, 7:] = False
+    outputs = []
+    for m in (model, stored):
+        out = m(x, mask)
+        out.sum().backward()
+        outputs.append((out, {n: p.grad for n, p in m.named_parameters() if p.requires_grad}))
+    assert torch.equal(outputs[0][0], outputs[1][0])
+    for name, grad in outputs[0][1].items():
+        assert torch.equal(grad, outputs[1][1][name]), name
+
+
+def test_frozen_matmul_weights_are_bf16_and_trained_ones_fp32(tiny_gpt2):
+    built = setup(build_config({"task": "bit-xor", "model": str(tiny_gpt2), "precision": "bf16"}))
+    assert built.precision == "bf16"
+    params = dict(built.model.named_parameters())
+    assert params["backbone.h.0.attn.c_attn.weight"].dtype == torch.bfloat16
+    assert params["backbone.h.0.mlp.c_fc.bias"].dtype == torch.bfloat16
+    for name in ("input.weight", "head.weight", "backbone.h.0.ln_1.weight", "backbone.wpe.weight"):
+        assert params[name].dtype == torch.float32 and params[name].requires_grad, name
+    assert built.model(torch.randn(2, 10, 1), torch.ones(2, 10, dtype=torch.bool)).dtype == torch.float32
+
+
+def test_gpt2_uses_the_fused_tanh_gelu_which_is_gelu_new(tiny_gpt2):
+    from transformers.activations import NewGELUActivation
+
+    built = setup(build_config({"task": "bit-xor", "model": str(tiny_gpt2), "precision": "fp32"}))
+    act = built.model.backbone.h[0].mlp.act
+    x = torch.randn(1000) * 4
+    torch.testing.assert_close(act(x), NewGELUActivation()(x), atol=1e-6, rtol=0)
+    assert not isinstance(act, NewGELUActivation)
+
+
+def test_autocast_is_a_no_op_for_fp32():
+    with autocast(torch.device("cpu"), "fp32"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with autocast(torch.device("cpu"), "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
