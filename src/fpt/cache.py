@@ -71,8 +71,10 @@ def compute_features(built, batch_size: int, progress: bool = True) -> dict[str,
         # eval_batches, not the raw arrays: image tasks turn pixels into tokens there (no augmentation)
         batches = tqdm(task.eval_batches(split, batch_size), desc=f"features {split}", disable=not progress,
                        total=-(-task.split_size(split) // batch_size), file=sys.stderr)
-        features[split] = torch.cat([model.features(b.x.to(built.device), b.mask.to(built.device)).float()
-                                     for b in batches])
+        walked = torch.cat([model.features(b.x.to(built.device), b.mask.to(built.device)).float()
+                            for b in batches])
+        features[split] = torch.empty_like(walked)
+        features[split][task.eval_order(split).to(walked.device)] = walked  # back to split order
     return features
 
 

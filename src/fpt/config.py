@@ -61,6 +61,8 @@ class TrainConfig:
                          "and count it", choices=("stop", "skip"))
     cache_features: bool = _f(True, "with --train output on a dataset task: run the frozen model once "
                               "(eval mode, so without dropout) and train the head on its cached features")
+    length_bucketing: bool = _f(True, "batch examples of similar length together (tasks whose lengths vary), "
+                                "so little compute goes to padding")
     precision: str = _f("auto", "auto (bf16 autocast where the CPU/GPU does bf16 natively, else fp32), fp32, bf16",
                         choices=("auto", "fp32", "bf16"))
     device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N")

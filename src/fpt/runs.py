@@ -24,6 +24,7 @@ from fpt.groups import count_parameters, set_trainable
 from fpt.model import FPTModel
 from fpt.precision import resolve_precision, store_frozen_matmul_weights
 from fpt.tasks import Task, build_task
+from fpt.tasks.arrays import ArrayTask
 
 
 @dataclass
@@ -73,6 +74,8 @@ def setup(cfg: TrainConfig) -> Setup:
     """Task, backbone, model and freezing for `cfg`; raises FptError on any bad input."""
     device = resolve_device(cfg.device)
     task = build_task(cfg.task, cfg.task_options, cfg.data_seed, data_dir(cfg))
+    if isinstance(task, ArrayTask):
+        task.bucketing = cfg.length_bucketing
     backbone, info = load_backbone(cfg.model, cfg.init, cfg.attention, cfg.seed)
     backbone_hash = weights_hash(backbone)
     precision = resolve_precision(cfg.precision, device)

@@ -43,6 +43,8 @@ class TrainState:
     steps_to_threshold: int | None = None
     wall_seconds: float = 0.0
     skipped_steps: int = 0  # steps whose loss was NaN/inf, under --nan-policy skip
+    tokens: int = 0          # token positions the training steps processed, padding included
+    padding_tokens: int = 0  # of which padding
     stopped_early: bool = False  # --patience ran out
 
 
@@ -109,7 +111,9 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
     test = evaluate(built, "test", cfg.batch_size * 4)
     result = _result(built, state, test)
     atomic_write_json(out / "result.json", result)
-    log(f"test {_fmt(test)} | best val step {state.best_step} | {state.wall_seconds:.1f}s | {out}/result.json")
+    padded = f" | padding {result['padding_fraction']:.1%} of tokens" if result["padding_fraction"] else ""
+    log(f"test {_fmt(test)} | best val step {state.best_step} | {state.wall_seconds:.1f}s{padded} | "
+        f"{out}/result.json")
     return result
 
 
@@ -131,6 +135,8 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
         batch = task.train_batch(step, cfg.batch_size, cfg.seed)
         optimizer.zero_grad(set_to_none=True)
         finite = True
+        state.tokens += batch.mask.numel()
+        state.padding_tokens += int((~batch.mask).sum())
         for micro in batch.split(cfg.grad_accum):
             micro = micro.to(built.device)
             outputs = model(micro.x, micro.mask)
@@ -255,6 +261,7 @@ def _result(built: Setup, state: TrainState, test: dict[str, float]) -> dict[str
         "best_val": {**state.best_val, "step": state.best_step},
         "steps_to_threshold": state.steps_to_threshold,
         "skipped_steps": state.skipped_steps,
+        "padding_fraction": round(state.padding_tokens / max(state.tokens, 1), 4),
         "cached_features": isinstance(built.model, HeadOnly),
         "precision": built.precision,
         "threshold": cfg.threshold,

@@ -5,6 +5,13 @@ lengths (N,) real tokens per example; y (N,) class ids or (N, K) targets.
 Training walks through seeded per-epoch permutations, so the batch of step t is
 a pure function of (seed, t), like the generated tasks. Each batch is cut to
 its longest example, so short sequences cost short compute.
+
+Length bucketing (on by default when lengths vary): the examples of every
+BUCKET_POOL consecutive steps are sorted by length and cut into batches, which
+those steps then take in a seeded random order. Each epoch still shows every
+example once, batches stay a pure function of (seed, step), and a batch holds
+examples of similar length, so little of what the model processes is padding.
+Evaluation walks each split shortest first, for the same reason.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from fpt.tasks.base import Batch, Task, TaskSpec, generator
 
 # Optional training-time transform (augmentation): (x, generator) -> x, on a batch.
 Augment = Callable[[Tensor, torch.Generator], Tensor]
+
+BUCKET_POOL = 50  # steps whose examples are sorted together (the "megabatch" of HF's length grouping)
 
 
 @dataclass
@@ -74,7 +83,13 @@ class ArrayTask(Task):
         self.spec = spec
         self.splits = {"train": train, "val": val, "test": test}
         self.augment = augment
+        self.bucketing = True  # set by the training config (--no-length-bucketing)
         self._perm_cache: dict[tuple[int, int], Tensor] = {}
+        self._pool_cache: dict[tuple[int, int, int], Tensor] = {}
+
+    def varies_in_length(self, split: str = "train") -> bool:
+        lengths = self.splits[split].lengths
+        return bool((lengths != lengths[0]).any())
 
     def _permutation(self, seed: int, epoch: int) -> Tensor:
         key = (seed, epoch)
@@ -86,13 +101,34 @@ class ArrayTask(Task):
         return self._perm_cache[key]
 
     def train_indices(self, step: int, batch_size: int, seed: int) -> Tensor:
-        """Which training examples step `step` uses: the next slice of the seeded epoch order."""
+        """Which training examples step `step` uses."""
+        if not (self.bucketing and self.varies_in_length()):
+            return self._in_epoch_order(step * batch_size, (step + 1) * batch_size, seed)
+        pool, slot = divmod(step, BUCKET_POOL)
+        return self._bucketed_pool(pool, batch_size, seed)[slot]
+
+    def _in_epoch_order(self, start: int, stop: int, seed: int) -> Tensor:
+        """Positions start..stop-1 of the endless sequence of seeded epoch permutations."""
         n = len(self.splits["train"])
-        positions = torch.arange(step * batch_size, (step + 1) * batch_size)
+        positions = torch.arange(start, stop)
         epochs, offsets = positions // n, positions % n
         if epochs[0] == epochs[-1]:
             return self._permutation(seed, int(epochs[0]))[offsets]
         return torch.stack([self._permutation(seed, int(e))[int(o)] for e, o in zip(epochs, offsets)])
+
+    def _bucketed_pool(self, pool: int, batch_size: int, seed: int) -> Tensor:
+        """(BUCKET_POOL, B): the pool's examples sorted by length, as batches in a seeded order."""
+        key = (seed, pool, batch_size)
+        if key not in self._pool_cache:
+            if len(self._pool_cache) > 4:
+                self._pool_cache.clear()
+            first = pool * BUCKET_POOL * batch_size
+            members = self._in_epoch_order(first, first + BUCKET_POOL * batch_size, seed)  # random order
+            by_length = torch.sort(self.splits["train"].lengths[members], stable=True).indices  # ties stay random
+            batches = members[by_length].view(BUCKET_POOL, batch_size)
+            order = torch.randperm(BUCKET_POOL, generator=generator(self.spec.name, "buckets", seed, pool))
+            self._pool_cache[key] = batches[order]
+        return self._pool_cache[key]
 
     def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
         batch = self.splits["train"].batch(self.train_indices(step, batch_size, seed))
@@ -100,10 +136,18 @@ class ArrayTask(Task):
             batch.x = self.augment(batch.x, generator(self.spec.name, "augment", seed, step))
         return batch
 
+    def eval_order(self, split: str) -> Tensor:
+        """The order eval_batches walks `split` in: shortest first when lengths vary (metrics don't
+        depend on order), else as stored."""
+        lengths = self.splits[split].lengths
+        if self.bucketing and self.varies_in_length(split):
+            return torch.sort(lengths, stable=True).indices
+        return torch.arange(len(lengths))
+
     def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
-        data = self.splits[split]
+        data, order = self.splits[split], self.eval_order(split)
         for start in range(0, len(data), batch_size):
-            yield data.batch(torch.arange(start, min(start + batch_size, len(data))))
+            yield data.batch(order[start:start + batch_size])
 
     def split_size(self, split: str) -> int:
         return len(self.splits[split])
