@@ -57,11 +57,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from fpt import distributed
     from fpt.train import train
 
-    result = train(config_from_args(args))
-    print(json.dumps({k: result[k] for k in ("task", "model", "init", "test", "steps_to_threshold",
-                                              "trainable_params", "wall_seconds")}))
+    try:
+        result = train(config_from_args(args))
+    finally:
+        distributed.shutdown()
+    if distributed.launched_world().is_main:
+        print(json.dumps({k: result[k] for k in ("task", "model", "init", "test", "steps_to_threshold",
+                                                  "trainable_params", "wall_seconds")}))
     return 0
 
 
@@ -116,7 +121,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"fpt sweep: {len(failed)} run(s) failed: {', '.join(failed)}; fix the cause and run the same "
               "command again (finished runs are skipped)", file=sys.stderr)
         return 1
-    print(f"fpt sweep: all runs finished in {args.out}; next: fpt report {args.out}", file=sys.stderr)
+    from fpt.distributed import launched_world
+    if launched_world().is_main:  # under torchrun: said once
+        print(f"fpt sweep: all runs finished in {args.out}; next: fpt report {args.out}", file=sys.stderr)
     return 0
 
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fpt.distributed import World, sum_across
+
 
 def loss_fn(objective: str, outputs: Tensor, y: Tensor) -> Tensor:
     if objective == "bits":
@@ -66,6 +68,21 @@ class Metrics:
                 self.y_sum += sums[1]
                 self.y_sq_sum += sums[2]
             self.targets += n
+
+    def merge_across(self, world: World, device: torch.device, n_targets: int) -> "Metrics":
+        """Sum every rank's counts into this one (each rank saw a shard of the data)."""
+        if not world.parallel:
+            return self
+        zeros = torch.zeros(n_targets if self.objective == "regression" else 0, dtype=torch.float64)
+        scalars = torch.tensor([self.examples, self.loss_sum, self.correct, self.units, self.all_correct,
+                                self.targets], dtype=torch.float64)
+        vectors = [zeros if v is None else v.cpu() for v in (self.sq_err, self.y_sum, self.y_sq_sum)]
+        total = sum_across(torch.cat([scalars, *vectors]).to(device), world).cpu()
+        (examples, self.loss_sum, self.correct, units, all_correct, targets), rest = total[:6].tolist(), total[6:]
+        self.examples, self.units, self.all_correct, self.targets = int(examples), int(units), int(all_correct), int(targets)
+        if self.objective == "regression":
+            self.sq_err, self.y_sum, self.y_sq_sum = rest.split(n_targets)
+        return self
 
     def compute(self) -> dict[str, float]:
         result = {"loss": self.loss_sum / max(self.examples, 1)}

@@ -19,6 +19,7 @@ from fpt import __version__
 from fpt.backbones import BackboneInfo, load_backbone, weights_hash
 from fpt.checkpoint import load_tensors
 from fpt.config import TrainConfig, build_config
+from fpt.distributed import World
 from fpt.errors import FptError
 from fpt.groups import count_parameters, set_trainable
 from fpt.model import FPTModel
@@ -38,6 +39,7 @@ class Setup:
     counts: dict[str, dict[str, int]]
     device: torch.device
     precision: str  # fp32 | bf16: what --precision resolved to on this device
+    world: World = World()  # this process's place among data-parallel ranks (torchrun)
 
     @property
     def trainable_names(self) -> list[str]:

@@ -7,17 +7,21 @@ resumed from its last checkpoint replays exactly the steps it would have run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from fpt import distributed
 from fpt.cache import HeadOnly, cached, can_cache
 from fpt.checkpoint import (append_jsonl, atomic_write, atomic_write_json, exclusive, load_tensors,
                             optimizer_tensors, read_jsonl, restore_optimizer, save_tensors)
@@ -54,53 +58,65 @@ def log(message: str) -> None:
 
 @torch.no_grad()
 def evaluate(built: Setup, split: str, batch_size: int) -> dict[str, float]:
-    """One full pass over `split`."""
-    model, spec = built.model, built.task.spec
+    """One full pass over `split` (under data parallelism each rank takes every world.size-th batch)."""
+    model, spec, world = built.model, built.task.spec, built.world
     was_training = model.training
     model.eval()
     metrics = Metrics(spec.objective)
-    for batch in built.task.eval_batches(split, batch_size):
-        batch = batch.to(built.device)
-        metrics.update(model(batch.x, batch.mask), batch.y)
+    for i, batch in enumerate(built.task.eval_batches(split, batch_size)):
+        if i % world.size == world.rank:
+            batch = batch.to(built.device)
+            metrics.update(model(batch.x, batch.mask), batch.y)
     model.train(was_training)
-    return metrics.compute()
+    return metrics.merge_across(world, built.device, spec.n_outputs).compute()
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) the training described by `cfg`; return the result record."""
+    """Run (or resume) the training described by `cfg`; return the result record.
+
+    Under torchrun every rank calls this; rank 0 alone writes to the run directory.
+    """
+    world, device = distributed.init(cfg.device)
+    if world.parallel:
+        if cfg.batch_size % (world.size * cfg.grad_accum):
+            raise FptError(f"--batch-size {cfg.batch_size} does not split evenly into {world.size} processes x "
+                           f"--grad-accum {cfg.grad_accum}; use a multiple of {world.size * cfg.grad_accum}")
+        cfg = dataclasses.replace(cfg, device=device)
     out = cfg.out_dir
     finished = _check_out_dir(cfg, out)
     if finished is not None:
         return finished
-    built = setup(cfg)  # every user-input check happens here, before anything is written
-    with exclusive(out):
+    built = dataclasses.replace(setup(cfg), world=world)  # every user-input check happens before any write
+    with exclusive(out) if world.is_main else nullcontext():
         finished = _check_out_dir(cfg, out)  # another process may have finished it meanwhile
         return finished if finished is not None else _train(built, out)
 
 
 def _train(built: Setup, out: Path) -> dict[str, Any]:
-    cfg = built.config
-    log(describe(built))
-    log(format_counts(built.counts))
+    cfg, main = built.config, built.world.is_main
+    say = log if main else _quiet
+    say(describe(built) + (f" | {built.world.size} processes" if built.world.parallel else ""))
+    say(format_counts(built.counts))
     if cfg.cache_features and can_cache(built):
-        log("only the head trains: computing the frozen features once (--no-cache-features to recompute)")
+        say("only the head trains: computing the frozen features once (--no-cache-features to recompute)")
         built = cached(built, cfg.batch_size * 4)
     trainable = [p for p in built.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = TrainState()
     best_params = built.trained_state()
-    for stale in out.glob(".*.tmp"):  # temporary files of writes cut short by a kill
-        stale.unlink()
+    if main:
+        for stale in out.glob(".*.tmp"):  # temporary files of writes cut short by a kill
+            stale.unlink()
     if cfg.resume and (out / "last.safetensors").exists():
         state, best_params = _resume(built, optimizer, out)
-        log(f"resumed {out} at step {state.step}")
-    else:
+        say(f"resumed {out} at step {state.step}")
+    elif main:
         # Leftovers of a run killed before its first checkpoint: start clean, never append to them.
         for stale in (out / "metrics.jsonl", out / "model.safetensors"):
             stale.unlink(missing_ok=True)
         atomic_write_json(out / "config.json", cfg.to_dict())
 
-    loggers = make_loggers(cfg.loggers, out, cfg.to_dict(), cfg.wandb_project)
+    loggers = make_loggers(cfg.loggers, out, cfg.to_dict(), cfg.wandb_project) if main else []
     try:
         state, best_params = fit(built, optimizer, state, best_params, out, loggers)
     finally:
@@ -110,41 +126,52 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
     load_trained(built, best_params, out / "model.safetensors")
     test = evaluate(built, "test", cfg.batch_size * 4)
     result = _result(built, state, test)
-    atomic_write_json(out / "result.json", result)
+    if main:
+        atomic_write_json(out / "result.json", result)
+    distributed.barrier(built.world)  # no rank returns before the result is on disk
     padded = f" | padding {result['padding_fraction']:.1%} of tokens" if result["padding_fraction"] else ""
-    log(f"test {_fmt(test)} | best val step {state.best_step} | {state.wall_seconds:.1f}s{padded} | "
+    say(f"test {_fmt(test)} | best val step {state.best_step} | {state.wall_seconds:.1f}s{padded} | "
         f"{out}/result.json")
     return result
+
+
+def _quiet(message: str) -> None:
+    """Ranks other than 0 print nothing: one log per run."""
 
 
 def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_params: dict[str, torch.Tensor],
         out: Path, loggers: Sequence[Logger] = ()) -> tuple[TrainState, dict[str, torch.Tensor]]:
     """The optimisation loop: train steps, periodic validation and checkpoints."""
-    cfg, model, task = built.config, built.model, built.task
+    cfg, model, task, world = built.config, built.model, built.task, built.world
     objective = task.spec.objective
     trainable = [p for p in model.parameters() if p.requires_grad]
+    # Under torchrun, DDP averages the trained parameters' gradients over the ranks' batch shards.
+    forward = DistributedDataParallel(model, forward_sync_buffers=False) if world.parallel else model
     window = Metrics(objective)  # training metrics since the last evaluation
     model.train()
     started = time.perf_counter() - state.wall_seconds
-    bar = tqdm(total=cfg.steps, initial=state.step, desc=task.spec.name, disable=not cfg.progress,
+    bar = tqdm(total=cfg.steps, initial=state.step, desc=task.spec.name, disable=not (cfg.progress and world.is_main),
                dynamic_ncols=True, file=sys.stderr)
     for step in range(state.step, cfg.steps):
         if state.stopped_early:
             break
-        torch.manual_seed(derive_seed("dropout", cfg.seed, step))
+        torch.manual_seed(derive_seed("dropout", cfg.seed, step, *([world.rank] if world.rank else [])))
         batch = task.train_batch(step, cfg.batch_size, cfg.seed)
-        optimizer.zero_grad(set_to_none=True)
-        finite = True
         state.tokens += batch.mask.numel()
         state.padding_tokens += int((~batch.mask).sum())
-        for micro in batch.split(cfg.grad_accum):
+        optimizer.zero_grad(set_to_none=True)
+        finite = True
+        micro_batches = batch.split(world.size)[world.rank].split(cfg.grad_accum)
+        for i, micro in enumerate(micro_batches):
             micro = micro.to(built.device)
-            outputs = model(micro.x, micro.mask)
+            outputs = forward(micro.x, micro.mask)
             loss = loss_fn(objective, outputs, micro.y)
-            if not math.isfinite(loss.item()):
+            if distributed.any_across(not math.isfinite(loss.item()), world, built.device):
                 finite = False
                 break
-            (loss / cfg.grad_accum).backward()
+            sync_now = i == len(micro_batches) - 1 or not world.parallel
+            with nullcontext() if sync_now else forward.no_sync():  # all-reduce once, after the last
+                (loss / cfg.grad_accum).backward()
             window.update(outputs, micro.y, loss.detach())
         if not finite and cfg.nan_policy == "stop":
             raise FptError(
@@ -162,23 +189,25 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps:
             val = evaluate(built, "val", cfg.batch_size * 4)
-            train_stats = window.compute()
+            train_stats = window.merge_across(world, built.device, task.spec.n_outputs).compute()
             window = Metrics(objective)
             if not state.best_val or val["score"] > state.best_val["score"]:
                 state.best_val, state.best_step = val, done
                 best_params = built.trained_state()
-                save_tensors(out / "model.safetensors", best_params,
-                             {**built.identity(), "step": done, "val": val})
+                if world.is_main:
+                    save_tensors(out / "model.safetensors", best_params,
+                                 {**built.identity(), "step": done, "val": val})
             if state.steps_to_threshold is None and val["score"] >= cfg.threshold:
                 state.steps_to_threshold = done
             state.step = done
             state.stopped_early = cfg.patience > 0 and done - state.best_step >= cfg.patience * cfg.eval_every
             state.wall_seconds = time.perf_counter() - started
-            record = {"step": done, "train": train_stats, "val": val, "wall_seconds": round(state.wall_seconds, 3)}
-            append_jsonl(out / "metrics.jsonl", record)
-            for logger in loggers:
-                logger.log(done, record)
-            _save_last(built, optimizer, state, out)
+            if world.is_main:
+                record = {"step": done, "train": train_stats, "val": val, "wall_seconds": round(state.wall_seconds, 3)}
+                append_jsonl(out / "metrics.jsonl", record)
+                for logger in loggers:
+                    logger.log(done, record)
+                _save_last(built, optimizer, state, out)
             bar.set_postfix(loss=f"{train_stats['loss']:.4f}", val=f"{val['score']:.4f}")
     bar.close()
     return state, best_params
@@ -233,9 +262,10 @@ def _resume(built: Setup, optimizer: torch.optim.Optimizer, out: Path
     restore_optimizer(optimizer, built.trainable_names, tensors)
     state = TrainState(**meta["state"])
     best_params = load_tensors(out / "model.safetensors")[0]
-    # Drop metric lines written after the checkpoint: the resumed run writes them again.
-    kept = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("step", 0) <= state.step]
-    atomic_write(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
+    if built.world.is_main:
+        # Drop metric lines written after the checkpoint: the resumed run writes them again.
+        kept = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("step", 0) <= state.step]
+        atomic_write(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
     return state, best_params
 
 

@@ -19,6 +19,10 @@ Each run trains in its own process into DIR/runs/NAME with --resume, so killing
 the sweep and starting it again skips finished runs and continues unfinished
 ones from their last checkpoint. DIR/index.json maps run names to their variant
 and grid values; `fpt report DIR` reads only that and the runs' result files.
+
+Under torchrun (`torchrun --nproc-per-node N -m fpt sweep ...`), each of the N ranks
+runs every N-th unfinished run, each on its own GPU (cuda:LOCAL_RANK), and the ranks
+wait for each other at the end: one sweep spread over N devices.
 """
 
 from __future__ import annotations
@@ -40,7 +44,12 @@ from tqdm import tqdm
 
 from fpt.checkpoint import atomic_write, atomic_write_json
 from fpt.config import build_config, check_keys
+from fpt.distributed import World, launched_world, sum_across
 from fpt.errors import FptError
+
+# What torchrun tells its processes; a sweep's training runs are single-process runs.
+LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
+                      "ROLE_WORLD_SIZE", "GROUP_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 SPEC_KEYS = {"description", "base", "grid", "variants", "per_task", "paper", "workers", "tiny"}
 
@@ -169,10 +178,14 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     atomic_write(out / "sweep.yaml", Path(spec_path).read_bytes())
     atomic_write_json(out / "index.json", {r.name: {"variant": r.variant, "values": r.values} for r in runs})
     todo = [r for r in runs if not done[r.name]]
+    unfinished = len(todo)
+    world = launched_world()
+    todo = todo[world.rank::world.size]  # under torchrun: this rank's share
     workers = workers or spec.workers
-    print(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run "
+    share = f" ({len(todo)} of them on rank {world.rank} of {world.size})" if world.parallel else ""
+    print(f"sweep: {len(runs)} runs, {len(runs) - unfinished} already finished, {unfinished} to run{share} "
           f"on {workers} worker(s) -> {out}", file=sys.stderr)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, (os.cpu_count() or 1) // (workers * world.size))
     failed: list[str] = []
     running: dict[str, subprocess.Popen] = {}
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="runs", disable=not progress,
@@ -182,7 +195,7 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
         while queue or running:
             while queue and len(running) < workers:
                 run = queue.pop(0)
-                running[run.name] = _launch(run, out, threads)
+                running[run.name] = _launch(run, out, threads, world)
             time.sleep(0.2)
             for name, proc in list(running.items()):
                 if proc.poll() is not None:
@@ -198,14 +211,33 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
         for proc in running.values():
             proc.wait()
         bar.close()
-    return failed
+    return failed if not world.parallel else _after_every_rank(failed, world)
 
 
-def _launch(run: Run, out: Path, threads: int) -> subprocess.Popen:
+def _after_every_rank(failed: list[str], world: World) -> list[str]:
+    """Wait for the other ranks' runs; return this rank's failures, plus a note of the others'."""
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group(backend="gloo")  # a barrier on CPU; the runs themselves are done
+    try:
+        total = int(sum_across(torch.tensor([len(failed)]), world).item())
+    finally:
+        dist.destroy_process_group()
+    others = total - len(failed)
+    return failed + [f"{others} run(s) on other ranks"] * bool(others)
+
+
+def _launch(run: Run, out: Path, threads: int, world: World = World()) -> subprocess.Popen:
     config = {**run.config, "out": str(out / "runs" / run.name), "resume": True, "progress": False}
     config_path = out / "configs" / f"{run.name}.yaml"
     atomic_write(config_path, yaml.safe_dump(config, sort_keys=False).encode())
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if world.parallel:  # one device per rank: the run sees only this rank's GPU as cuda:0
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        devices = visible.split(",") if visible else [str(i) for i in range(8 * world.size)]
+        env["CUDA_VISIBLE_DEVICES"] = devices[world.local_rank % len(devices)]
     with open(out / "logs" / f"{run.name}.log", "ab") as log:  # the child keeps its own copy of the fd
         return subprocess.Popen([sys.executable, "-m", "fpt", "train", "--config", str(config_path)],
                                 stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)

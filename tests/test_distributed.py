@@ -1,0 +1,91 @@
+"""Two processes under torchrun (gloo, CPU) train the same weights as one process, and write once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fpt.distributed import World, launched_world, shard_rows
+from fpt.metrics import Metrics
+
+SETTINGS = ["--task", "bit-xor", "--steps", "12", "--eval-every", "4", "--batch-size", "8", "--dropout", "0",
+            "--precision", "fp32", "--no-progress"]
+
+
+def fpt_train(tmp_path, name: str, model, processes: int, *extra: str) -> subprocess.CompletedProcess:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
+                "--master-port", str(29500 + os.getpid() % 1000)] if processes > 1 else [sys.executable]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*launcher, "-m", "fpt", "train", "--model", str(model), "--out", str(tmp_path / name),
+                           *SETTINGS, *extra], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_two_processes_train_what_one_process_trains(tmp_path, tiny_gpt2):
+    one = fpt_train(tmp_path, "one", tiny_gpt2, 1)
+    two = fpt_train(tmp_path, "two", tiny_gpt2, 2)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = load_file(tmp_path / "one" / "last.safetensors"), load_file(tmp_path / "two" / "last.safetensors")
+    params = [k for k in a if k.startswith("param/")]
+    assert params and set(a) == set(b)
+    for key in params:
+        torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4)
+
+    # Written once: one JSON line on stdout, one metrics line per evaluation, one result.
+    assert len([line for line in two.stdout.splitlines() if line.startswith("{")]) == 1
+    assert two.stderr.count("test loss") == 1
+    metrics = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in metrics] == [4, 8, 12]
+    r1 = json.loads((tmp_path / "one" / "result.json").read_text())
+    r2 = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert r1["test"]["accuracy"] == r2["test"]["accuracy"]  # evaluation sharded, counts summed
+    assert r1["test"]["loss"] == pytest.approx(r2["test"]["loss"], rel=1e-4)
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, tiny_gpt2):
+    run = fpt_train(tmp_path, "odd", tiny_gpt2, 2, "--batch-size", "7")
+    assert run.returncode != 0
+    assert "--batch-size 7 does not split evenly into 2 processes" in run.stderr
+    assert not (tmp_path / "odd").exists()
+
+
+def test_world_from_the_launcher_environment(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    world = launched_world()
+    assert (world.size, world.rank, world.local_rank, world.is_main, world.parallel) == (4, 3, 1, False, True)
+    assert shard_rows(16, world) == slice(12, 16)
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("LOCAL_RANK")
+    assert launched_world() == World()
+
+
+def test_metrics_of_one_process_are_left_alone():
+    metrics = Metrics("classification")
+    metrics.update(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
+    assert metrics.merge_across(World(), torch.device("cpu"), 2).compute()["accuracy"] == 0.5
+
+
+def test_a_sweep_under_torchrun_spreads_its_runs_over_the_ranks(tmp_path, tiny_gpt2):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"base: {{task: bit-xor, model: {tiny_gpt2}, steps: 2, eval_every: 2, precision: fp32}}\n"
+                    "grid: {seed: [0, 1, 2]}\n")
+    out = tmp_path / "sweep"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", str(30500 + os.getpid() % 1000), "-m", "fpt", "sweep", str(spec),
+                          "--out", str(out), "--no-progress"],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "2 of them on rank 0 of 2" in run.stderr and "1 of them on rank 1 of 2" in run.stderr
+    results = sorted(out.glob("runs/*/result.json"))
+    assert len(results) == 3
+    for path in results:  # each run was a single-process run of its own
+        assert "processes" not in (out / "logs" / f"{path.parent.name}.log").read_text()
