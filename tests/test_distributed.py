@@ -89,3 +89,42 @@ def test_a_sweep_under_torchrun_spreads_its_runs_over_the_ranks(tmp_path, tiny_g
     assert len(results) == 3
     for path in results:  # each run was a single-process run of its own
         assert "processes" not in (out / "logs" / f"{path.parent.name}.log").read_text()
+
+
+def test_fsdp_shards_the_frozen_weights_and_trains_what_one_process_trains(tmp_path, tiny_bert):
+    one = fpt_train(tmp_path, "one", tiny_bert, 1, "--precision", "bf16")
+    two = fpt_train(tmp_path, "fsdp", tiny_bert, 2, "--precision", "bf16", "--parallel", "fsdp", "--grad-accum", "2")
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = load_file(tmp_path / "one" / "last.safetensors"), load_file(tmp_path / "fsdp" / "last.safetensors")
+    assert set(a) == set(b)
+    for key in (k for k in a if k.startswith("param/")):  # bf16 products: looser than fp32
+        torch.testing.assert_close(a[key], b[key], atol=2e-3, rtol=1e-2)
+    r1 = json.loads((tmp_path / "one" / "result.json").read_text())
+    r2 = json.loads((tmp_path / "fsdp" / "result.json").read_text())
+    assert r2["config"]["parallel"] == "fsdp"
+    assert abs(r1["test"]["accuracy"] - r2["test"]["accuracy"]) <= 0.02
+
+
+def test_fsdp_splits_every_frozen_weight_and_leaves_trained_ones_whole(tmp_path, tiny_gpt2):
+    script = tmp_path / "shard.py"
+    script.write_text(f"""
+import torch, torch.distributed as dist
+from torch.distributed.tensor import DTensor
+from fpt.config import build_config
+from fpt.distributed import shard_frozen_weights
+from fpt.runs import setup
+dist.init_process_group("gloo")
+built = setup(build_config({{"task": "bit-xor", "model": "{tiny_gpt2}", "precision": "fp32"}}), on_device=False)
+shard_frozen_weights(built.model, built.device)
+for name, p in built.model.named_parameters():
+    assert isinstance(p, DTensor) != p.requires_grad, name
+    if isinstance(p, DTensor) and p.dim() == 2:
+        assert p.to_local().shape[0] == p.shape[0] // 2, name
+print("sharded ok")
+dist.destroy_process_group()
+""")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", str(31500 + os.getpid() % 1000), str(script)],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert run.returncode == 0 and run.stdout.count("sharded ok") == 2, run.stderr[-2000:]

@@ -65,6 +65,9 @@ class TrainConfig:
                                 "so little compute goes to padding")
     precision: str = _f("auto", "auto (bf16 autocast where the CPU/GPU does bf16 natively, else fp32), fp32, bf16",
                         choices=("auto", "fp32", "bf16"))
+    parallel: str = _f("ddp", "under torchrun: ddp (every process holds the whole model) or fsdp (frozen "
+                        "weights sharded across processes, for backbones that do not fit one device)",
+                        choices=("ddp", "fsdp"))
     device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N")
     log_to: str = _f("", "also log metrics to: tensorboard, wandb (comma-separated; each needs its package)")
     wandb_project: str = _f("fpt", "W&B project, with --log-to wandb")
@@ -124,7 +127,7 @@ class TrainConfig:
             raise FptError(
                 f"--batch-size {self.batch_size} is not divisible by --grad-accum {self.grad_accum}: "
                 "the effective batch must split into equal micro-batches")
-        for name in ("init", "readout", "attention", "precision", "nan_policy"):
+        for name in ("init", "readout", "attention", "precision", "nan_policy", "parallel"):
             choices = TrainConfig.__dataclass_fields__[name].metadata["choices"]
             if getattr(self, name) not in choices:
                 raise FptError(f"--{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")

@@ -11,6 +11,12 @@ sets RANK, LOCAL_RANK and WORLD_SIZE. fpt then:
 - writes checkpoints, metrics, logs and result.json from rank 0 only.
 
 On GPUs the backend is NCCL, one device per process (cuda:LOCAL_RANK); on CPU it is gloo.
+
+`--parallel fsdp` is for backbones that do not fit one device: PyTorch's FSDP2
+(`fully_shard`) splits every frozen weight across the ranks and gathers a block's
+weights only while that block runs. The trained parameters (well under 1% of the
+model) are left whole on every rank and their gradients averaged with one all_reduce,
+so checkpoints and the optimiser see ordinary tensors exactly as in a single process.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from fpt.errors import FptError
 
@@ -95,3 +102,44 @@ def any_across(flag: bool, world: World, device: torch.device) -> bool:
 def barrier(world: World) -> None:
     if world.parallel:
         dist.barrier()
+
+
+def average_gradients(params: list[nn.Parameter], world: World) -> None:
+    """Replace each parameter's gradient by its mean over the ranks (one flat all_reduce)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not world.parallel or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world.size
+    for grad, mean in zip(grads, flat.split([g.numel() for g in grads])):
+        grad.copy_(mean.view_as(grad))
+
+
+def shard_frozen_weights(model: nn.Module, device: torch.device) -> None:
+    """FSDP2 over each transformer block, then the whole model; trained parameters stay whole.
+
+    The model may still be on the CPU: FSDP moves the shards to the device, this moves the rest."""
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
+
+    trained = {p for p in model.parameters() if p.requires_grad}
+    for block in transformer_blocks(model):
+        fully_shard(block, ignored_params=trained)
+    fully_shard(model, ignored_params=trained)
+    with torch.no_grad():
+        for param in model.parameters():
+            if not isinstance(param, DTensor):
+                param.data = param.data.to(device)
+        for module in model.modules():
+            for name, buffer in module.named_buffers(recurse=False):
+                setattr(module, name, buffer.to(device))
+
+
+def transformer_blocks(model: nn.Module) -> list[nn.Module]:
+    """The layers of the model's largest ModuleList (GPT-2's h, BERT's encoder.layer, ...)."""
+    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+    if not lists:
+        return []
+    largest = max(lists, key=lambda m: sum(p.numel() for p in m.parameters()))
+    return list(largest)

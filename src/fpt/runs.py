@@ -72,8 +72,10 @@ def data_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.data_dir).expanduser() if cfg.data_dir else default_data_dir()
 
 
-def setup(cfg: TrainConfig) -> Setup:
-    """Task, backbone, model and freezing for `cfg`; raises FptError on any bad input."""
+def setup(cfg: TrainConfig, on_device: bool = True) -> Setup:
+    """Task, backbone, model and freezing for `cfg`; raises FptError on any bad input.
+
+    on_device=False leaves the model on the CPU (for FSDP, which moves only shards)."""
     device = resolve_device(cfg.device)
     task = build_task(cfg.task, cfg.task_options, cfg.data_seed, data_dir(cfg))
     if isinstance(task, ArrayTask):
@@ -91,7 +93,8 @@ def setup(cfg: TrainConfig) -> Setup:
     if info.model_type == "lstm" and "attention" not in cfg.train_groups:
         print("note: the LSTM's recurrent weights (group 'attention') stay frozen at random init; "
               "the paper's LSTM baseline trains everything: --train all", file=sys.stderr)
-    return Setup(cfg, task, model.to(device), info, backbone_hash, group_of, counts, device, precision)
+    return Setup(cfg, task, model.to(device) if on_device else model, info, backbone_hash, group_of, counts,
+                 device, precision)
 
 
 def cpu_name() -> str:

@@ -34,7 +34,8 @@ from fpt.runs import Setup, describe, load_trained, setup, versions
 from fpt.tasks.base import derive_seed
 
 # Config keys that may change when a run is resumed; any other change is refused.
-RESUMABLE_CHANGES = {"resume", "progress", "device", "out", "steps", "nan_policy", "log_to", "wandb_project"}
+RESUMABLE_CHANGES = {"resume", "progress", "device", "out", "steps", "nan_policy", "log_to", "wandb_project",
+                     "parallel"}
 
 
 @dataclass
@@ -58,15 +59,21 @@ def log(message: str) -> None:
 
 @torch.no_grad()
 def evaluate(built: Setup, split: str, batch_size: int) -> dict[str, float]:
-    """One full pass over `split` (under data parallelism each rank takes every world.size-th batch)."""
+    """One full pass over `split`. Under torchrun the batches go round-robin to the ranks and the
+    counts are summed; in the last round a rank without a batch of its own runs one uncounted,
+    because under FSDP every rank takes part in every forward pass."""
     model, spec, world = built.model, built.task.spec, built.world
     was_training = model.training
     model.eval()
     metrics = Metrics(spec.objective)
-    for i, batch in enumerate(built.task.eval_batches(split, batch_size)):
-        if i % world.size == world.rank:
-            batch = batch.to(built.device)
-            metrics.update(model(batch.x, batch.mask), batch.y)
+    batches = list(built.task.eval_batches(split, batch_size))
+    for start in range(0, len(batches), world.size):
+        round_ = batches[start:start + world.size]
+        mine = world.rank < len(round_)
+        batch = round_[world.rank if mine else 0].to(built.device)
+        outputs = model(batch.x, batch.mask)
+        if mine:
+            metrics.update(outputs, batch.y)
     model.train(was_training)
     return metrics.merge_across(world, built.device, spec.n_outputs).compute()
 
@@ -86,7 +93,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     finished = _check_out_dir(cfg, out)
     if finished is not None:
         return finished
-    built = dataclasses.replace(setup(cfg), world=world)  # every user-input check happens before any write
+    fsdp = world.parallel and cfg.parallel == "fsdp"
+    built = dataclasses.replace(setup(cfg, on_device=not fsdp), world=world)  # all input checks, before any write
+    if fsdp:
+        distributed.shard_frozen_weights(built.model, built.device)
     with exclusive(out) if world.is_main else nullcontext():
         finished = _check_out_dir(cfg, out)  # another process may have finished it meanwhile
         return finished if finished is not None else _train(built, out)
@@ -145,8 +155,10 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
     cfg, model, task, world = built.config, built.model, built.task, built.world
     objective = task.spec.objective
     trainable = [p for p in model.parameters() if p.requires_grad]
-    # Under torchrun, DDP averages the trained parameters' gradients over the ranks' batch shards.
-    forward = DistributedDataParallel(model, forward_sync_buffers=False) if world.parallel else model
+    # Under torchrun the trained parameters' gradients are averaged over the ranks' batch shards:
+    # by DDP, or (with --parallel fsdp, whose frozen weights are sharded) by one all_reduce per step.
+    ddp = world.parallel and cfg.parallel == "ddp"
+    forward = DistributedDataParallel(model, forward_sync_buffers=False) if ddp else model
     window = Metrics(objective)  # training metrics since the last evaluation
     model.train()
     started = time.perf_counter() - state.wall_seconds
@@ -169,7 +181,7 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
             if distributed.any_across(not math.isfinite(loss.item()), world, built.device):
                 finite = False
                 break
-            sync_now = i == len(micro_batches) - 1 or not world.parallel
+            sync_now = i == len(micro_batches) - 1 or not ddp
             with nullcontext() if sync_now else forward.no_sync():  # all-reduce once, after the last
                 (loss / cfg.grad_accum).backward()
             window.update(outputs, micro.y, loss.detach())
@@ -179,6 +191,8 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
                 f"in {out}. Lower --lr (now {cfg.lr}) in a new --out, check the data for NaN/inf, or "
                 "continue with --resume --nan-policy skip")
         if finite:
+            if world.parallel and not ddp:
+                distributed.average_gradients(trainable, world)
             if cfg.clip > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
             optimizer.step()
