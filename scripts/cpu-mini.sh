@@ -4,9 +4,9 @@
 # Re-running skips finished runs. Usage: bash scripts/cpu-mini.sh [sweep names...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sweeps=("${@:-bit-xor mnist listops lr-sweep bit-memory npz}")
+sweeps=("${@:-bit-xor mnist listops lr-sweep bit-memory npz fast-defaults}")
 for name in ${sweeps[@]}; do
-  if [ "$name" = listops ] && [ ! -f runs/data/listops-mini/basic_test.tsv ]; then
+  if [[ "$name" = listops || "$name" = fast-defaults ]] && [ ! -f runs/data/listops-mini/basic_test.tsv ]; then
     fpt data listops --out runs/data/listops-mini --n-train 8000 --n-val 500 --n-test 1000 \
       --min-length 20 --max-length 100 --max-depth 4 --no-progress
   fi

@@ -4,24 +4,47 @@ from __future__ import annotations
 
 import math
 
-from fpt.experiments.bench import fpt_step_flops, markdown, one_variant, run_bench
+import torch
+
+from fpt.experiments.bench import markdown, padding_before_after, run_bench
+from fpt.experiments.steps import build, one_variant, step_flops
 
 
 def test_flops_count_only_what_fpt_computes(tiny_gpt2):
-    fpt = fpt_step_flops(str(tiny_gpt2), batch=2, tokens=8, dim=4)
-    assert fpt > 0
+    assert step_flops(str(tiny_gpt2), batch=2, tokens=8, dim=4) > 0
 
 
 def test_each_variant_times_a_step(tiny_gpt2):
-    for variant in ("plain", "naive", "full"):
-        result = one_variant(variant, str(tiny_gpt2), 2, 8, 4, 1, "cpu")
-        assert result["seconds_per_step"] > 0 and result["peak_memory_mb"] > 0
+    for variant in ("plain", "naive", "full", "bf16", "fpt", "full-fpt"):
+        result = one_variant(variant, str(tiny_gpt2), 2, 8, 4, 1, "cpu", profile=variant == "fpt")
+        assert result["seconds_per_step"] > 0 and result["peak_memory_mb"] > 0, variant
+    assert result["precision"] in ("fp32", "bf16")
+    profile = one_variant("fpt", str(tiny_gpt2), 2, 8, 4, 1, "cpu", profile=True)["profile"]
+    assert profile and all(p["ms"] >= 0 for p in profile)
+
+
+def test_plain_is_the_model_as_transformers_builds_it_and_fpt_its_own_path(tiny_gpt2):
+    from transformers.activations import NewGELUActivation
+
+    plain = build(str(tiny_gpt2), 8, 4, 10, train_all=False, fpt_path=False, device=torch.device("cpu"))
+    fpt = build(str(tiny_gpt2), 8, 4, 10, train_all=False, fpt_path=True, device=torch.device("cpu"))
+    assert isinstance(plain.backbone.h[0].mlp.act, NewGELUActivation) and plain.precision == "fp32"
+    assert not isinstance(fpt.backbone.h[0].mlp.act, NewGELUActivation)
 
 
 def test_bench_record_and_table(tiny_gpt2):
-    record = run_bench(str(tiny_gpt2), batch=2, tokens=8, dim=4, steps=1, variants=("plain", "bf16"))
-    assert [v["variant"] for v in record["variants"]] == ["plain", "bf16"]
+    record = run_bench(str(tiny_gpt2), batch=2, tokens=8, dim=4, steps=1, variants=("plain", "bf16", "fpt"),
+                       threshold_seeds=0, padding=False)
+    assert [v["variant"] for v in record["variants"]] == ["plain", "bf16", "fpt"]
     assert all(math.isfinite(v["seconds_per_step"]) for v in record["variants"])
     assert record["output_only"]["speedup"] > 1
     text = markdown(record, "fpt bench")
-    assert "| plain |" in text and "| bf16 |" in text and "GFLOP/s" in text
+    assert "| plain | fp32 |" in text and "| bf16 | bf16 |" in text and "GFLOP/s" in text
+    assert "Where the fpt step's time goes" in text
+
+
+def test_padding_is_measured_before_and_after_bucketing():
+    rows = padding_before_after(batch=16, steps=60)
+    short = next(r for r in rows if "short" in r["task"])
+    assert short["before"] > 0.2 and short["after"] < 0.1
+    assert any("remote-homology" in r["task"] for r in rows)

@@ -109,10 +109,12 @@ def _load_config(source: str, name: str, init: str = "pretrained"):
             "saved with save_pretrained(); on a connected machine check the hub name.") from None
 
 
-def load_backbone(name: str, init: str, attention: str, seed: int) -> tuple[nn.Module, BackboneInfo]:
+def load_backbone(name: str, init: str, attention: str, seed: int,
+                  fused_gelu: bool = True) -> tuple[nn.Module, BackboneInfo]:
     """Return the Hugging Face base model (no task head) and what identifies it.
 
     attention: auto | causal | bidirectional. seed fixes random initialisation.
+    fused_gelu=False keeps GPT-2's GELU as Hugging Face writes it (for `fpt bench`'s plain loop).
     """
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
@@ -128,7 +130,7 @@ def load_backbone(name: str, init: str, attention: str, seed: int) -> tuple[nn.M
     causal = _resolve_causal(model_type, attention, name)
     if model_type in BIDIRECTIONAL:
         config.is_decoder = causal  # BERT-family models build a causal mask from this flag
-    if getattr(config, "activation_function", None) == "gelu_new":
+    if fused_gelu and getattr(config, "activation_function", None) == "gelu_new":
         # GPT-2's tanh GELU, written out in Python ops (each saving its own activation for the
         # backward pass); the same function as PyTorch's fused kernel, which saves one.
         config.activation_function = "gelu_pytorch_tanh"

@@ -155,10 +155,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fpt.checkpoint import atomic_write, atomic_write_json
-    from fpt.experiments.bench import markdown, run_bench
+    from fpt.experiments.bench import DEFAULT_VARIANTS, markdown, run_bench
 
-    variants = ("plain", "naive", "full", "bf16") + (("compile", "compile-bf16") if args.compile else ())
-    record = run_bench(args.model, args.batch_size, args.tokens, args.dim, args.steps, variants, args.device)
+    variants = DEFAULT_VARIANTS + (("compile",) if args.compile else ())
+    record = run_bench(args.model, args.batch_size, args.tokens, args.dim, args.steps, variants, args.device,
+                       threshold_seeds=args.threshold_seeds, padding=args.padding)
     command = "fpt bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "fpt bench"
     text = markdown(record, command)
     print(text)
@@ -180,7 +181,7 @@ def build_parser() -> Parser:
         ("sweep", cmd_sweep, "run a grid of trainings from a YAML spec (resumable, several workers)"),
         ("report", cmd_report, "tables and figures from a sweep directory's result files"),
         ("data", cmd_data, "generate a dataset: fpt data listops --out DIR"),
-        ("bench", cmd_bench, "time a training step: FPT vs naive freezing vs full fine-tuning, fp32 vs bf16"),
+        ("bench", cmd_bench, "time a training step: fpt's path vs a plain loop, naive freezing, full fine-tuning"),
     ]
     parsers = {}
     for name, func, help_text in commands:
@@ -221,6 +222,10 @@ def build_parser() -> Parser:
     p.add_argument("--dim", type=_positive_int, default=48, help="values per token (default 48)")
     p.add_argument("--steps", type=_positive_int, default=5, help="timed steps per variant (default 5)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on CPU)")
+    p.add_argument("--threshold-seeds", type=int, default=5,
+                   help="seeds of the bit-xor time-to-99%% comparison (default 5; 0 skips it)")
+    p.add_argument("--padding", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure padding with and without length bucketing (default on)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--out", help="write the Markdown table here (and the JSON beside it)")
     p = parsers["report"]

@@ -21,6 +21,16 @@ GROUPS = ("input", "output", "layernorm", "position", "attention", "feedforward"
 FPT_DEFAULT_GROUPS = "input,output,layernorm,position"
 
 
+# Keys added after runs were already being saved, with the behaviour those runs had: a config
+# saved without the key is read with this value, not with today's default.
+BEFORE_THE_KEY_EXISTED: dict[str, Any] = {"length_bucketing": False}
+
+
+def saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config, completed with what every key meant when the run was made."""
+    return {**TrainConfig().to_dict(), **BEFORE_THE_KEY_EXISTED, **saved}
+
+
 def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None, flag: str | None = None) -> Any:
     """A dataclass field whose metadata feeds argparse."""
     meta = {"help": help, "choices": choices, "flag": flag}

@@ -25,7 +25,7 @@ from fpt import distributed
 from fpt.cache import HeadOnly, cached, can_cache
 from fpt.checkpoint import (append_jsonl, atomic_write, atomic_write_json, exclusive, load_tensors,
                             optimizer_tensors, read_jsonl, restore_optimizer, save_tensors)
-from fpt.config import TrainConfig
+from fpt.config import TrainConfig, saved_settings
 from fpt.errors import FptError
 from fpt.groups import format_counts
 from fpt.loggers import Logger, make_loggers
@@ -284,8 +284,7 @@ def _resume(built: Setup, optimizer: torch.optim.Optimizer, out: Path
 
 
 def _refuse_changed_settings(saved: dict[str, Any], current: dict[str, Any], out: Path) -> None:
-    defaults = TrainConfig().to_dict()  # a field added after the run was saved had its default then
-    saved = {**defaults, **saved}
+    saved = saved_settings(saved)  # keys added since the run was saved read as what they meant then
     changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)

@@ -97,7 +97,7 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
     settings = sorted({k for r in rows for k in r.setting})
     unit = table.get("unit", "%")
     header = ["variant", "task", *settings, "seeds", "test score %", "best val %", "steps to threshold",
-              "trainable params", f"paper ({unit})", "ours vs paper"]
+              "train seconds", "trainable params", f"paper ({unit})", "ours vs paper"]
     body = []
     for r in sorted(rows, key=lambda r: (r.task, r.variant, json.dumps(r.setting, sort_keys=True))):
         tests = [_score(x["test"]) for x in r.results]
@@ -108,7 +108,8 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
         row_name = paper_rows.get(r.variant) or f"{r.variant} {r.setting.get('model', '')}".strip()
         published = table.get("rows", {}).get(row_name, {}).get(r.task, "")
         body.append([r.variant, r.task, *[r.setting.get(k, "") for k in settings], len(r.results),
-                     fmt(tests), fmt(vals), steps, r.results[0]["trainable_params"], published,
+                     fmt(tests), fmt(vals), steps, fmt([x["wall_seconds"] for x in r.results], 1.0, 0),
+                     r.results[0]["trainable_params"], published,
                      _versus(tests, published) if unit == "%" else ""])
     return _markdown(header, body), [header, *body]
 
@@ -198,7 +199,8 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
         f"torch {versions['torch']}, transformers {versions['transformers']}, fpt {versions['fpt']}",
         f"- date: {time.strftime('%Y-%m-%d')}; runs: {sum(len(r.results) for r in rows)} finished",
         "- numbers: test score (full pass over the test split) and best validation score, in percent: "
-        "accuracy (per bit for bit tasks), or R^2 x 100 for regression; mean ± standard error over seeds",
+        "accuracy (per bit for bit tasks), or R^2 x 100 for regression; mean ± standard error over seeds; "
+        "train seconds: wall-clock time of the training loop, evaluations included (one run at a time here)",
     ]
     if published:
         parts.append(f"- paper column: {published['title']} ({published['source']}); the paper used "

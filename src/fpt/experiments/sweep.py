@@ -43,7 +43,7 @@ import yaml
 from tqdm import tqdm
 
 from fpt.checkpoint import atomic_write, atomic_write_json
-from fpt.config import build_config, check_keys
+from fpt.config import build_config, check_keys, saved_settings
 from fpt.distributed import World, launched_world, sum_across
 from fpt.errors import FptError
 
@@ -150,7 +150,7 @@ def finished_with(run_dir: Path, config: dict[str, Any]) -> bool | None:
         return None
     from fpt.train import RESUMABLE_CHANGES
 
-    saved = json.loads(result_file.read_text()).get("config", {})
+    saved = saved_settings(json.loads(result_file.read_text()).get("config", {}))
     wanted = build_config(dict(config)).to_dict()
     ignore = RESUMABLE_CHANGES - {"steps"}  # what may differ without changing the result
     return all(saved.get(k) == v for k, v in wanted.items() if k not in ignore)

@@ -1,0 +1,182 @@
+"""One training step, timed: the variants `fpt bench` puts side by side.
+
+Every variant trains an FPT model on the same synthetic shape. Each runs in its own
+process (`in_subprocess`), so its peak memory is its own:
+
+    plain      the loop a user writes with Hugging Face: fp32, eager, frozen weights with
+               requires_grad off, the model exactly as transformers builds it. The floor to beat.
+    naive      plain, but the frozen weights still require grad (their gradients thrown away)
+    full       plain, every parameter trains (full fine-tuning)
+    bf16       plain under bf16 autocast: "autocast alone"
+    fpt        what `fpt train` does by default here: --precision auto (bf16 where native, frozen
+               matmul weights stored in bf16), GPT-2's fused tanh GELU
+    full-fpt   full fine-tuning on fpt's path (same precision and kernels as fpt)
+    compile    fpt under torch.compile (opt-in: compiling takes a while on a CPU)
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+VARIANTS = ("plain", "naive", "full", "bf16", "fpt", "full-fpt", "compile")
+FPT_GROUPS = ["input", "output", "layernorm", "position"]
+ALL_GROUPS = FPT_GROUPS + ["attention", "feedforward"]
+
+
+def build(model_name: str, tokens: int, dim: int, classes: int, *, train_all: bool, fpt_path: bool,
+          device: torch.device) -> torch.nn.Module:
+    """An FPT model on a synthetic spec; the backbone's weights are random unless it is bundled."""
+    from fpt.backbones import load_backbone
+    from fpt.groups import set_trainable
+    from fpt.model import FPTModel
+    from fpt.precision import resolve_precision, store_frozen_matmul_weights
+    from fpt.tasks.base import TaskSpec
+
+    init = "pretrained" if model_name == "minilm" else "random"
+    backbone, info = load_backbone(model_name, init, "auto", seed=0, fused_gelu=fpt_path)
+    spec = TaskSpec(name="bench", seq_len=tokens, token_dim=dim, objective="classification", n_outputs=classes)
+    precision = resolve_precision("auto", device) if fpt_path else "fp32"
+    model = FPTModel(spec, backbone, info, precision=precision)
+    set_trainable(model, model.parameter_groups(), ALL_GROUPS if train_all else FPT_GROUPS)
+    if precision == "bf16":
+        store_frozen_matmul_weights(model, torch.bfloat16)
+    return model.to(device)
+
+
+def one_variant(variant: str, model_name: str, batch: int, tokens: int, dim: int, steps: int,
+                device_name: str, profile: bool = False) -> dict[str, Any]:
+    """Time `steps` training steps of one variant (run it in its own process)."""
+    device = torch.device(device_name)
+    train_all = variant in ("full", "full-fpt")
+    fpt_path = variant in ("fpt", "full-fpt", "compile")
+    model = build(model_name, tokens, dim, 10, train_all=train_all, fpt_path=fpt_path, device=device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if variant == "naive":  # the mistake: frozen weights still get gradients
+        for p in model.parameters():
+            p.requires_grad_(True)
+    optimizer = torch.optim.Adam(trainable, lr=1e-3)
+    forward = torch.compile(model) if variant == "compile" else model
+    autocast_outside = variant == "bf16"  # fpt's model applies its own precision inside
+    kept = {id(p) for p in trainable}
+    x = torch.randn(batch, tokens, dim, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    mask = torch.ones(batch, tokens, dtype=torch.bool, device=device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_outside):
+            loss = torch.nn.functional.cross_entropy(forward(x, mask).float(), y)
+        loss.backward()
+        for p in model.parameters():  # naive: the frozen weights' gradients are thrown away
+            if p.grad is not None and id(p) not in kept:
+                p.grad = None
+        optimizer.step()
+
+    model.train()
+    reset_peak_memory(device)  # the peak of training, not of loading
+    started = time.perf_counter()
+    step()  # warm-up (and compilation)
+    warmup_seconds = time.perf_counter() - started
+    step()
+    sync(device)
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - started)
+    result = {"variant": variant, "seconds_per_step": statistics.median(times), "warmup_seconds": warmup_seconds,
+              "peak_memory_mb": peak_memory_mb(device), "precision": getattr(model, "precision", "fp32")
+              if not autocast_outside else "bf16"}
+    if profile:
+        result["profile"] = op_profile(step, device)
+    return result
+
+
+def op_profile(step: Callable[[], None], device: torch.device, top: int = 10) -> list[dict[str, Any]]:
+    """Where one step's time goes: the operators with the most self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        sync(device)
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, attr), reverse=True)
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    return [{"op": e.key, "ms": getattr(e, attr) / 1e3, "share": getattr(e, attr) / total, "calls": e.count}
+            for e in events[:top]]
+
+
+def step_flops(model_name: str, batch: int, tokens: int, dim: int) -> int:
+    """FLOPs of one FPT training step, counted by torch while it runs: forward, backward for
+    activations, weight gradients of the trained parameters only (what must be computed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build(model_name, tokens, dim, 10, train_all=False, fpt_path=False, device=torch.device("cpu"))
+    x, y = torch.randn(batch, tokens, dim), torch.randint(0, 10, (batch,))
+    mask = torch.ones(batch, tokens, dtype=torch.bool)
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(x, mask), y).backward()
+    return counter.get_total_flops()
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
+    """FLOP/s of a large square matmul, the best this device does for `dtype`."""
+    n = 4096 if device.type == "cuda" else 1024
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        count += 1
+    sync(device)
+    return 2 * n ** 3 * count / (time.perf_counter() - started)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: restart the peak-RSS count (VmHWM)
+    except OSError:
+        pass
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):  # the process's peak resident memory
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def in_subprocess(variant: str, model: str, batch: int, tokens: int, dim: int, steps: int, device: str,
+                  profile: bool = False) -> dict[str, Any]:
+    code = ("import json; from fpt.experiments.steps import one_variant; print(json.dumps(one_variant("
+            f"{variant!r}, {model!r}, {batch}, {tokens}, {dim}, {steps}, {device!r}, {profile})))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"variant": variant, "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200],
+                "seconds_per_step": float("nan")}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
