@@ -15,7 +15,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -31,7 +31,7 @@ from fpt.groups import format_counts
 from fpt.loggers import Logger, make_loggers
 from fpt.metrics import Metrics, loss_fn
 from fpt.runs import Setup, describe, load_trained, setup, versions
-from fpt.tasks.base import derive_seed
+from fpt.tasks.base import Batch, derive_seed
 
 # Config keys that may change when a run is resumed; any other change is refused.
 RESUMABLE_CHANGES = {"resume", "progress", "device", "out", "steps", "nan_policy", "log_to", "wandb_project",
@@ -66,9 +66,7 @@ def evaluate(built: Setup, split: str, batch_size: int) -> dict[str, float]:
     was_training = model.training
     model.eval()
     metrics = Metrics(spec.objective)
-    batches = list(built.task.eval_batches(split, batch_size))
-    for start in range(0, len(batches), world.size):
-        round_ = batches[start:start + world.size]
+    for round_ in _rounds(built.task.eval_batches(split, batch_size), world.size):
         mine = world.rank < len(round_)
         batch = round_[world.rank if mine else 0].to(built.device)
         outputs = model(batch.x, batch.mask)
@@ -76,6 +74,18 @@ def evaluate(built: Setup, split: str, batch_size: int) -> dict[str, float]:
             metrics.update(outputs, batch.y)
     model.train(was_training)
     return metrics.merge_across(world, built.device, spec.n_outputs).compute()
+
+
+def _rounds(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
+    """Consecutive groups of `size` batches (the last may be shorter)."""
+    group: list[Batch] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
