@@ -92,3 +92,13 @@ def test_training_reports_its_padding(tmp_path, tiny_bert):
     on = train(build_config({**cfg, "out": str(tmp_path / "on")}))
     off = train(build_config({**cfg, "out": str(tmp_path / "off"), "length_bucketing": False}))
     assert 0 <= on["padding_fraction"] < off["padding_fraction"]
+
+
+def test_a_small_training_set_never_fills_a_batch_with_copies():
+    """Fewer examples than a pool: pools shrink to an epoch, so copies don't sort into one batch."""
+    task = varied_task(n=600)
+    distinct = [len(set(task.train_indices(step, 32, seed=0).tolist())) for step in range(100)]
+    assert min(distinct) >= 31 and sum(distinct) / len(distinct) > 31.9, distinct
+    epoch_steps = 600 // 32
+    seen = torch.cat([task.train_indices(s, 32, seed=0) for s in range(epoch_steps)])
+    assert len(set(seen.tolist())) == len(seen)  # the first epoch's batches: all different examples

@@ -47,7 +47,9 @@ def test_cached_head_training_equals_recomputing(tmp_path, tiny_bert, sign_task)
     base = {"task": "sign", "model": str(tiny_bert), "train": "output", "steps": 12, "eval_every": 4,
             "batch_size": 8, "dropout": 0.0, "progress": False}
     cached = train(build_config({**base, "out": str(tmp_path / "c")}))
-    plain = train(build_config({**base, "out": str(tmp_path / "p"), "cache_features": False}))
+    # cached training walks the plain epoch order (features have no padding to bucket away)
+    plain = train(build_config({**base, "out": str(tmp_path / "p"), "cache_features": False,
+                                "length_bucketing": False}))
     assert cached["cached_features"] and not plain["cached_features"]
     assert cached["test"]["accuracy"] == plain["test"]["accuracy"]
     assert cached["test"]["loss"] == pytest.approx(plain["test"]["loss"], rel=1e-4)
@@ -80,3 +82,16 @@ def test_cached_features_on_an_image_task(tmp_path, tiny_gpt2):
                                  "train": "output", "steps": 3, "eval_every": 3, "progress": False,
                                  "out": str(tmp_path / "m")}))
     assert result["cached_features"] and 0 <= result["test"]["accuracy"] <= 1
+
+
+def test_cached_training_keeps_the_plain_epoch_order(tiny_bert, sign_task):
+    """Features have no padding: batches of cached training are not length-bucketed."""
+    from fpt.cache import cached
+    from fpt.runs import setup
+
+    built = setup(build_config({"task": "sign", "model": str(tiny_bert), "train": "output", "progress": False}))
+    assert built.task.bucketing and built.task.varies_in_length()
+    features = cached(built, 16)
+    for step in (0, 3):
+        expected = built.task.in_epoch_order(step * 8, (step + 1) * 8, 0)
+        assert torch.equal(features.task.train_batch(step, 8, 0).y, built.task.splits["train"].y[expected])

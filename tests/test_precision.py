@@ -73,3 +73,12 @@ def test_autocast_is_a_no_op_for_fp32():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     with autocast(torch.device("cpu"), "bf16"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+def test_a_frozen_head_or_input_layer_stays_fp32_and_runs(tmp_path, tiny_gpt2):
+    from fpt.train import train
+
+    for groups in ("input,layernorm", "output,layernorm"):
+        cfg = build_config({"task": "bit-xor", "model": str(tiny_gpt2), "precision": "bf16", "train": groups,
+                            "steps": 2, "eval_every": 2, "progress": False, "out": str(tmp_path / groups)})
+        assert train(cfg)["precision"] == "bf16"

@@ -27,9 +27,12 @@ from fpt.tasks.base import Batch, Task
 
 
 def can_cache(built) -> bool:
-    """Only the head trains, and the training set is finite and not augmented."""
+    """Only the head trains, the training set is finite and not augmented, and the frozen
+    weights are whole on this process (under --parallel fsdp they are gathered only inside
+    the model's forward pass)."""
+    sharded = built.world.parallel and built.config.parallel == "fsdp"
     return (built.config.train_groups == ["output"] and isinstance(built.task, ArrayTask)
-            and built.task.augment is None)
+            and built.task.augment is None and not sharded)
 
 
 class HeadOnly(nn.Module):
@@ -50,7 +53,8 @@ class FeatureTask(Task):
         return Batch(x, self.base.splits[split].y[index], torch.ones(len(index), 1, dtype=torch.bool))
 
     def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
-        return self._batch("train", self.base.train_indices(step, batch_size, seed))
+        # Features carry no padding, so no length bucketing: the plain seeded epoch order.
+        return self._batch("train", self.base.in_epoch_order(step * batch_size, (step + 1) * batch_size, seed))
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
         n = len(self.features[split])
@@ -69,7 +73,8 @@ def compute_features(built, batch_size: int, progress: bool = True) -> dict[str,
     features = {}
     for split in ("train", "val", "test"):
         # eval_batches, not the raw arrays: image tasks turn pixels into tokens there (no augmentation)
-        batches = tqdm(task.eval_batches(split, batch_size), desc=f"features {split}", disable=not progress,
+        batches = tqdm(task.eval_batches(split, batch_size), desc=f"features {split}",
+                       disable=not (progress and built.world.is_main),
                        total=-(-task.split_size(split) // batch_size), file=sys.stderr)
         walked = torch.cat([model.features(b.x.to(built.device), b.mask.to(built.device)).float()
                             for b in batches])

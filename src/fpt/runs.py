@@ -88,8 +88,8 @@ def setup(cfg: TrainConfig, on_device: bool = True) -> Setup:
     group_of = model.parameter_groups()
     set_trainable(model, group_of, cfg.train_groups)
     counts = count_parameters(model, group_of)
-    if precision == "bf16":  # after hashing and freezing: only frozen matmul weights change dtype
-        store_frozen_matmul_weights(model, torch.bfloat16)
+    if precision == "bf16":  # after hashing and freezing: only the backbone's frozen matmul weights
+        store_frozen_matmul_weights(model.backbone, torch.bfloat16)
     if info.model_type == "lstm" and "attention" not in cfg.train_groups:
         print("note: the LSTM's recurrent weights (group 'attention') stay frozen at random init; "
               "the paper's LSTM baseline trains everything: --train all", file=sys.stderr)

@@ -47,7 +47,7 @@ def build(model_name: str, tokens: int, dim: int, classes: int, *, train_all: bo
     model = FPTModel(spec, backbone, info, precision=precision)
     set_trainable(model, model.parameter_groups(), ALL_GROUPS if train_all else FPT_GROUPS)
     if precision == "bf16":
-        store_frozen_matmul_weights(model, torch.bfloat16)
+        store_frozen_matmul_weights(model.backbone, torch.bfloat16)
     return model.to(device)
 
 

@@ -7,10 +7,11 @@ a pure function of (seed, t), like the generated tasks. Each batch is cut to
 its longest example, so short sequences cost short compute.
 
 Length bucketing (on by default when lengths vary): the examples of every
-BUCKET_POOL consecutive steps are sorted by length and cut into batches, which
-those steps then take in a seeded random order. Each epoch still shows every
-example once, batches stay a pure function of (seed, step), and a batch holds
-examples of similar length, so little of what the model processes is padding.
+BUCKET_POOL consecutive steps (fewer if an epoch is shorter) are sorted by length
+within each epoch and cut into batches, which those steps then take in a seeded
+random order. Training still sees the examples of each epoch once, batches stay
+a pure function of (seed, step), and a batch holds examples of similar length,
+so little of what the model processes is padding.
 Evaluation walks each split shortest first, for the same reason.
 """
 
@@ -103,11 +104,12 @@ class ArrayTask(Task):
     def train_indices(self, step: int, batch_size: int, seed: int) -> Tensor:
         """Which training examples step `step` uses."""
         if not (self.bucketing and self.varies_in_length()):
-            return self._in_epoch_order(step * batch_size, (step + 1) * batch_size, seed)
-        pool, slot = divmod(step, BUCKET_POOL)
-        return self._bucketed_pool(pool, batch_size, seed)[slot]
+            return self.in_epoch_order(step * batch_size, (step + 1) * batch_size, seed)
+        pool_steps = self._pool_steps(batch_size)
+        pool, slot = divmod(step, pool_steps)
+        return self._bucketed_pool(pool, pool_steps, batch_size, seed)[slot]
 
-    def _in_epoch_order(self, start: int, stop: int, seed: int) -> Tensor:
+    def in_epoch_order(self, start: int, stop: int, seed: int) -> Tensor:
         """Positions start..stop-1 of the endless sequence of seeded epoch permutations."""
         n = len(self.splits["train"])
         positions = torch.arange(start, stop)
@@ -116,17 +118,25 @@ class ArrayTask(Task):
             return self._permutation(seed, int(epochs[0]))[offsets]
         return torch.stack([self._permutation(seed, int(e))[int(o)] for e, o in zip(epochs, offsets)])
 
-    def _bucketed_pool(self, pool: int, batch_size: int, seed: int) -> Tensor:
-        """(BUCKET_POOL, B): the pool's examples sorted by length, as batches in a seeded order."""
+    def _pool_steps(self, batch_size: int) -> int:
+        """Steps per pool: BUCKET_POOL, or fewer when an epoch holds fewer batches (a pool then
+        spans at most two epochs, and no example can meet its own copy in a batch)."""
+        return max(1, min(BUCKET_POOL, len(self.splits["train"]) // batch_size))
+
+    def _bucketed_pool(self, pool: int, pool_steps: int, batch_size: int, seed: int) -> Tensor:
+        """(pool_steps, B): the pool's examples sorted by length within each epoch, as batches in
+        a seeded order."""
         key = (seed, pool, batch_size)
         if key not in self._pool_cache:
             if len(self._pool_cache) > 4:
                 self._pool_cache.clear()
-            first = pool * BUCKET_POOL * batch_size
-            members = self._in_epoch_order(first, first + BUCKET_POOL * batch_size, seed)  # random order
-            by_length = torch.sort(self.splits["train"].lengths[members], stable=True).indices  # ties stay random
-            batches = members[by_length].view(BUCKET_POOL, batch_size)
-            order = torch.randperm(BUCKET_POOL, generator=generator(self.spec.name, "buckets", seed, pool))
+            first = pool * pool_steps * batch_size
+            members = self.in_epoch_order(first, first + pool_steps * batch_size, seed)  # random order
+            epoch = torch.arange(first, first + pool_steps * batch_size) // len(self.splits["train"])
+            lengths = self.splits["train"].lengths[members]
+            by_length = torch.sort(epoch * (int(lengths.max()) + 1) + lengths, stable=True).indices  # ties stay random
+            batches = members[by_length].view(pool_steps, batch_size)
+            order = torch.randperm(pool_steps, generator=generator(self.spec.name, "buckets", seed, pool))
             self._pool_cache[key] = batches[order]
         return self._pool_cache[key]
 
