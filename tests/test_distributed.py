@@ -53,6 +53,9 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, tin
     assert run.returncode != 0
     assert "--batch-size 7 does not split evenly into 2 processes" in run.stderr
     assert not (tmp_path / "odd").exists()
+    run = fpt_train(tmp_path, "gpu", tiny_gpt2, 2, "--device", "cuda")  # no GPU here
+    assert run.returncode != 0 and "fpt train: error: --device cuda under torchrun: process" in run.stderr
+    assert not (tmp_path / "gpu").exists()
 
 
 def test_world_from_the_launcher_environment(monkeypatch):

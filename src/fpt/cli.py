@@ -117,12 +117,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise FptError(f"--set: cannot read the values {args.set} as YAML scalars") from None
     failed = sweep(args.spec, args.out, workers=args.workers, tiny=args.tiny, overrides=overrides,
                    limit=args.limit, progress=not args.no_progress)
-    if failed:
-        print(f"fpt sweep: {len(failed)} run(s) failed: {', '.join(failed)}; fix the cause and run the same "
-              "command again (finished runs are skipped)", file=sys.stderr)
-        return 1
     from fpt.distributed import launched_world
-    if launched_world().is_main:  # under torchrun: said once
+    said_once = launched_world().is_main  # under torchrun every rank returns the same outcome
+    if failed:
+        if said_once:
+            print(f"fpt sweep: {len(failed)} run(s) failed: {', '.join(failed)}; fix the cause and run the same "
+                  "command again (finished runs are skipped)", file=sys.stderr)
+        return 1
+    if said_once:
         print(f"fpt sweep: all runs finished in {args.out}; next: fpt report {args.out}", file=sys.stderr)
     return 0
 

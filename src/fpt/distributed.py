@@ -21,14 +21,18 @@ so checkpoints and the optimiser see ordinary tensors exactly as in a single pro
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from fpt.errors import FptError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,17 +63,48 @@ def launched_world() -> World:
 
 def init(device_name: str) -> tuple[World, str]:
     """Join the process group when launched with several processes; returns the world and the
-    device this process should use."""
+    device this process should use (cuda:LOCAL_RANK, or cpu)."""
     world = launched_world()
     if not world.parallel:
         return world, device_name
-    cuda = device_name in ("auto", "cuda") and torch.cuda.is_available() or device_name.startswith("cuda")
+    cuda = device_name.startswith("cuda") or device_name == "auto" and torch.cuda.is_available()
     if cuda:
+        if torch.cuda.device_count() <= world.local_rank:
+            raise FptError(f"--device {device_name} under torchrun: process {world.local_rank} needs GPU "
+                           f"{world.local_rank} but {torch.cuda.device_count()} are visible; start at most that "
+                           "many processes per node (--nproc-per-node), or use --device cpu")
         device_name = f"cuda:{world.local_rank}"
         torch.cuda.set_device(world.local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     return world, device_name if cuda else "cpu"
+
+
+def main_first(world: World, device: torch.device, on_main: Callable[[], T],
+               on_others: Callable[[], T] | None = None) -> T:
+    """Run `on_main` on rank 0; once it has succeeded, `on_others` (default: the same) on the
+    other ranks. Rank 0 alone downloads, unpacks or locks; the others then find it done. If rank
+    0 fails, every rank raises, so no rank is left waiting for the others in a collective."""
+    if not world.parallel:
+        return on_main()
+    result, error = None, None
+    if world.is_main:
+        try:
+            result = on_main()
+        except FptError as err:
+            error = err
+    if any_across(error is not None, world, device):
+        raise error or FptError("rank 0 stopped; its message says why")
+    return result if world.is_main else (on_others or on_main)()  # type: ignore[return-value]
+
+
+def data_parallel(model: nn.Module) -> nn.Module:
+    """DistributedDataParallel over the trained parameters; buffers are constant, never re-sent."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    keyword = ("forward_sync_buffers" if "forward_sync_buffers" in
+               inspect.signature(DistributedDataParallel.__init__).parameters else "broadcast_buffers")
+    return DistributedDataParallel(model, **{keyword: False})
 
 
 def shutdown() -> None:
@@ -120,8 +155,12 @@ def shard_frozen_weights(model: nn.Module, device: torch.device) -> None:
     """FSDP2 over each transformer block, then the whole model; trained parameters stay whole.
 
     The model may still be on the CPU: FSDP moves the shards to the device, this moves the rest."""
-    from torch.distributed.fsdp import fully_shard
-    from torch.distributed.tensor import DTensor
+    try:
+        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        raise FptError(f"--parallel fsdp needs PyTorch's FSDP2 (torch 2.6 or newer; this is {torch.__version__}); "
+                       "upgrade torch or use --parallel ddp") from None
 
     trained = {p for p in model.parameters() if p.requires_grad}
     for block in transformer_blocks(model):

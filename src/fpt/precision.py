@@ -28,7 +28,10 @@ CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 
 def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)  # V100/T4 only emulate it
+        except TypeError:  # older torch: no emulation switch
+            return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
         return bool(CPU_BF16_FLAGS & cpu_flags())
     return False  # mps and others: not measured, so not assumed

@@ -12,13 +12,12 @@ import json
 import math
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from fpt import distributed
@@ -99,16 +98,22 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             raise FptError(f"--batch-size {cfg.batch_size} does not split evenly into {world.size} processes x "
                            f"--grad-accum {cfg.grad_accum}; use a multiple of {world.size * cfg.grad_accum}")
         cfg = dataclasses.replace(cfg, device=device)
-    out = cfg.out_dir
+    out, device = cfg.out_dir, torch.device(cfg.device if world.parallel else "cpu")
     finished = _check_out_dir(cfg, out)
     if finished is not None:
         return finished
     fsdp = world.parallel and cfg.parallel == "fsdp"
-    built = dataclasses.replace(setup(cfg, on_device=not fsdp), world=world)  # all input checks, before any write
+    # Every input check happens in setup, before any write; rank 0 goes first (it alone downloads).
+    built = dataclasses.replace(distributed.main_first(world, device, lambda: setup(cfg, on_device=not fsdp)),
+                                world=world)
     if fsdp:
         distributed.shard_frozen_weights(built.model, built.device)
-    with exclusive(out) if world.is_main else nullcontext():
-        finished = _check_out_dir(cfg, out)  # another process may have finished it meanwhile
+    with ExitStack() as lock:
+        def claim() -> dict[str, Any] | None:  # rank 0 holds the directory; every rank looks again
+            lock.enter_context(exclusive(out))
+            return _check_out_dir(cfg, out)  # another process may have finished it meanwhile
+
+        finished = distributed.main_first(world, device, claim, lambda: _check_out_dir(cfg, out))
         return finished if finished is not None else _train(built, out)
 
 
@@ -168,7 +173,7 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
     # Under torchrun the trained parameters' gradients are averaged over the ranks' batch shards:
     # by DDP, or (with --parallel fsdp, whose frozen weights are sharded) by one all_reduce per step.
     ddp = world.parallel and cfg.parallel == "ddp"
-    forward = DistributedDataParallel(model, forward_sync_buffers=False) if ddp else model
+    forward = distributed.data_parallel(model) if ddp else model
     window = Metrics(objective)  # training metrics since the last evaluation
     model.train()
     started = time.perf_counter() - state.wall_seconds

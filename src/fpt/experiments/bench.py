@@ -6,8 +6,9 @@
    of training, achieved FLOP/s against the matmul peak measured in the same run, and a
    profile of the fpt step.
 2. Time to 99% validation on bit-xor with the bundled backbone: `fpt train --precision fp32`
-   (the plain frozen loop) vs `fpt train` (its defaults), same seeds and batches, evaluation
-   included, from the wall-clock times in metrics.jsonl.
+   (fp32 with frozen weights off autograd: the plain loop's numerics; MiniLM has no GELU to
+   swap and bit-xor no padding, so precision is the only difference) vs `fpt train` (its
+   defaults), same seeds and batches, evaluation included, from the times in metrics.jsonl.
 3. Output-only training: an epoch on cached features vs recomputing them.
 4. Padding on variable-length tasks, with and without length bucketing.
 5. Time producing a batch vs a plain step.
@@ -228,7 +229,8 @@ def _time_to_threshold(record: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     lines = ["", "Wall-clock time to 99% validation on bit-xor, bundled MiniLM, batch 16, validation every 10 steps "
-             "(its time included); `fpt train --precision fp32` (the plain frozen loop) vs `fpt train`'s defaults:",
+             "(its time included); `fpt train --precision fp32` (the plain loop's fp32 numerics) vs `fpt train`'s "
+             "defaults:",
              "",
              "| seed | plain: step, s | fpt: step, s | fpt precision | speedup |", "|---|---|---|---|---|"]
     for r in rows:

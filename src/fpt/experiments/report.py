@@ -200,7 +200,8 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
         f"- date: {time.strftime('%Y-%m-%d')}; runs: {sum(len(r.results) for r in rows)} finished",
         "- numbers: test score (full pass over the test split) and best validation score, in percent: "
         "accuracy (per bit for bit tasks), or R^2 x 100 for regression; mean ± standard error over seeds; "
-        "train seconds: wall-clock time of the training loop, evaluations included (one run at a time here)",
+        "train seconds: wall-clock time of each run's training loop, evaluations included (comparable "
+        "between runs that did not share the machine)",
     ]
     if published:
         parts.append(f"- paper column: {published['title']} ({published['source']}); the paper used "

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from fpt.checkpoint import atomic_write, atomic_write_json
 from fpt.config import build_config, check_keys, saved_settings
-from fpt.distributed import World, launched_world, sum_across
+from fpt.distributed import World, launched_world
 from fpt.errors import FptError
 
 # What torchrun tells its processes; a sweep's training runs are single-process runs.
@@ -177,10 +177,12 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     (out / "logs").mkdir(exist_ok=True)
     atomic_write(out / "sweep.yaml", Path(spec_path).read_bytes())
     atomic_write_json(out / "index.json", {r.name: {"variant": r.variant, "values": r.values} for r in runs})
-    todo = [r for r in runs if not done[r.name]]
-    unfinished = len(todo)
+    unfinished = sum(not d for d in done.values())
     world = launched_world()
-    todo = todo[world.rank::world.size]  # under torchrun: this rank's share
+    if world.parallel:
+        _join(world)
+    # Under torchrun each rank owns every size-th run of the grid, whatever has finished meanwhile.
+    todo = [r for r in runs[world.rank::world.size] if not done[r.name]]
     workers = workers or spec.workers
     share = f" ({len(todo)} of them on rank {world.rank} of {world.size})" if world.parallel else ""
     print(f"sweep: {len(runs)} runs, {len(runs) - unfinished} already finished, {unfinished} to run{share} "
@@ -214,18 +216,26 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     return failed if not world.parallel else _after_every_rank(failed, world)
 
 
-def _after_every_rank(failed: list[str], world: World) -> list[str]:
-    """Wait for the other ranks' runs; return this rank's failures, plus a note of the others'."""
-    import torch
+def _join(world: World) -> None:
+    """A CPU process group for the end-of-sweep handshake. Ranks may finish hours apart, so the
+    group waits for days rather than the default 30 minutes."""
+    import datetime
+
     import torch.distributed as dist
 
-    dist.init_process_group(backend="gloo")  # a barrier on CPU; the runs themselves are done
+    dist.init_process_group(backend="gloo", timeout=datetime.timedelta(days=30))
+
+
+def _after_every_rank(failed: list[str], world: World) -> list[str]:
+    """Wait for the other ranks' runs; return the failed runs of every rank."""
+    import torch.distributed as dist
+
     try:
-        total = int(sum_across(torch.tensor([len(failed)]), world).item())
+        every: list[list[str] | None] = [None] * world.size
+        dist.all_gather_object(every, failed)
     finally:
         dist.destroy_process_group()
-    others = total - len(failed)
-    return failed + [f"{others} run(s) on other ranks"] * bool(others)
+    return [name for names in every for name in names or []]
 
 
 def _launch(run: Run, out: Path, threads: int, world: World = World()) -> subprocess.Popen:
