@@ -172,7 +172,8 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     stale = [name for name, same in done.items() if same is False]
     if stale:  # refused before anything in the sweep directory is touched
         raise FptError(f"{len(stale)} finished run(s) in '{out}' were made with other settings (e.g. {stale[0]}; "
-                       "the spec, --set or --tiny changed); use another --out or delete those runs")
+                       "the spec, --set, --tiny or fpt's defaults changed; pin old defaults in the spec's base); "
+                       "use another --out or delete those runs")
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     atomic_write(out / "sweep.yaml", Path(spec_path).read_bytes())
