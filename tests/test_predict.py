@@ -141,9 +141,8 @@ def test_classification_with_padding(tmp_path, tiny_gpt2):
                          (np.ones((2, 4, 1), np.float32), r"reads integer token ids \(N, L\) below 6, got float")]:
         with pytest.raises(FptError, match=message):
             predict_loaded(built, bad)
-    shutil.move(data, tmp_path / "moved.npz")
-    with pytest.raises(FptError, match=r"was trained on '.*toy\.npz', which predict reads again .*not there"):
-        predict(tmp_path / "r", x[40:])
+    shutil.move(data, tmp_path / "moved.npz")  # the training data is gone: predict does not need it
+    assert np.array_equal(predict(tmp_path / "r", x[40:]), classes)
 
 
 def test_regression_values(tmp_path, tiny_gpt2):
@@ -160,3 +159,30 @@ def test_regression_values(tmp_path, tiny_gpt2):
     assert rmse == pytest.approx(evaluate(built, "test", 64)["rmse"], rel=1e-5)
     with pytest.raises(FptError, match=r"--probs: task reg is a regression, its outputs are values"):
         predict_loaded(built, x[30:], probs=True)
+
+
+def test_an_older_checkpoint_without_its_input_format_still_loads_through_its_data(tmp_path, tiny_gpt2):
+    from fpt.checkpoint import load_tensors, save_tensors
+    from fpt.runs import load_model
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 6, size=(30, 6)).astype(np.int64)
+    data = tmp_path / "old.npz"
+    np.savez(data, x_train=x[:20], y_train=x[:20, 0] % 2, x_test=x[20:], y_test=x[20:, 0] % 2)
+    train(build_config({**QUICK, "task": str(data), "steps": 4, "model": str(tiny_gpt2), "out": str(tmp_path / "r")}))
+    tensors, meta = load_tensors(tmp_path / "r" / "model.safetensors")
+    assert meta["task"]["spec"]["vocab_size"] == 6 and "pad_id" in meta["task"]
+    del meta["task"]  # as written before checkpoints recorded the input format
+    save_tensors(tmp_path / "r" / "model.safetensors", tensors, meta)
+    before = predict(tmp_path / "r", x[20:])
+    assert np.array_equal(before, predict_loaded(load_model(tmp_path / "r"), x[20:]))
+    shutil.move(data, tmp_path / "moved.npz")
+    with pytest.raises(FptError, match=r"was trained on '.*old\.npz', which predict reads again .*not there"):
+        predict(tmp_path / "r", x[20:])
+
+
+def test_a_model_loaded_without_data_refuses_to_evaluate(xor_run):
+    from fpt.runs import load_model
+
+    with pytest.raises(FptError, match="loaded without its data"):
+        evaluate(load_model(xor_run), "test", 64)

@@ -105,6 +105,15 @@ def save_tensors(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -
     atomic_write(path, save(tensors, metadata=header))
 
 
+def read_meta(path: Path) -> dict[str, Any]:
+    """The fpt header of a file written by save_tensors, without reading its tensors."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {})["fpt"])
+    except Exception:  # missing, corrupt or foreign: load_tensors names the problem
+        return load_tensors(path)[1]
+
+
 def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read a file written by save_tensors, or fail saying which file and why."""
     path = Path(path)

@@ -10,7 +10,8 @@ The output is one .npy array, written atomically:
     classification  class ids (N,) int64;            --probs: probabilities (N, C) float32
     bits            0/1 per bit (N, k, n) uint8;     --probs: P(bit = 1) (N, k, n) float32
     regression      values (N, K) float32
-From Python: `predict(run_dir, x)`, or `predict_loaded(load_run(run_dir), x)` to load once.
+From Python: `predict(run_dir, x)`, or `predict_loaded(load_model(run_dir), x)` to load once.
+Neither reads the training data: the input format is recorded in the saved model.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fpt.checkpoint import atomic_write
+from fpt.checkpoint import atomic_write, read_meta
 from fpt.errors import FptError
-from fpt.runs import Setup, load_run
+from fpt.runs import Setup, load_model
 from fpt.tasks.arrays import Arrays
 from fpt.tasks.base import TaskSpec
 from fpt.tasks.npz import check_pad_id, check_tokens, load_arrays, token_lengths
@@ -117,18 +118,20 @@ def predict(run_dir: str | Path, x: np.ndarray | torch.Tensor, batch_size: int =
 
 
 def open_run(run_dir: str | Path, device: str = "auto") -> Setup:
-    """load_run, with the failures that are specific to predicting named in its terms."""
+    """The trained model of a run, without its training data (load_model), with the failures that
+    are specific to predicting named in its terms."""
     run_dir = Path(run_dir)
     if not (run_dir / "model.safetensors").is_file():
         raise FptError(f"--run: '{run_dir}' holds no model.safetensors; pass the directory of a run that has "
                        "validated at least once (its --out)")
-    config = run_dir / "config.json"
-    task = json.loads(config.read_text()).get("task", "") if config.is_file() else ""
-    if task.endswith(".npz") and not Path(task).is_file():
+    meta = read_meta(run_dir / "model.safetensors")
+    task = meta["config"].get("task", "")
+    if "task" not in meta and task.endswith(".npz") and not Path(task).is_file():  # an older checkpoint
         raise FptError(f"--run: '{run_dir}' was trained on '{task}', which predict reads again to rebuild the "
-                       "model's input format, but it is not there (a relative path counts from where training "
-                       "ran); run fpt predict from that directory or put the file back")
-    return load_run(run_dir, device)
+                       "model's input format (the run predates input formats in checkpoints), but it is not "
+                       "there (a relative path counts from where training ran); run fpt predict from that "
+                       "directory or put the file back")
+    return load_model(run_dir, device)
 
 
 def predict_cli(run: str, input: str, out: str, batch_size: int = 64, device: str = "auto",

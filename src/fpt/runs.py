@@ -11,7 +11,7 @@ import platform
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -26,6 +26,7 @@ from fpt.model import FPTModel
 from fpt.precision import resolve_precision, store_frozen_matmul_weights
 from fpt.tasks import Task, build_task
 from fpt.tasks.arrays import ArrayTask
+from fpt.tasks.base import Batch, TaskSpec
 
 
 @dataclass
@@ -49,10 +50,12 @@ class Setup:
         return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
 
     def identity(self) -> dict[str, Any]:
-        """What a saved model needs to re-attach to exactly this backbone."""
+        """What a saved model needs to re-attach to exactly this backbone, and to rebuild its
+        input format without the training data."""
         return {"backbone": {**asdict(self.info), "hash": self.backbone_hash},
                 "config": self.config.to_dict(),
-                "train_groups": self.config.train_groups}
+                "train_groups": self.config.train_groups,
+                "task": {"spec": asdict(self.task.spec), "pad_id": getattr(self.task, "pad_id", None)}}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,6 +83,11 @@ def setup(cfg: TrainConfig, on_device: bool = True) -> Setup:
     task = build_task(cfg.task, cfg.task_options, cfg.data_seed, data_dir(cfg))
     if isinstance(task, ArrayTask):
         task.bucketing = cfg.length_bucketing
+    return assemble(cfg, task, device, on_device)
+
+
+def assemble(cfg: TrainConfig, task: Task, device: torch.device, on_device: bool = True) -> Setup:
+    """Backbone, model and freezing for `cfg` around a task (or a saved task's spec)."""
     backbone, info = load_backbone(cfg.model, cfg.init, cfg.attention, cfg.seed)
     backbone_hash = weights_hash(backbone)
     precision = resolve_precision(cfg.precision, device)
@@ -115,16 +123,51 @@ def versions() -> dict[str, str]:
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> Setup:
-    """Rebuild a trained model from DIR/model.safetensors, on the backbone it was trained with.
+    """Rebuild a trained model from DIR/model.safetensors, on the backbone it was trained with,
+    with its task (and so its data: for evaluation).
 
     Refuses a backbone whose weights differ from the one recorded at training time.
     """
     path = Path(run_dir) / "model.safetensors"
     tensors, meta = load_tensors(path)
-    saved = dict(meta["config"])
+    built = setup(_saved_config(meta, device))
+    return _attach(built, tensors, meta, path)
+
+
+def load_model(run_dir: str | Path, device: str = "cpu") -> Setup:
+    """Like load_run, but without reading the training data: the task's spec and pad id come from
+    the checkpoint (runs saved before they were recorded there fall back to load_run)."""
+    path = Path(run_dir) / "model.safetensors"
+    tensors, meta = load_tensors(path)
+    if "task" not in meta:
+        return load_run(run_dir, device)
+    cfg = _saved_config(meta, device)
+    task = SavedTask(TaskSpec(**meta["task"]["spec"]), meta["task"]["pad_id"])
+    return _attach(assemble(cfg, task, resolve_device(cfg.device)), tensors, meta, path)
+
+
+class SavedTask(Task):
+    """A trained run's task as its checkpoint recorded it: the input format, no data."""
+
+    def __init__(self, spec: TaskSpec, pad_id: int | None):
+        self.spec, self.pad_id = spec, pad_id
+
+    def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
+        raise FptError("this run was loaded without its data (load_model); use load_run to train or evaluate")
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
+        raise FptError("this run was loaded without its data (load_model); use load_run to train or evaluate")
+
+    def split_size(self, split: str) -> int:
+        return 0
+
+
+def _saved_config(meta: dict[str, Any], device: str) -> TrainConfig:
     # Dashboards are for training only: a run logged to W&B loads where wandb is not installed.
-    cfg = build_config({**saved, "device": device, "progress": False, "log_to": ""})
-    built = setup(cfg)
+    return build_config({**meta["config"], "device": device, "progress": False, "log_to": ""})
+
+
+def _attach(built: Setup, tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: Path) -> Setup:
     expected = meta["backbone"]["hash"]
     if built.backbone_hash != expected:
         raise FptError(
