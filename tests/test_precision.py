@@ -82,3 +82,19 @@ def test_a_frozen_head_or_input_layer_stays_fp32_and_runs(tmp_path, tiny_gpt2):
         cfg = build_config({"task": "bit-xor", "model": str(tiny_gpt2), "precision": "bf16", "train": groups,
                             "steps": 2, "eval_every": 2, "progress": False, "out": str(tmp_path / groups)})
         assert train(cfg)["precision"] == "bf16"
+
+
+def test_backbone_dropout_is_the_configs_unless_set(tiny_gpt2):
+    import torch.nn as nn
+
+    from fpt.errors import FptError
+
+    def rates(value):
+        built = setup(build_config({"task": "bit-xor", "model": str(tiny_gpt2), "backbone_dropout": value}))
+        return {m.p for m in built.model.backbone.modules() if isinstance(m, nn.Dropout)}
+
+    assert rates("config") == {0.0}  # the tiny fixture's own config
+    assert rates("0.25") == {0.25}
+    for bad in ("1.5", "none", "-0.1"):
+        with pytest.raises(FptError, match="--backbone-dropout must be config or a probability"):
+            rates(bad)

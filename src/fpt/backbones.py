@@ -170,6 +170,15 @@ def _lstm(name: str, attention: str, seed: int) -> tuple[nn.Module, BackboneInfo
     return model, info
 
 
+def set_dropout(model: nn.Module, p: float) -> int:
+    """Set every dropout inside the backbone (embeddings, attention probabilities, residual
+    branches; Hugging Face's attention kernels read the module's p) to `p`; returns how many."""
+    modules = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    for module in modules:
+        module.p = p
+    return len(modules)
+
+
 @torch.no_grad()
 def statistics_only(model: nn.Module, seed: int) -> None:
     """"Is initialisation all you need?": redraw every weight tensor from a normal with the

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import torch
 
 from fpt import __version__
-from fpt.backbones import BackboneInfo, load_backbone, weights_hash
+from fpt.backbones import BackboneInfo, load_backbone, set_dropout, weights_hash
 from fpt.checkpoint import load_tensors
 from fpt.config import TrainConfig, build_config
 from fpt.distributed import World
@@ -90,6 +90,8 @@ def assemble(cfg: TrainConfig, task: Task, device: torch.device, on_device: bool
     """Backbone, model and freezing for `cfg` around a task (or a saved task's spec)."""
     backbone, info = load_backbone(cfg.model, cfg.init, cfg.attention, cfg.seed)
     backbone_hash = weights_hash(backbone)
+    if cfg.backbone_dropout != "config":
+        set_dropout(backbone, float(cfg.backbone_dropout))
     precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)  # the new input layer and head
     model = FPTModel(task.spec, backbone, info, readout=cfg.readout, dropout=cfg.dropout, precision=precision)

@@ -2,7 +2,7 @@
 
 1. Step variants (experiments/steps.py), each in its own process, on one shape (default: the
    GPT-2 small architecture with random weights, batch 32 x 64 tokens of 48 values, CIFAR-10's
-   shape): plain / naive / full / bf16 / fpt / full-fpt (/ compile). Throughput, peak memory
+   shape): plain / naive / full / bf16 / fpt / fpt-nodrop / full-fpt (/ compile). Throughput, peak memory
    of training, achieved FLOP/s against the matmul peak measured in the same run, and a
    profile of the fpt step.
 2. Time to 99% validation on bit-xor with the bundled backbone: `fpt train --precision fp32`
@@ -31,7 +31,7 @@ import torch
 from fpt.experiments.steps import build, in_subprocess, matmul_peak, step_flops
 from fpt.runs import cpu_name
 
-DEFAULT_VARIANTS = ("plain", "naive", "full", "bf16", "fpt", "full-fpt")
+DEFAULT_VARIANTS = ("plain", "naive", "full", "bf16", "fpt", "fpt-nodrop", "full-fpt")
 
 
 def run_bench(model_name: str = "gpt2", batch: int = 32, tokens: int = 64, dim: int = 48, steps: int = 5,

@@ -10,6 +10,8 @@ process (`in_subprocess`), so its peak memory is its own:
     bf16       plain under bf16 autocast: "autocast alone"
     fpt        what `fpt train` does by default here: --precision auto (bf16 where native, frozen
                matmul weights stored in bf16), GPT-2's fused tanh GELU
+    fpt-nodrop fpt with --backbone-dropout 0 (not a default: the paper's code keeps the backbone's
+               dropout; shows what its random masks cost)
     full-fpt   full fine-tuning on fpt's path (same precision and kernels as fpt)
     compile    fpt under torch.compile (opt-in: compiling takes a while on a CPU)
 """
@@ -26,15 +28,15 @@ from typing import Any, Callable
 
 import torch
 
-VARIANTS = ("plain", "naive", "full", "bf16", "fpt", "full-fpt", "compile")
+VARIANTS = ("plain", "naive", "full", "bf16", "fpt", "fpt-nodrop", "full-fpt", "compile")
 FPT_GROUPS = ["input", "output", "layernorm", "position"]
 ALL_GROUPS = FPT_GROUPS + ["attention", "feedforward"]
 
 
 def build(model_name: str, tokens: int, dim: int, classes: int, *, train_all: bool, fpt_path: bool,
-          device: torch.device) -> torch.nn.Module:
+          device: torch.device, backbone_dropout: float | None = None) -> torch.nn.Module:
     """An FPT model on a synthetic spec; the backbone's weights are random unless it is bundled."""
-    from fpt.backbones import load_backbone
+    from fpt.backbones import load_backbone, set_dropout
     from fpt.groups import set_trainable
     from fpt.model import FPTModel
     from fpt.precision import resolve_precision, store_frozen_matmul_weights
@@ -42,6 +44,8 @@ def build(model_name: str, tokens: int, dim: int, classes: int, *, train_all: bo
 
     init = "pretrained" if model_name == "minilm" else "random"
     backbone, info = load_backbone(model_name, init, "auto", seed=0, fused_gelu=fpt_path)
+    if backbone_dropout is not None:
+        set_dropout(backbone, backbone_dropout)
     spec = TaskSpec(name="bench", seq_len=tokens, token_dim=dim, objective="classification", n_outputs=classes)
     precision = resolve_precision("auto", device) if fpt_path else "fp32"
     model = FPTModel(spec, backbone, info, precision=precision)
@@ -56,8 +60,9 @@ def one_variant(variant: str, model_name: str, batch: int, tokens: int, dim: int
     """Time `steps` training steps of one variant (run it in its own process)."""
     device = torch.device(device_name)
     train_all = variant in ("full", "full-fpt")
-    fpt_path = variant in ("fpt", "full-fpt", "compile")
-    model = build(model_name, tokens, dim, 10, train_all=train_all, fpt_path=fpt_path, device=device)
+    fpt_path = variant in ("fpt", "fpt-nodrop", "full-fpt", "compile")
+    model = build(model_name, tokens, dim, 10, train_all=train_all, fpt_path=fpt_path, device=device,
+                  backbone_dropout=0.0 if variant == "fpt-nodrop" else None)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if variant == "naive":  # the mistake: frozen weights still get gradients
         for p in model.parameters():
