@@ -19,7 +19,7 @@ from fpt import __version__
 from fpt.backbones import BackboneInfo, load_backbone, set_dropout, weights_hash
 from fpt.checkpoint import load_tensors
 from fpt.config import TrainConfig, build_config
-from fpt.distributed import World
+from fpt.distributed import World, launched_world
 from fpt.errors import FptError
 from fpt.groups import count_parameters, set_trainable
 from fpt.model import FPTModel
@@ -100,7 +100,7 @@ def assemble(cfg: TrainConfig, task: Task, device: torch.device, on_device: bool
     counts = count_parameters(model, group_of)
     if precision == "bf16":  # after hashing and freezing: only the backbone's frozen matmul weights
         store_frozen_matmul_weights(model.backbone, torch.bfloat16)
-    if info.model_type == "lstm" and "attention" not in cfg.train_groups:
+    if info.model_type == "lstm" and "attention" not in cfg.train_groups and launched_world().is_main:
         print("note: the LSTM's recurrent weights (group 'attention') stay frozen at random init; "
               "the paper's LSTM baseline trains everything: --train all", file=sys.stderr)
     return Setup(cfg, task, model.to(device) if on_device else model, info, backbone_hash, group_of, counts,

@@ -256,7 +256,8 @@ def _check_out_dir(cfg: TrainConfig, out: Path) -> dict[str, Any] | None:
         result = json.loads(result_file.read_text())
         _refuse_changed_settings(result.get("config", {}), cfg.to_dict(), out)
         if result.get("steps") == cfg.steps:
-            log(f"{out} already finished; its result is in {result_file}")
+            if distributed.launched_world().is_main:  # said once under torchrun
+                log(f"{out} already finished; its result is in {result_file}")
             return result
         if result.get("steps", 0) > cfg.steps or not last.exists():
             raise FptError(f"--out '{out}' finished with {result.get('steps')} steps; --resume can only "
