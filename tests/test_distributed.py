@@ -11,8 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fpt.distributed import World, launched_world, shard_rows
+from fpt.distributed import World, launched_world
 from fpt.metrics import Metrics
+from fpt.tasks.base import Batch
 
 SETTINGS = ["--task", "bit-xor", "--steps", "12", "--eval-every", "4", "--batch-size", "8", "--dropout", "0",
             "--precision", "fp32", "--no-progress"]
@@ -64,7 +65,8 @@ def test_world_from_the_launcher_environment(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     world = launched_world()
     assert (world.size, world.rank, world.local_rank, world.is_main, world.parallel) == (4, 3, 1, False, True)
-    assert shard_rows(16, world) == slice(12, 16)
+    shard = Batch(torch.arange(16), torch.arange(16), torch.ones(16, dtype=torch.bool)).split(world.size)[world.rank]
+    assert shard.x.tolist() == list(range(12, 16))  # rank 3's slice of a global batch of 16, as fit takes it
     monkeypatch.delenv("WORLD_SIZE")
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("LOCAL_RANK")

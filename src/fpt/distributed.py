@@ -112,12 +112,6 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def shard_rows(n: int, world: World) -> slice:
-    """Rank's equal slice of n rows (n must divide evenly: checked when the run starts)."""
-    per_rank = n // world.size
-    return slice(world.rank * per_rank, (world.rank + 1) * per_rank)
-
-
 def sum_across(values: torch.Tensor, world: World) -> torch.Tensor:
     """Element-wise sum over ranks (a copy); the identity in a world of one."""
     if not world.parallel:

@@ -141,9 +141,9 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> Setup:
     the checkpoint (runs saved before they were recorded there fall back to load_run)."""
     path = Path(run_dir) / "model.safetensors"
     tensors, meta = load_tensors(path)
-    if "task" not in meta:
-        return load_run(run_dir, device)
     cfg = _saved_config(meta, device)
+    if "task" not in meta:  # an older checkpoint: rebuild the task from its data, as load_run does
+        return _attach(setup(cfg), tensors, meta, path)
     task = SavedTask(TaskSpec(**meta["task"]["spec"]), meta["task"]["pad_id"])
     return _attach(assemble(cfg, task, resolve_device(cfg.device)), tensors, meta, path)
 

@@ -92,13 +92,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     Under torchrun every rank calls this; rank 0 alone writes to the run directory.
     """
-    world, device = distributed.init(cfg.device)
+    world, rank_device = distributed.init(cfg.device)
     if world.parallel:
         if cfg.batch_size % (world.size * cfg.grad_accum):
             raise FptError(f"--batch-size {cfg.batch_size} does not split evenly into {world.size} processes x "
                            f"--grad-accum {cfg.grad_accum}; use a multiple of {world.size * cfg.grad_accum}")
-        cfg = dataclasses.replace(cfg, device=device)
-    out, device = cfg.out_dir, torch.device(cfg.device if world.parallel else "cpu")
+        cfg = dataclasses.replace(cfg, device=rank_device)
+    out, device = cfg.out_dir, torch.device(rank_device if world.parallel else "cpu")  # collectives' device
     finished = _check_out_dir(cfg, out)
     if finished is not None:
         return finished

@@ -28,7 +28,6 @@ from typing import Any, Callable
 
 import torch
 
-VARIANTS = ("plain", "naive", "full", "bf16", "fpt", "fpt-nodrop", "full-fpt", "compile")
 FPT_GROUPS = ["input", "output", "layernorm", "position"]
 ALL_GROUPS = FPT_GROUPS + ["attention", "feedforward"]
 

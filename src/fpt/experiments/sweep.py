@@ -247,7 +247,7 @@ def _launch(run: Run, out: Path, threads: int, world: World = World()) -> subpro
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if world.parallel:  # one device per rank: the run sees only this rank's GPU as cuda:0
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        devices = visible.split(",") if visible else [str(i) for i in range(8 * world.size)]
+        devices = visible.split(",") if visible else [str(world.local_rank)]
         env["CUDA_VISIBLE_DEVICES"] = devices[world.local_rank % len(devices)]
     with open(out / "logs" / f"{run.name}.log", "ab") as log:  # the child keeps its own copy of the fd
         return subprocess.Popen([sys.executable, "-m", "fpt", "train", "--config", str(config_path)],
