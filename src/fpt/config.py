@@ -70,7 +70,7 @@ class TrainConfig:
     dropout: float = _f(0.1, "dropout after the input layer (the backbone keeps its own config)")
     backbone_dropout: str = _f("config", "dropout inside the frozen backbone: config (its own, 0.1 for GPT-2 "
                                "and BERT, as in the paper's code) or a probability; 0 skips its random masks "
-                               "(17-30%% of a CPU step at 64 tokens; see docs/BENCHMARKS.md)")
+                               "(17-31%% of a CPU step at 64 tokens; see docs/BENCHMARKS.md)")
     eval_every: int = _f(50, "validate every N steps (and at the last step)")
     patience: int = _f(0, "stop after this many evaluations without a better validation score (0: never)")
     threshold: float = _f(0.99, "validation score (accuracy; per-bit for bit tasks; R^2 for regression) that "
