@@ -1,4 +1,4 @@
-"""fpt.archives never lets a downloaded file run code or write outside its folder.
+"""fpt.storage.archives never lets a downloaded file run code or write outside its folder.
 
 Pickles and tar.gz archives are written here in their real formats, hostile ones included.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fpt.archives import ALLOWED, md5_of, safe_extract, safe_unpickle
+from fpt.storage.archives import ALLOWED, md5_of, safe_extract, safe_unpickle
 from fpt.errors import FptError
 
 

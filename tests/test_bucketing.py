@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from fpt.config import build_config
+from fpt.run.config import build_config
 from fpt.tasks.arrays import BUCKET_POOL, Arrays, ArrayTask
 from fpt.tasks.base import TaskSpec, generator
-from fpt.train import evaluate
+from fpt.run.train import evaluate
 
 
 def varied_task(n: int = 4000, longest: int = 100, seed: int = 0) -> ArrayTask:
@@ -64,7 +64,7 @@ def test_fixed_length_tasks_are_left_in_epoch_order():
 
 
 def test_evaluation_is_shortest_first_and_scores_the_same(tiny_bert):
-    from fpt.runs import setup
+    from fpt.run.setup import setup
 
     built = setup(build_config({"task": "bit-xor", "model": str(tiny_bert), "precision": "fp32"}))
     task = varied_task(n=800, longest=40)
@@ -82,8 +82,8 @@ def test_evaluation_is_shortest_first_and_scores_the_same(tiny_bert):
 
 
 def test_training_reports_its_padding(tmp_path, tiny_bert):
-    from fpt.tasks.listops import generate_listops
-    from fpt.train import train
+    from fpt.tasks.lra_listops import generate_listops
+    from fpt.run.train import train
 
     generate_listops(tmp_path / "listops", n_train=400, n_val=16, n_test=16, min_length=10, max_length=60,
                      max_depth=3, seed=0, progress=False)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from fpt.config import build_config
+from fpt.run.config import build_config
 from fpt.tasks import REGISTRY, TaskEntry
 from fpt.tasks.arrays import Arrays, ArrayTask
 from fpt.tasks.base import TaskSpec, generator
-from fpt.train import train
+from fpt.run.train import train
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,8 @@ def test_cached_head_training_equals_recomputing(tmp_path, tiny_bert, sign_task)
     assert cached["test"]["accuracy"] == plain["test"]["accuracy"]
     assert cached["test"]["loss"] == pytest.approx(plain["test"]["loss"], rel=1e-4)
 
-    from fpt.runs import load_run
-    from fpt.train import evaluate
+    from fpt.run.setup import load_run
+    from fpt.run.train import evaluate
     reloaded = load_run(tmp_path / "c")  # the head alone loads back into the full model
     assert evaluate(reloaded, "test", 16)["accuracy"] == cached["test"]["accuracy"]
 
@@ -86,8 +86,8 @@ def test_cached_features_on_an_image_task(tmp_path, tiny_gpt2):
 
 def test_cached_training_keeps_the_plain_epoch_order(tiny_bert, sign_task):
     """Features have no padding: batches of cached training are not length-bucketed."""
-    from fpt.cache import cached
-    from fpt.runs import setup
+    from fpt.run.cache import cached
+    from fpt.run.setup import setup
 
     built = setup(build_config({"task": "sign", "model": str(tiny_bert), "train": "output", "progress": False}))
     assert built.task.bucketing and built.task.varies_in_length()

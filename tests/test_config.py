@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fpt.config import TrainConfig, build_config
+from fpt.run.config import TrainConfig, build_config
 from fpt.errors import FptError
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fpt.distributed import World, launched_world
+from fpt.run.distributed import World, launched_world, merge_metrics
 from fpt.metrics import Metrics
 from fpt.tasks.base import Batch
 
@@ -76,7 +76,7 @@ def test_world_from_the_launcher_environment(monkeypatch):
 def test_metrics_of_one_process_are_left_alone():
     metrics = Metrics("classification")
     metrics.update(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
-    assert metrics.merge_across(World(), torch.device("cpu"), 2).compute()["accuracy"] == 0.5
+    assert merge_metrics(metrics, World(), torch.device("cpu"), 2).compute()["accuracy"] == 0.5
 
 
 def test_a_sweep_under_torchrun_spreads_its_runs_over_the_ranks(tmp_path, tiny_gpt2):
@@ -116,9 +116,9 @@ def test_fsdp_splits_every_frozen_weight_and_leaves_trained_ones_whole(tmp_path,
     script.write_text(f"""
 import torch, torch.distributed as dist
 from torch.distributed.tensor import DTensor
-from fpt.config import build_config
-from fpt.distributed import shard_frozen_weights
-from fpt.runs import setup
+from fpt.run.config import build_config
+from fpt.run.distributed import shard_frozen_weights
+from fpt.run.setup import setup
 dist.init_process_group("gloo")
 built = setup(build_config({{"task": "bit-xor", "model": "{tiny_gpt2}", "precision": "fp32"}}), on_device=False)
 shard_frozen_weights(built.model, built.device)

@@ -18,10 +18,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fpt.config import build_config
-from fpt.download import Remote, fetch, sha256_of
+from fpt.run.config import build_config
+from fpt.storage.downloads import Remote, fetch, sha256_of
 from fpt.errors import FptError
-from fpt.train import train
+from fpt.run.train import train
 
 STEPS, EVAL_EVERY = 60, 5
 
@@ -115,7 +115,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_gpt2, 
 
 
 def test_full_disk_is_a_clear_error_and_keeps_the_old_file(tmp_path, monkeypatch):
-    from fpt import checkpoint
+    from fpt.storage import files as checkpoint
 
     target = tmp_path / "result.json"
     checkpoint.atomic_write_json(target, {"old": True})
@@ -137,7 +137,7 @@ def test_unwritable_out_dir_is_a_clear_error(tmp_path, tiny_gpt2):
     with pytest.raises(FptError, match="is a file, not a directory"):
         train(build_config(cfg))
     with pytest.raises(FptError, match="cannot write in"):
-        from fpt.checkpoint import atomic_write
+        from fpt.storage.files import atomic_write
         atomic_write(blocker / "x.json", b"{}")
 
 
@@ -204,11 +204,11 @@ def test_download_without_network_names_file_and_place(tmp_path):
 
 
 def test_two_processes_never_train_in_the_same_directory(tmp_path):
-    from fpt.checkpoint import exclusive
+    from fpt.storage.files import exclusive
 
     with exclusive(tmp_path / "run"):
         probe = subprocess.run(
-            [sys.executable, "-c", "from pathlib import Path; from fpt.checkpoint import exclusive\n"
+            [sys.executable, "-c", "from pathlib import Path; from fpt.storage.files import exclusive\n"
              f"with exclusive(Path({str(tmp_path / 'run')!r})): pass"],
             capture_output=True, text=True, timeout=120)
         assert probe.returncode != 0 and "another fpt process is training" in probe.stderr

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fpt.backbones import load_backbone
-from fpt.config import GROUPS
+from fpt.options import GROUPS
 from fpt.errors import FptError
 from fpt.groups import backbone_groups, count_parameters, set_trainable
 from fpt.model import FPTModel

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-import fpt.download
-from fpt.config import build_config
+import fpt.storage.downloads
+from fpt.run.config import build_config
 from fpt.errors import FptError
-from fpt.runs import setup
+from fpt.run.setup import setup
 from fpt.tasks.base import parse_options
 from fpt.tasks.homology import (CLS, PAD, SEP, VOCAB, RemoteHomology, RemoteHomologyOptions, encode,
                                 safe_extract, safe_loads)
@@ -214,7 +214,7 @@ def test_data_path_reads_an_unpacked_release_without_downloading(tmp_path, monke
 def test_no_network_names_the_file_and_where_to_put_it(tmp_path, monkeypatch):
     def offline(*args):
         raise urllib.error.URLError("no network")
-    monkeypatch.setattr(fpt.download, "_download", offline)
+    monkeypatch.setattr(fpt.storage.downloads, "_download", offline)
     with pytest.raises(FptError, match=r"remote_homology\.tar\.gz.*put it at"):
         build(tmp_path)
 

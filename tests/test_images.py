@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from fpt.config import build_config
-from fpt.download import Remote, sha256_of
+from fpt.run.config import build_config
+from fpt.storage.downloads import Remote, sha256_of
 from fpt.errors import FptError
 from fpt.tasks import cifar, mnist
 from fpt.tasks.base import parse_options
 from fpt.tasks.cifar import Cifar10, Cifar10Lra, Cifar10LraOptions, Cifar10Options
 from fpt.tasks.mnist import Mnist, MnistOptions
 from fpt.tasks.patches import Tokenizer, augment_images, patchify, rotate
-from fpt.train import train
+from fpt.run.train import train
 
 UNREACHABLE = "http://127.0.0.1:9/"  # refused at once: a test never waits on the network
 

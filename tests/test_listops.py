@@ -16,8 +16,9 @@ import torch
 import fpt.tasks.listops as listops
 from fpt.errors import FptError
 from fpt.tasks.base import parse_options
-from fpt.tasks.listops import (PAD, VOCAB, VOCAB_SIZE, ListOps, ListOpsOptions, detokenize, evaluate_listops,
-                               generate_listops, render, tokenize)
+from fpt.tasks import lra_listops
+from fpt.tasks.listops import PAD, VOCAB, VOCAB_SIZE, ListOps, ListOpsOptions, detokenize, evaluate_listops, tokenize
+from fpt.tasks.lra_listops import generate_listops, render
 
 SMALL = dict(n_train=300, n_val=40, n_test=40, min_length=10, max_length=60, max_depth=4, seed=3)
 FILES = ("basic_train.tsv", "basic_val.tsv", "basic_test.tsv")
@@ -110,7 +111,7 @@ def test_generation_is_deterministic_by_seed(small, tmp_path):
 
 def test_sampler_follows_lras_distribution():
     """Unconstrained trees: the root is a leaf 3/4 of the time, an operator takes 2..max_args args."""
-    sampler = listops._TreeSampler(random.Random(0), max_depth=10, max_args=10, leaf_prob=0.75,
+    sampler = lra_listops._TreeSampler(random.Random(0), max_depth=10, max_args=10, leaf_prob=0.75,
                                    max_length=10**9)
     trees = [sampler.sample() for _ in range(4000)]
     leaves = sum(len(compact) == 1 for compact, _, _ in trees)
@@ -119,7 +120,7 @@ def test_sampler_follows_lras_distribution():
         assert length == len(compact) and value == evaluate_listops(render(compact))
     arities = [len(render(c).split("[", 1)[0].split()) - 1 for c, _, _ in trees if len(c) > 1]
     assert min(arities) == 2 and max(arities) == 10 and 5.5 < np.mean(arities) < 6.5
-    depth_one = listops._TreeSampler(random.Random(0), 1, 10, 0.75, 10**9)
+    depth_one = lra_listops._TreeSampler(random.Random(0), 1, 10, 0.75, 10**9)
     assert all(len(depth_one.sample()[0]) == 1 for _ in range(50))   # max depth: always a leaf
 
 
@@ -138,7 +139,7 @@ def test_bad_generation_settings(tmp_path, overrides, message):
 
 
 def test_too_few_distinct_trees_is_an_error_not_a_hang(tmp_path, monkeypatch):
-    monkeypatch.setattr(listops, "_MAX_FRUITLESS", 20_000)
+    monkeypatch.setattr(lra_listops, "_MAX_FRUITLESS", 20_000)
     # Depth 2, 2 arguments: 10 leaves and 4 x 10 x 10 operator nodes; only the 400 nodes are over length 1.
     with pytest.raises(FptError, match="too few distinct trees"):
         generate_listops(tmp_path, n_train=400, n_val=10, n_test=10, min_length=1, max_length=10,

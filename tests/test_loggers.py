@@ -7,10 +7,10 @@ import types
 
 import pytest
 
-from fpt.config import build_config
+from fpt.run.config import build_config
 from fpt.errors import FptError
-from fpt.loggers import flatten
-from fpt.train import train
+from fpt.run.loggers import flatten
+from fpt.run.train import train
 
 
 def test_flatten_keeps_numbers_only():

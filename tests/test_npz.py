@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from fpt.config import build_config
+from fpt.run.config import build_config
 from fpt.errors import FptError
-from fpt.tasks.npz import NpzOptions, NpzTask, build_npz_task, npz_spec
-from fpt.train import train
+from fpt.tasks import build_task
+from fpt.tasks.npz import NpzOptions, NpzTask, npz_spec
+from fpt.run.train import train
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "make_npz_example.py"
 
@@ -52,7 +53,7 @@ def write(tmp_path: Path, arrays: dict[str, np.ndarray], name: str = "data.npz")
 
 def test_float_tokens_load_exactly(tmp_path):
     arrays = classification()
-    task = build_npz_task(str(write(tmp_path, arrays, "patches.npz")), {}, data_seed=0)
+    task = build_task(str(write(tmp_path, arrays, "patches.npz")), {}, data_seed=0)
     spec = task.spec
     assert (spec.name, spec.seq_len, spec.token_dim, spec.vocab_size) == ("patches", 6, 3, None)
     assert (spec.objective, spec.n_outputs, spec.readout_tokens) == ("classification", 3, 1)
@@ -103,7 +104,7 @@ def test_integer_tokens_with_right_padding(tmp_path, pad_id):
 
 def test_validation_is_carved_by_data_seed(tmp_path):
     path = write(tmp_path, classification(x_val=None, y_val=None))
-    make = lambda seed, **opts: build_npz_task(str(path), opts, data_seed=seed)
+    make = lambda seed, **opts: build_task(str(path), opts, data_seed=seed)
     task = make(0)
     assert task.split_size("val") == 3 and len(task.splits["train"]) == 27  # default: 10% of train
     rows = lambda t, s: {tuple(r) for r in t.splits[s].x.flatten(1).tolist()}
@@ -121,7 +122,7 @@ def test_validation_is_carved_by_data_seed(tmp_path):
 
 def test_n_val_is_refused_when_the_file_has_a_validation_split(tmp_path):
     with pytest.raises(FptError, match="has its own x_val and y_val, so --task-opt n_val does not apply"):
-        build_npz_task(str(write(tmp_path, classification())), {"n_val": 2}, data_seed=0)
+        build_task(str(write(tmp_path, classification())), {"n_val": 2}, data_seed=0)
 
 
 @pytest.mark.parametrize("y_train, y_test, outputs", [
@@ -131,7 +132,7 @@ def test_n_val_is_refused_when_the_file_has_a_validation_split(tmp_path):
 ])
 def test_float_targets_are_regression(tmp_path, y_train, y_test, outputs):
     path = write(tmp_path, classification(y_train=y_train, y_test=y_test, x_val=None, y_val=None))
-    task = build_npz_task(str(path), {}, data_seed=0)
+    task = build_task(str(path), {}, data_seed=0)
     assert (task.spec.objective, task.spec.n_outputs) == ("regression", outputs)
     batch = next(task.eval_batches("test", 9))
     assert batch.y.dtype == torch.float32 and batch.y.shape == (9, outputs)
@@ -197,7 +198,7 @@ BAD_ARRAYS = [  # (arrays, message)
 def test_bad_files_are_named(tmp_path, arrays, message):
     path = write(tmp_path, {k: v for k, v in arrays.items() if v is not None})
     with pytest.raises(FptError, match=message) as err:
-        build_npz_task(str(path), {}, data_seed=0)
+        build_task(str(path), {}, data_seed=0)
     assert "data.npz" in str(err.value)
 
 
@@ -218,7 +219,7 @@ def test_unreadable_files_are_named(tmp_path, make, message):
     path = tmp_path / "nothing.npz"
     make(path)
     with pytest.raises(FptError, match=message):
-        build_npz_task(str(path), {}, data_seed=0)
+        build_task(str(path), {}, data_seed=0)
 
 
 # -- end to end -------------------------------------------------------------------
@@ -232,7 +233,7 @@ def test_trains_on_classification_with_padding(tmp_path, tiny_gpt2):
     assert result["task_spec"]["vocab_size"] == 7 and result["task_spec"]["n_outputs"] == 3
     assert set(result["test"]) == {"loss", "accuracy", "score"} and 0 <= result["test"]["accuracy"] <= 1
     assert (tmp_path / "run" / "model.safetensors").is_file()
-    assert build_config({"task": str(path)}).out_dir.name == "data-s0"
+    assert build_config({"task": str(path)}).out_dir.name == "data-minilm-pretrained-s0"
 
 
 def test_trains_on_regression(tmp_path, tiny_bert):
@@ -246,7 +247,7 @@ def test_trains_on_regression(tmp_path, tiny_bert):
 
 def test_example_script_writes_valid_datasets(tmp_path):
     runpy.run_path(str(EXAMPLE))["main"](["--out", str(tmp_path)])
-    majority, sine = (build_npz_task(str(tmp_path / f), {}, 0) for f in ("majority.npz", "sine.npz"))
+    majority, sine = (build_task(str(tmp_path / f), {}, 0) for f in ("majority.npz", "sine.npz"))
     assert (majority.spec.objective, majority.spec.n_outputs, majority.spec.vocab_size) == ("classification", 4, 9)
     assert [majority.split_size(s) for s in ("val", "test")] == [200, 500] and majority.pad_id == 0
     spec = sine.spec

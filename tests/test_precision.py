@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from fpt import precision
-from fpt.config import build_config
+from fpt.run.config import build_config
 from fpt.precision import autocast, resolve_precision, store_frozen_matmul_weights
-from fpt.runs import setup
+from fpt.run.setup import setup
 
 
 @pytest.mark.parametrize("flags, expected", [({"avx512f", "avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16"),
@@ -76,7 +76,7 @@ def test_autocast_is_a_no_op_for_fp32():
 
 
 def test_a_frozen_head_or_input_layer_stays_fp32_and_runs(tmp_path, tiny_gpt2):
-    from fpt.train import train
+    from fpt.run.train import train
 
     for groups in ("input,layernorm", "output,layernorm"):
         cfg = build_config({"task": "bit-xor", "model": str(tiny_gpt2), "precision": "bf16", "train": groups,

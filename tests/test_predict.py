@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from fpt.config import build_config
+from fpt.run.config import build_config
 from fpt.errors import FptError
-from fpt.predict import load_input, predict, predict_cli, predict_loaded
-from fpt.runs import load_run
-from fpt.train import evaluate, train
+from fpt.run.predict import load_input, predict, predict_cli, predict_loaded
+from fpt.run.setup import load_run
+from fpt.run.train import evaluate, train
 
 QUICK = {"eval_every": 10, "batch_size": 8, "progress": False}
 
@@ -162,8 +162,8 @@ def test_regression_values(tmp_path, tiny_gpt2):
 
 
 def test_an_older_checkpoint_without_its_input_format_still_loads_through_its_data(tmp_path, tiny_gpt2):
-    from fpt.checkpoint import load_tensors, save_tensors
-    from fpt.runs import load_model
+    from fpt.storage.checkpoints import load_tensors, save_tensors
+    from fpt.run.setup import load_model
 
     rng = np.random.default_rng(3)
     x = rng.integers(1, 6, size=(30, 6)).astype(np.int64)
@@ -182,7 +182,7 @@ def test_an_older_checkpoint_without_its_input_format_still_loads_through_its_da
 
 
 def test_a_model_loaded_without_data_refuses_to_evaluate(xor_run):
-    from fpt.runs import load_model
+    from fpt.run.setup import load_model
 
     with pytest.raises(FptError, match="loaded without its data"):
         evaluate(load_model(xor_run), "test", 64)

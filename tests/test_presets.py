@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fpt.config import build_config
+from fpt.run.config import build_config
 from fpt.experiments.sweep import check_runs, load_spec
-from fpt.train import train
+from fpt.run.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted((ROOT / "configs").glob("*/*.yaml"))

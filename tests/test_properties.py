@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fpt.cli import build_parser, config_from_args
-from fpt.config import TrainConfig, build_config, field_names
+from fpt.run.config import TrainConfig, build_config, field_names
 from fpt.errors import FptError
 from fpt.tasks.listops import read_tsv
 

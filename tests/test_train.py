@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fpt.config import build_config
+from fpt.run.config import build_config
 from fpt.errors import FptError
-from fpt.runs import load_run, setup
-from fpt.train import evaluate, train
+from fpt.run.setup import load_run, setup
+from fpt.run.train import evaluate, train
 
 XOR = {"task": "bit-xor", "steps": 40, "eval_every": 10, "batch_size": 8, "progress": False}
 
@@ -54,7 +54,7 @@ def test_frozen_weights_stay_bit_identical(tmp_path, tiny_bert):
 def test_resume_after_interruption_equals_uninterrupted(tmp_path, tiny_gpt2, monkeypatch):
     whole = run(tmp_path, "whole", tiny_gpt2, dropout=0.1)
 
-    import fpt.train as train_module
+    import fpt.run.train as train_module
     calls = {"n": 0}
     real_evaluate = train_module.evaluate
 
@@ -147,7 +147,7 @@ def test_finished_run_with_other_settings_is_not_returned_as_done(tmp_path, tiny
 
 
 def test_resume_refuses_fewer_steps_than_already_run(tmp_path, tiny_gpt2, monkeypatch):
-    import fpt.train as train_module
+    import fpt.run.train as train_module
     real = train_module.evaluate
     calls = {"n": 0}
 

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Callable, Sequence
 
-from fpt.config import TrainConfig, build_config
+from fpt.run.config import TrainConfig, build_config
 from fpt.errors import FptError
 
 EXIT_USER_ERROR = 2
@@ -57,8 +57,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fpt import distributed
-    from fpt.train import train
+    from fpt.run import distributed
+    from fpt.run.train import train
 
     try:
         result = train(config_from_args(args))
@@ -100,7 +100,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from fpt.predict import predict_cli
+    from fpt.run.predict import predict_cli
 
     return predict_cli(args.run, args.input, args.out, batch_size=args.batch_size, device=args.device,
                        probs=args.probs)
@@ -117,7 +117,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise FptError(f"--set: cannot read the values {args.set} as YAML scalars") from None
     failed = sweep(args.spec, args.out, workers=args.workers, tiny=args.tiny, overrides=overrides,
                    limit=args.limit, progress=not args.no_progress)
-    from fpt.distributed import launched_world
+    from fpt.run.distributed import launched_world
     said_once = launched_world().is_main  # under torchrun every rank returns the same outcome
     if failed:
         if said_once:
@@ -138,8 +138,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from fpt.runs import default_data_dir
-    from fpt.tasks.listops import generate_listops
+    from fpt.run.setup import default_data_dir
+    from fpt.tasks.lra_listops import generate_listops
 
     out = args.out or default_data_dir() / "listops"
     paths = generate_listops(out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
@@ -156,7 +156,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fpt.checkpoint import atomic_write, atomic_write_json
+    from fpt.storage.files import atomic_write, atomic_write_json
     from fpt.experiments.bench import DEFAULT_VARIANTS, markdown, run_bench
 
     variants = DEFAULT_VARIANTS + (("compile",) if args.compile else ())
@@ -190,7 +190,7 @@ def build_parser() -> Parser:
         parsers[name] = p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func, parser=p)
     add_train_flags(parsers["train"])
-    from fpt.predict import add_predict_flags
+    from fpt.run.predict import add_predict_flags
     add_predict_flags(parsers["predict"])
     p = parsers["sweep"]
     p.add_argument("spec", help="sweep spec (YAML); see configs/")

@@ -20,7 +20,7 @@ from typing import Iterable
 
 from torch import nn
 
-from fpt.config import GROUPS
+from fpt.options import GROUPS
 from fpt.errors import FptError
 
 UNUSED = "unused"

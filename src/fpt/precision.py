@@ -14,11 +14,12 @@ parameters (input layer, head, layer norms, positions) stay fp32.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from pathlib import Path
 from typing import ContextManager
 
 import torch
 from torch import nn
+
+from fpt.provenance import cpu_flags
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -35,18 +36,6 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cpu":
         return bool(CPU_BF16_FLAGS & cpu_flags())
     return False  # mps and others: not measured, so not assumed
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):  # x86, Arm
-            return set(value.split())
-    return set()
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

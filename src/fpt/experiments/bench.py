@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from fpt.experiments.steps import build, in_subprocess, matmul_peak, step_flops
-from fpt.runs import cpu_name
+from fpt.provenance import cpu_name
 
 DEFAULT_VARIANTS = ("plain", "naive", "full", "bf16", "fpt", "fpt-nodrop", "full-fpt")
 
@@ -125,9 +125,9 @@ def cached_vs_recomputed(model_name: str, examples: int, tokens: int, dim: int, 
 
 def padding_before_after(batch: int = 16, steps: int = 200) -> list[dict[str, Any]]:
     """Share of processed tokens that are padding, without and with length bucketing."""
-    from fpt.runs import default_data_dir
+    from fpt.run.setup import default_data_dir
     from fpt.tasks import build_task
-    from fpt.tasks.listops import generate_listops
+    from fpt.tasks.lra_listops import generate_listops
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -122,7 +122,7 @@ def bit_xor_attention(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
 def attention_maps(run_dir: Path) -> np.ndarray:
     """Attention of every layer (mean over heads and 64 test examples) of a trained run: (layers, L, L)."""
     from fpt.precision import autocast
-    from fpt.runs import load_run
+    from fpt.run.setup import load_run
 
     built = load_run(run_dir)
     model = built.model

@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from fpt.checkpoint import atomic_write, read_jsonl
+from fpt.storage.files import atomic_write, read_jsonl
 from fpt.errors import FptError
-from fpt.runs import cpu_name
+from fpt.provenance import cpu_name
 
 
 @dataclass

@@ -42,9 +42,9 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from fpt.checkpoint import atomic_write, atomic_write_json
-from fpt.config import build_config, check_keys, saved_settings
-from fpt.distributed import World, launched_world
+from fpt.storage.files import atomic_write, atomic_write_json
+from fpt.run.config import build_config, check_keys, saved_settings
+from fpt.run.distributed import World, launched_world
 from fpt.errors import FptError
 
 # What torchrun tells its processes; a sweep's training runs are single-process runs.
@@ -130,15 +130,14 @@ def load_spec(path: str | Path) -> SweepSpec:
 def check_runs(runs: list[Run], where: str) -> None:
     """Validate every run's config and task options now (no data is read), naming the run,
     rather than failing after hours."""
-    from fpt.tasks import REGISTRY, parse_options
+    from fpt.tasks import parse_options, resolve
 
     for run in runs:
         try:
             cfg = build_config(dict(run.config))
-            if not cfg.task.endswith(".npz"):
-                if cfg.task not in REGISTRY:
-                    raise FptError(f"unknown task '{cfg.task}'; choose from {', '.join(REGISTRY)}")
-                parse_options(REGISTRY[cfg.task].options, cfg.task_options, cfg.task)
+            entry = resolve(cfg.task)
+            if entry.data_file is None:  # a data file's options are checked with its arrays
+                parse_options(entry.options, cfg.task_options, cfg.task)
         except FptError as err:
             raise FptError(f"{where}, run {run.name}: {err}") from None
 
@@ -148,7 +147,7 @@ def finished_with(run_dir: Path, config: dict[str, Any]) -> bool | None:
     result_file = run_dir / "result.json"
     if not result_file.exists():
         return None
-    from fpt.train import RESUMABLE_CHANGES
+    from fpt.run.train import RESUMABLE_CHANGES
 
     saved = saved_settings(json.loads(result_file.read_text()).get("config", {}))
     wanted = build_config(dict(config)).to_dict()

@@ -1,10 +1,13 @@
 """Task registry: one line per task, names refused if registered twice.
 
 A task module provides an options dataclass (its `--task-opt` keys, checked in
-`__post_init__`) and a Task class with
+`__post_init__`) and a Task class (the contract is `fpt.tasks.base.Task`) with
   - `make_spec(options) -> TaskSpec`, cheap, touching no data (used by `fpt tasks`);
   - a constructor `TaskClass(options, data_seed)`, or `TaskClass(options, data_seed,
     data_dir=...)` when registered with needs_data_dir=True (downloaded datasets).
+
+`--task` is a registered name or the path of a user's data file (`.npz`); `resolve` is
+the one place that tells them apart, for training, sweeps and run-directory names alike.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from fpt.tasks.cifar import Cifar10, Cifar10Lra, Cifar10LraOptions, Cifar10Optio
 from fpt.tasks.homology import RemoteHomology, RemoteHomologyOptions
 from fpt.tasks.listops import ListOps, ListOpsOptions
 from fpt.tasks.mnist import Mnist, MnistOptions
+from fpt.tasks.npz import NpzOptions, NpzTask
+
+DATA_FILE_SUFFIX = ".npz"  # --task PATH.npz: the user's own arrays (see fpt.tasks.npz)
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,7 @@ class TaskEntry:
     options: type
     build: Callable[..., Task]
     needs_data_dir: bool = False
+    data_file: Path | None = None  # a user's data file (the task is built from it), else None
 
 
 REGISTRY: dict[str, TaskEntry] = {}
@@ -48,16 +55,33 @@ register("cifar10-lra", Cifar10LraOptions, Cifar10Lra, needs_data_dir=True)
 register("remote-homology", RemoteHomologyOptions, RemoteHomology, needs_data_dir=True)
 
 
-def build_task(name: str, options: dict[str, Any], data_seed: int, data_dir: Path | None = None) -> Task:
-    """The task called `name` (or the .npz file at `name`) with its options parsed and checked."""
-    if name.endswith(".npz"):
-        from fpt.tasks.npz import build_npz_task
-        return build_npz_task(name, options, data_seed)
+def is_data_file(name: str) -> bool:
+    """Whether --task names a user's data file rather than a registered task."""
+    return name.endswith(DATA_FILE_SUFFIX)
+
+
+def resolve(name: str) -> TaskEntry:
+    """The registered task called `name`, or an entry for the user's data file at `name`."""
+    if is_data_file(name):
+        path = Path(name).expanduser()
+        return TaskEntry(path.stem, NpzOptions, lambda options, data_seed: NpzTask(path, options, data_seed),
+                         data_file=path)
     entry = REGISTRY.get(name)
     if entry is None:
         raise FptError(f"--task: unknown task '{name}'; choose from {', '.join(REGISTRY)} "
                        "(see `fpt tasks`)")
-    parsed = parse_options(entry.options, options, name)
+    return entry
+
+
+def task_label(name: str) -> str:
+    """A short name for --task: the registered name, or a data file's stem (run-directory names)."""
+    return Path(name).stem if is_data_file(name) else name
+
+
+def build_task(name: str, options: dict[str, Any], data_seed: int, data_dir: Path | None = None) -> Task:
+    """The task called `name` (or the data file at `name`) with its options parsed and checked."""
+    entry = resolve(name)
+    parsed = parse_options(entry.options, options, entry.data_file.name if entry.data_file else name)
     if entry.needs_data_dir:
         return entry.build(parsed, data_seed, data_dir=data_dir)
     return entry.build(parsed, data_seed)
@@ -74,4 +98,5 @@ def option_help(name: str) -> str:
     return ", ".join(f"{f.name}={f.default}" for f in fields(REGISTRY[name].options))
 
 
-__all__ = ["Batch", "Task", "TaskSpec", "TaskEntry", "REGISTRY", "register", "build_task", "describe_task", "option_help"]
+__all__ = ["Batch", "Task", "TaskSpec", "TaskEntry", "REGISTRY", "register", "resolve", "is_data_file", "task_label",
+           "build_task", "describe_task", "option_help"]

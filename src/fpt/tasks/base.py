@@ -69,9 +69,20 @@ class Batch:
 
 
 class Task(ABC):
-    """A task: a spec, a deterministic training stream, fixed evaluation splits."""
+    """A task: a spec, a deterministic training stream, fixed evaluation splits.
+
+    `make_spec(options)` describes a task from its options alone, touching no data (`fpt
+    tasks` lists specs this way). `pad_id` is the token id that counts as padding in a
+    user's new inputs (`fpt predict`); None for tasks of float tokens, or of ids without one.
+    """
 
     spec: TaskSpec
+    pad_id: int | None = None
+
+    @classmethod
+    def make_spec(cls, options: Any) -> TaskSpec:
+        """The spec of this task with these options, without loading any data."""
+        raise NotImplementedError(f"{cls.__name__} does not describe itself without its data")
 
     @abstractmethod
     def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:

@@ -1,8 +1,8 @@
 """cifar10 and cifar10-lra: CIFAR-10's 32x32 colour photos in 10 classes.
 
 Data: the "CIFAR-10 python version" archive, fetched once into DATA_DIR/cifar10,
-checked by size and sha256, extracted there by fpt.archives (refusing links and paths
-that leave the folder). Its batches are pickles, read by fpt.archives' unpickler, which
+checked by size and sha256, extracted there by fpt.storage.archives (refusing links and paths
+that leave the folder). Its batches are pickles, read by fpt.storage.archives' unpickler, which
 rebuilds only dicts, lists, strings, numbers and numpy arrays: a file can never run code.
 n_val training images are set aside by data_seed for validation; the official 10,000
 test images are used in full.
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fpt.archives import safe_extract, safe_unpickle
-from fpt.download import Remote, fetch
+from fpt.storage.archives import safe_extract, safe_unpickle
+from fpt.storage.downloads import Remote, fetch
 from fpt.errors import FptError
 from fpt.tasks.arrays import carve_validation
 from fpt.tasks.base import TaskSpec, positive

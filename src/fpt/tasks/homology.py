@@ -8,9 +8,9 @@ b'0', b'1', ... to pickled dicts with 'primary' (the sequence as a string) and
 'fold_label' (the target), among other keys. TAPE also released the same data as
 JSON lists of such dicts (`data_raw`); `--task-opt format=json` reads those.
 
-The archive is fetched with `fpt.download.fetch` and checked against the md5
+The archive is fetched with `fpt.storage.downloads.fetch` and checked against the md5
 published for it; it is unpacked and its pickled records are loaded by
-`fpt.archives`, which never lets a downloaded file run code.
+`fpt.storage.archives`, which never lets a downloaded file run code.
 
 Tokens follow TAPE's IUPAC vocabulary (30 ids: <pad> <mask> <cls> <sep> <unk>,
 then the 25 letters A..Z without J) and TAPE's encoding `<cls> residues <sep>`:
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fpt.archives import md5_of, safe_extract, safe_unpickle
-from fpt.download import Remote, fetch
+from fpt.storage.archives import md5_of, safe_extract, safe_unpickle
+from fpt.storage.downloads import Remote, fetch
 from fpt.errors import FptError
 from fpt.tasks.arrays import Arrays, ArrayTask
 from fpt.tasks.base import TaskSpec
@@ -209,5 +209,5 @@ def _read_lmdb(path: Path) -> list[Any]:
 
 
 def safe_loads(data: bytes, where: Path) -> Any:
-    """One record, unpickled by fpt.archives: plain values and numpy arrays only, no code runs."""
+    """One record, unpickled by fpt.storage.archives: plain values and numpy arrays only, no code runs."""
     return safe_unpickle(data, where, what="a TAPE database of plain records", fix=OWN_FILE)

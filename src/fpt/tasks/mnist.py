@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fpt.download import Remote, fetch
+from fpt.storage.downloads import Remote, fetch
 from fpt.errors import FptError
 from fpt.tasks.arrays import carve_validation
 from fpt.tasks.base import TaskSpec, generator, positive

@@ -19,17 +19,16 @@ Write one with numpy.savez (see examples/make_npz_example.py).
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from fpt.errors import FptError
 from fpt.tasks.arrays import Arrays, ArrayTask, carve_validation
-from fpt.tasks.base import TaskSpec, parse_options
+from fpt.tasks.base import TaskSpec
+from fpt.tasks.inputs import check_pad_id, check_tokens, first_bad, load_arrays, token_lengths
 
 SPLITS = ("train", "val", "test")
 ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "pad_id")
@@ -43,105 +42,6 @@ class NpzOptions:
     def __post_init__(self) -> None:
         if self.n_val < 0:
             raise ValueError(f"n_val must be >= 0 (0: 10% of train), got {self.n_val}")
-
-
-# -- reading and checking arrays (also used by fpt.predict) --------------------
-
-def load_arrays(path: Path, names: tuple[str, ...], flag: str) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Those of the arrays `names` that the .npz (or .npy, as 'x') at `path` holds, and the names of
-    all its arrays; never unpickles anything."""
-    if not path.is_file():
-        raise FptError(f"{flag}: no such file '{path}'; check the path (write one with numpy.savez, "
-                       "see examples/make_npz_example.py)")
-    if not zipfile.is_zipfile(path):
-        if "x" in names and path.suffix == ".npy":  # a bare array is accepted as 'x'
-            try:
-                return {"x": np.load(path, allow_pickle=False)}, ["x"]
-            except (ValueError, OSError, EOFError) as err:
-                raise FptError(f"{flag}: '{path}' cannot be read as a .npy array of numbers "
-                               f"({str(err)[:80]}); save it with numpy.save or numpy.savez") from None
-        raise FptError(f"{flag}: '{path}' is not an .npz file, or is truncated (not a readable zip archive "
-                       "of arrays); write it "
-                       "with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
-    arrays = {}
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            for name in data.files:
-                if name in names:
-                    arrays[name] = _read_member(data, name, path)
-            present = list(data.files)
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise FptError(f"{flag}: '{path}' is corrupted or truncated ({err}); write it again") from None
-    return arrays, present
-
-
-def _read_member(data: Any, name: str, path: Path) -> np.ndarray:
-    try:
-        return data[name]
-    except ValueError:  # numpy refuses object arrays without allow_pickle
-        raise FptError(f"'{path}': array {name} holds Python objects, which fpt never unpickles; "
-                       "store numbers (float features, integer ids or labels)") from None
-    except Exception as err:  # zlib / zip errors of a damaged member
-        raise FptError(f"'{path}': array {name} cannot be read ({err}); write the file again") from None
-
-
-def check_tokens(x: np.ndarray, where: str) -> np.ndarray:
-    """Float (N, L, D) features as float32, or integer (N, L) ids as int64; anything else fails."""
-    if x.dtype.kind == "f":
-        if x.ndim != 3:
-            raise FptError(f"{where}: float tokens must have shape (N, L, D), got {x.shape}; for one feature "
-                           "per token use x[..., None], for token ids store integers")
-        if x.shape[2] == 0:
-            raise FptError(f"{where}: tokens have 0 features (shape {x.shape}); D must be at least 1")
-        if not np.isfinite(x).all():
-            raise FptError(f"{where} holds NaN or inf (first at index {_first_bad(x)}); remove or impute them")
-        x = x.astype(np.float32, copy=False)
-    elif x.dtype.kind in "iub":
-        if x.ndim != 2:
-            raise FptError(f"{where}: integer token ids must have shape (N, L), got {x.shape}; for real-valued "
-                           "features store floats, e.g. x.astype(np.float32)")
-        x = x.astype(np.int64, copy=False)
-    else:
-        raise FptError(f"{where} has dtype {x.dtype}; tokens must be float (N, L, D) features or "
-                       "integer (N, L) token ids")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise FptError(f"{where} is empty (shape {x.shape}); it needs at least one example of one token")
-    return x
-
-
-def check_pad_id(value: np.ndarray | None, where: str) -> int | None:
-    if value is None:
-        return None
-    if value.ndim != 0 or value.dtype.kind not in "iu":
-        raise FptError(f"{where}: pad_id must be one integer, e.g. numpy.savez(..., pad_id=0), "
-                       f"got dtype {value.dtype} and shape {value.shape}")
-    return int(value)
-
-
-def token_lengths(x: np.ndarray, pad_id: int | None, where: str) -> np.ndarray:
-    """(N,) real tokens per row of integer ids (N, L); padding must be on the right, no row all padding."""
-    n, width = x.shape
-    if pad_id is None:
-        lengths = np.full(n, width, dtype=np.int64)
-    else:
-        real = x != pad_id                                                  # (N, L)
-        lengths = real.sum(axis=1)
-        misplaced = (real != (np.arange(width)[None, :] < lengths[:, None])).any(axis=1)
-        if misplaced.any():
-            raise FptError(f"{where}: row {int(np.argmax(misplaced))} has padding (pad_id={pad_id}) before "
-                           "real tokens; padding must be at the right end of each row")
-        if (lengths == 0).any():
-            raise FptError(f"{where}: row {int(np.argmin(lengths))} is all padding (pad_id={pad_id}); "
-                           "drop empty examples")
-    real_ids = x[np.arange(width)[None, :] < lengths[:, None]]
-    if (real_ids < 0).any():
-        raise FptError(f"{where}: token ids must be >= 0, found {int(real_ids.min())}; "
-                       "shift them, or declare the negative value as pad_id")
-    return lengths
-
-
-def _first_bad(a: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
 
 
 # -- the dataset ----------------------------------------------------------------
@@ -214,7 +114,7 @@ def _targets(ys: dict[str, np.ndarray], path: Path) -> tuple[str, int, dict[str,
             kinds[s] = "class ids"
         elif y.dtype.kind == "f" and y.ndim in (1, 2) and y.size:
             if not np.isfinite(y).all():
-                raise FptError(f"{where} holds NaN or inf (first at index {_first_bad(y)}); remove those examples")
+                raise FptError(f"{where} holds NaN or inf (first at index {first_bad(y)}); remove those examples")
             kinds[s] = f"{1 if y.ndim == 1 else y.shape[1]} float targets"
         elif y.dtype.kind in "iufb":
             raise FptError(f"{where} has shape {y.shape}; y must be integer class ids (N,) or "
@@ -277,8 +177,3 @@ class NpzTask(ArrayTask):
             train, val = carve_validation(train, n_val, data_seed, data.spec.name)
         super().__init__(data.spec, train, val, test)
         self.pad_id = data.pad_id
-
-
-def build_npz_task(path: str, options: dict[str, Any], data_seed: int) -> NpzTask:
-    """What `build_task` calls for a task name ending in .npz."""
-    return NpzTask(path, parse_options(NpzOptions, options, Path(path).name), data_seed)

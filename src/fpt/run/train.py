@@ -20,16 +20,17 @@ from typing import Any, Iterator, Sequence
 import torch
 from tqdm import tqdm
 
-from fpt import distributed
-from fpt.cache import HeadOnly, cached, can_cache
-from fpt.checkpoint import (append_jsonl, atomic_write, atomic_write_json, exclusive, load_tensors,
-                            optimizer_tensors, read_jsonl, restore_optimizer, save_tensors)
-from fpt.config import TrainConfig, saved_settings
+from fpt.run import distributed
+from fpt.run.cache import HeadOnly, cached, can_cache
+from fpt.storage.files import append_jsonl, atomic_write, atomic_write_json, exclusive, read_jsonl
+from fpt.storage.checkpoints import load_tensors, optimizer_tensors, restore_optimizer, save_tensors
+from fpt.run.config import TrainConfig, saved_settings
 from fpt.errors import FptError
 from fpt.groups import format_counts
-from fpt.loggers import Logger, make_loggers
+from fpt.run.loggers import Logger, make_loggers
 from fpt.metrics import Metrics, loss_fn
-from fpt.runs import Setup, describe, load_trained, setup, versions
+from fpt.provenance import versions
+from fpt.run.setup import Setup, describe, load_trained, setup
 from fpt.tasks.base import Batch, derive_seed
 
 # Config keys that may change when a run is resumed; any other change is refused.
@@ -72,7 +73,7 @@ def evaluate(built: Setup, split: str, batch_size: int) -> dict[str, float]:
         if mine:
             metrics.update(outputs, batch.y)
     model.train(was_training)
-    return metrics.merge_across(world, built.device, spec.n_outputs).compute()
+    return distributed.merge_metrics(metrics, world, built.device, spec.n_outputs).compute()
 
 
 def _rounds(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
@@ -218,7 +219,7 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps:
             val = evaluate(built, "val", cfg.batch_size * 4)
-            train_stats = window.merge_across(world, built.device, task.spec.n_outputs).compute()
+            train_stats = distributed.merge_metrics(window, world, built.device, task.spec.n_outputs).compute()
             window = Metrics(objective)
             if not state.best_val or val["score"] > state.best_val["score"]:
                 state.best_val, state.best_step = val, done

@@ -7,7 +7,6 @@ written, so a bad flag never leaves a half-made run directory behind.
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,11 +14,10 @@ from typing import Any, Iterator
 
 import torch
 
-from fpt import __version__
 from fpt.backbones import BackboneInfo, load_backbone, set_dropout, weights_hash
-from fpt.checkpoint import load_tensors
-from fpt.config import TrainConfig, build_config
-from fpt.distributed import World, launched_world
+from fpt.storage.checkpoints import load_tensors
+from fpt.run.config import TrainConfig, build_config
+from fpt.run.distributed import World, launched_world
 from fpt.errors import FptError
 from fpt.groups import count_parameters, set_trainable
 from fpt.model import FPTModel
@@ -55,7 +53,7 @@ class Setup:
         return {"backbone": {**asdict(self.info), "hash": self.backbone_hash},
                 "config": self.config.to_dict(),
                 "train_groups": self.config.train_groups,
-                "task": {"spec": asdict(self.task.spec), "pad_id": getattr(self.task, "pad_id", None)}}
+                "task": {"spec": asdict(self.task.spec), "pad_id": self.task.pad_id}}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -105,23 +103,6 @@ def assemble(cfg: TrainConfig, task: Task, device: torch.device, on_device: bool
               "the paper's LSTM baseline trains everything: --train all", file=sys.stderr)
     return Setup(cfg, task, model.to(device) if on_device else model, info, backbone_hash, group_of, counts,
                  device, precision)
-
-
-def cpu_name() -> str:
-    """The processor's model name, for reports and benchmarks."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def versions() -> dict[str, str]:
-    import transformers
-    return {"fpt": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> Setup:

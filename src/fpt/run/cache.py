@@ -47,7 +47,7 @@ class HeadOnly(nn.Module):
 class FeatureTask(Task):
     def __init__(self, base: ArrayTask, features: dict[str, Tensor]):
         self.spec, self.base, self.features = base.spec, base, features
-        self.pad_id = getattr(base, "pad_id", None)  # recorded in saved models, for `fpt predict`
+        self.pad_id = base.pad_id  # recorded in saved models, for `fpt predict`
 
     def _batch(self, split: str, index: Tensor) -> Batch:
         x = self.features[split][index]                       # (B, H) or (B, k, H)

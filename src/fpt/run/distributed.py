@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from fpt.errors import FptError
+from fpt.metrics import Metrics
 
 T = TypeVar("T")
 
@@ -176,3 +177,18 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
         return []
     largest = max(lists, key=lambda m: sum(p.numel() for p in m.parameters()))
     return list(largest)
+
+
+def merge_metrics(metrics: Metrics, world: World, device: torch.device, n_targets: int) -> Metrics:
+    """Every rank's metrics of its shard, merged in rank order into the metrics of the whole
+    pass (the same on every rank). Each rank's counts travel in its own row of one all_reduce."""
+    if not world.parallel:
+        return metrics
+    mine = metrics.state(n_targets)
+    rows = torch.zeros(world.size, len(mine), dtype=torch.float64)
+    rows[world.rank] = mine
+    rows = sum_across(rows.to(device), world).cpu()
+    merged = Metrics(metrics.objective)
+    for row in rows:
+        merged.absorb(Metrics.from_state(metrics.objective, row))
+    return merged

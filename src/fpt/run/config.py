@@ -16,9 +16,10 @@ from typing import Any
 import yaml
 
 from fpt.errors import FptError
+from fpt.options import (ATTENTIONS, GROUPS, INITS, PRECISIONS, READOUTS, ModelOptions,
+                         canonical_backbone_dropout, parse_groups)
 
-GROUPS = ("input", "output", "layernorm", "position", "attention", "feedforward")
-FPT_DEFAULT_GROUPS = "input,output,layernorm,position"
+MODEL_DEFAULTS = ModelOptions()  # the library's defaults: fpt train builds models exactly as build_model does
 
 
 # Keys added after runs were already being saved, with the behaviour those runs had: a config
@@ -27,8 +28,19 @@ BEFORE_THE_KEY_EXISTED: dict[str, Any] = {"length_bucketing": False}
 
 
 def saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
-    """A run's saved config, completed with what every key meant when the run was made."""
-    return {**TrainConfig().to_dict(), **BEFORE_THE_KEY_EXISTED, **saved}
+    """A run's saved config, completed with what every key meant when the run was made, in
+    today's canonical spelling (a backbone_dropout saved as "0" reads as 0.0)."""
+    settings = {**TrainConfig().to_dict(), **BEFORE_THE_KEY_EXISTED, **saved}
+    try:
+        settings["backbone_dropout"] = canonical_backbone_dropout(settings["backbone_dropout"])
+    except FptError:
+        pass  # not a value this fpt accepts: it compares as different, which is the truth
+    return settings
+
+
+def resumable_fields() -> set[str]:
+    """Config keys that may change when a run is resumed (marked `resumable` on the field)."""
+    return {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resumable")}
 
 
 def _is_probability(text: str) -> bool:
@@ -38,9 +50,11 @@ def _is_probability(text: str) -> bool:
         return False
 
 
-def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None, flag: str | None = None) -> Any:
-    """A dataclass field whose metadata feeds argparse."""
-    meta = {"help": help, "choices": choices, "flag": flag}
+def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None, flag: str | None = None,
+       resumable: bool = False) -> Any:
+    """A dataclass field whose metadata feeds argparse. resumable: may change on --resume (how
+    the run is watched or how far it goes, never what it computes)."""
+    meta = {"help": help, "choices": choices, "flag": flag, "resumable": resumable}
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -52,56 +66,59 @@ class TrainConfig:
 
     task: str = _f("", "task name (see `fpt tasks`) or path to an .npz dataset")
     task_options: dict = _f({}, "task options as KEY=VALUE, e.g. n_bits=100 (see `fpt tasks`)", flag="--task-opt")
-    model: str = _f("minilm", "backbone: minilm (bundled, offline), gpt2, gpt2-medium, ..., a hub name or a local directory")
-    init: str = _f("pretrained", "backbone weights: pretrained; random (same architecture, nothing downloaded but "
+    model: str = _f(MODEL_DEFAULTS.model, "backbone: minilm (bundled, offline), gpt2, gpt2-medium, ..., a hub name or a local directory")
+    init: str = _f(MODEL_DEFAULTS.init, "backbone weights: pretrained; random (same architecture, nothing downloaded but "
                    "its config); stats (random, drawn with each pretrained tensor's mean and std)",
-                   choices=("pretrained", "random", "stats"))
-    train: str = _f(FPT_DEFAULT_GROUPS, f"comma-separated parameter groups to train: {', '.join(GROUPS)}, or all")
-    readout: str = _f("auto", "how the head reads the sequence: auto (the task's), last, first, mean, last-k",
-                      choices=("auto", "last", "first", "mean", "last-k"))
-    attention: str = _f("auto", "attention mask: auto (the backbone's own), causal or bidirectional",
-                        choices=("auto", "causal", "bidirectional"))
-    steps: int = _f(1000, "optimiser steps")
+                   choices=INITS)
+    train: str = _f(MODEL_DEFAULTS.train, f"comma-separated parameter groups to train: {', '.join(GROUPS)}, or all")
+    readout: str = _f(MODEL_DEFAULTS.readout, "how the head reads the sequence: auto (the task's), last, first, mean, last-k",
+                      choices=READOUTS)
+    attention: str = _f(MODEL_DEFAULTS.attention, "attention mask: auto (the backbone's own), causal or bidirectional",
+                        choices=ATTENTIONS)
+    steps: int = _f(1000, "optimiser steps", resumable=True)
     batch_size: int = _f(16, "examples per optimiser step (the effective batch)")
     grad_accum: int = _f(1, "split each batch into this many micro-batches; the effective batch stays --batch-size")
     lr: float = _f(1e-3, "Adam learning rate (paper: 1e-3; remote homology 1e-4)")
     weight_decay: float = _f(0.0, "Adam weight decay (paper: 0)")
     clip: float = _f(1.0, "gradient-norm clipping threshold; 0 disables it")
-    dropout: float = _f(0.1, "dropout after the input layer (the backbone keeps its own config)")
-    backbone_dropout: str = _f("config", "dropout inside the frozen backbone: config (its own, 0.1 for GPT-2 "
+    dropout: float = _f(MODEL_DEFAULTS.dropout, "dropout after the input layer (the backbone keeps its own config)")
+    backbone_dropout: str | float = _f(MODEL_DEFAULTS.backbone_dropout, "dropout inside the frozen backbone: config (its own, 0.1 for GPT-2 "
                                "and BERT, as in the paper's code) or a probability; 0 skips its random masks "
                                "(17-31%% of a CPU step at 64 tokens; see docs/BENCHMARKS.md)")
     eval_every: int = _f(50, "validate every N steps (and at the last step)")
     patience: int = _f(0, "stop after this many evaluations without a better validation score (0: never)")
     threshold: float = _f(0.99, "validation score (accuracy; per-bit for bit tasks; R^2 for regression) that "
                                 "counts as converged, for steps_to_threshold")
-    seed: int = _f(0, "seed for the initialisation, training batches and dropout")
+    seed: int = _f(MODEL_DEFAULTS.seed, "seed for the initialisation, training batches and dropout")
     data_seed: int = _f(0, "seed that fixes the validation and test sets")
     nan_policy: str = _f("stop", "when the loss is NaN/inf: stop (keeping the last good checkpoint) or skip the step "
-                         "and count it", choices=("stop", "skip"))
+                         "and count it", choices=("stop", "skip"), resumable=True)
     cache_features: bool = _f(True, "with --train output on a dataset task: run the frozen model once "
                               "(eval mode, so without dropout) and train the head on its cached features")
     length_bucketing: bool = _f(True, "batch examples of similar length together (tasks whose lengths vary), "
                                 "so little compute goes to padding")
-    precision: str = _f("auto", "auto (bf16 autocast where the CPU/GPU does bf16 natively, else fp32), fp32, bf16",
-                        choices=("auto", "fp32", "bf16"))
+    precision: str = _f(MODEL_DEFAULTS.precision, "auto (bf16 autocast where the CPU/GPU does bf16 natively, else fp32), fp32, bf16",
+                        choices=PRECISIONS)
     parallel: str = _f("ddp", "under torchrun: ddp (every process holds the whole model) or fsdp (frozen "
                         "weights sharded across processes, for backbones that do not fit one device)",
-                        choices=("ddp", "fsdp"))
-    device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N")
-    log_to: str = _f("", "also log metrics to: tensorboard, wandb (comma-separated; each needs its package)")
-    wandb_project: str = _f("fpt", "W&B project, with --log-to wandb")
+                        choices=("ddp", "fsdp"), resumable=True)
+    device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N", resumable=True)
+    log_to: str = _f("", "also log metrics to: tensorboard, wandb (comma-separated; each needs its package)", resumable=True)
+    wandb_project: str = _f("fpt", "W&B project, with --log-to wandb", resumable=True)
     data_dir: str = _f("", "dataset cache directory (default: $FPT_DATA_DIR or ~/.cache/fpt)")
-    out: str = _f("", "run directory (default: runs/TASK-sSEED)")
-    resume: bool = _f(False, "continue the run in --out from its last checkpoint")
-    progress: bool = _f(True, "show a progress bar")
+    out: str = _f("", "run directory (default: runs/TASK-MODEL-INIT-sSEED)", resumable=True)
+    resume: bool = _f(False, "continue the run in --out from its last checkpoint", resumable=True)
+    progress: bool = _f(True, "show a progress bar", resumable=True)
 
     # -- derived views -------------------------------------------------------
     @property
     def train_groups(self) -> list[str]:
-        if self.train.strip() == "all":
-            return list(GROUPS)
-        return [g.strip() for g in self.train.split(",") if g.strip()]
+        return parse_groups(self.train)
+
+    @property
+    def model_options(self) -> ModelOptions:
+        """The fields that decide the model, as the library takes them."""
+        return ModelOptions.of(self.to_dict())
 
     @property
     def loggers(self) -> list[str]:
@@ -111,8 +128,12 @@ class TrainConfig:
     def out_dir(self) -> Path:
         if self.out:
             return Path(self.out)
-        name = Path(self.task).stem if self.task.endswith(".npz") else self.task
-        return Path("runs") / f"{name}-s{self.seed}"
+        # Task, model, init and seed: the README's commands (bit-xor, then --init random) get a
+        # directory each instead of "already holds a finished run".
+        from fpt.tasks import task_label
+        task = task_label(self.task)
+        model = Path(self.model.rstrip("/")).name or self.model  # a directory or hub name: its last part
+        return Path("runs") / f"{task}-{model}-{self.init}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,16 +143,18 @@ class TrainConfig:
         """Raise FptError naming the flag for any value that cannot work."""
         if not self.task:
             raise FptError("no task given: pass --task NAME (see `fpt tasks`) or --task path/to/data.npz")
-        if self.task.endswith(".npz") and Path(self.task).expanduser().is_file():
+        from fpt.tasks import resolve
+        data_file = resolve(self.task).data_file if self.task.endswith(".npz") else None
+        if data_file is not None and data_file.is_file():
             # Absolute, so that `fpt predict` and --resume find the data from any directory.
-            self.task = str(Path(self.task).expanduser().resolve())
+            self.task = str(data_file.resolve())
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
             raise FptError(f"--patience must be a non-negative integer, got {self.patience!r}")
         for name in ("steps", "batch_size", "grad_accum", "eval_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise FptError(f"--{_flag(name)} must be a positive integer, got {value!r}")
-        for name in ("lr", "weight_decay", "clip", "dropout", "threshold"):
+        for name in ("lr", "weight_decay", "clip", "threshold"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
                 raise FptError(f"--{_flag(name)} must be a number, got {value!r}")
@@ -139,29 +162,21 @@ class TrainConfig:
             raise FptError(f"--lr must be a positive finite number, got {self.lr!r}")
         if self.weight_decay < 0 or self.clip < 0:
             raise FptError("--weight-decay and --clip must be >= 0")
-        if not 0 <= self.dropout < 1:
-            raise FptError(f"--dropout must be in [0, 1), got {self.dropout!r}")
-        if self.backbone_dropout != "config" and not _is_probability(self.backbone_dropout):
-            raise FptError(f"--backbone-dropout must be config or a probability in [0, 1), "
-                           f"got {self.backbone_dropout!r}")
         if not 0 < self.threshold <= 1:
             raise FptError(f"--threshold must be in (0, 1], got {self.threshold!r}")
         if self.batch_size % self.grad_accum:
             raise FptError(
                 f"--batch-size {self.batch_size} is not divisible by --grad-accum {self.grad_accum}: "
                 "the effective batch must split into equal micro-batches")
-        for name in ("init", "readout", "attention", "precision", "nan_policy", "parallel"):
+        for name in ("nan_policy", "parallel"):
             choices = TrainConfig.__dataclass_fields__[name].metadata["choices"]
             if getattr(self, name) not in choices:
-                raise FptError(f"--{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        groups = self.train_groups
-        unknown = [g for g in groups if g not in GROUPS]
-        if unknown or not groups:
-            raise FptError(f"--train: unknown group(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
-                           f"choose from {', '.join(GROUPS)} or 'all'")
+                raise FptError(f"--{_flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        # The model's own options: checked (and made canonical) where build_model checks them.
+        self.backbone_dropout = self.model_options.validate().backbone_dropout
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise FptError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        from fpt.loggers import check_available
+        from fpt.run.loggers import check_available
         check_available(self.loggers)
         if not isinstance(self.task_options, dict):
             raise FptError("task_options must be a mapping of option name to value")
@@ -194,6 +209,8 @@ def _coerce(name: str, value: Any, where: str) -> Any:
             return {}
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise FptError(f"'{name}' in {where} must be a mapping of option names to values, got {value!r}")
+        return value
+    if name == "backbone_dropout":  # config or a number, given as a number or a string: validate decides
         return value
     kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):

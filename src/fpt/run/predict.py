@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fpt.checkpoint import atomic_write, read_meta
+from fpt.storage.files import atomic_write
+from fpt.storage.checkpoints import read_meta
 from fpt.errors import FptError
-from fpt.runs import Setup, load_model
+from fpt.run.setup import Setup, load_model
 from fpt.tasks.arrays import Arrays
 from fpt.tasks.base import TaskSpec
-from fpt.tasks.npz import check_pad_id, check_tokens, load_arrays, token_lengths
+from fpt.tasks.inputs import check_pad_id, check_tokens, load_arrays, token_lengths
 
 
 def load_input(path: str | Path) -> tuple[np.ndarray, int | None]:
@@ -90,7 +91,7 @@ def predict_loaded(built: Setup, x: np.ndarray | torch.Tensor, batch_size: int =
     if probs and spec.objective == "regression":
         raise FptError(f"--probs: task {spec.name} is a regression, its outputs are values; drop --probs")
     if pad_id is None and spec.vocab_size:
-        pad_id = getattr(built.task, "pad_id", None)  # the training file's (npz tasks)
+        pad_id = built.task.pad_id  # the training file's (npz tasks)
     tokens, lengths = prepare(spec, x, pad_id, where)
     inputs = Arrays(tokens, torch.zeros(len(tokens)), lengths)  # no targets: y is a placeholder
     model.eval()

@@ -1,0 +1,95 @@
+"""How a model is built around a backbone: the defaults and checks, in one place.
+
+`fpt.build_model(...)` and `fpt train` both build their models from `ModelOptions`, so
+the two can never disagree on a default or accept a value the other refuses. Errors name
+the `fpt train` flag, which is also the keyword of `fpt.build_model`.
+
+This module imports nothing heavy (no torch), so the CLI can read it at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from fpt.errors import FptError
+
+GROUPS = ("input", "output", "layernorm", "position", "attention", "feedforward")
+FPT_DEFAULT_GROUPS = "input,output,layernorm,position"  # the paper's: everything but attention and MLPs
+INITS = ("pretrained", "random", "stats")
+READOUTS = ("auto", "last", "first", "mean", "last-k")
+ATTENTIONS = ("auto", "causal", "bidirectional")
+PRECISIONS = ("auto", "fp32", "bf16")
+OBJECTIVES = ("classification", "regression", "bits")
+
+
+def parse_groups(train: str) -> list[str]:
+    """'input,output' -> ['input', 'output']; 'all' -> every group."""
+    if train.strip() == "all":
+        return list(GROUPS)
+    return [g.strip() for g in train.split(",") if g.strip()]
+
+
+def canonical_backbone_dropout(value: Any) -> str | float:
+    """'config', or the probability as a float: 0, '0' and 0.0 are one setting, stored as 0.0."""
+    if value == "config":
+        return "config"
+    if not isinstance(value, bool) and isinstance(value, (int, float, str)):
+        try:
+            p = float(value)
+        except ValueError:
+            p = float("nan")
+        if 0 <= p < 1:
+            return p
+    raise FptError(f"--backbone-dropout must be config or a probability in [0, 1), got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Everything besides the task's shape that decides the model fpt builds."""
+
+    model: str = "minilm"           # backbone: short name, hub name or local directory
+    init: str = "pretrained"        # pretrained | random | stats
+    train: str = FPT_DEFAULT_GROUPS  # comma-separated groups, or all
+    readout: str = "auto"           # auto | last | first | mean | last-k
+    attention: str = "auto"         # auto (the backbone's own) | causal | bidirectional
+    dropout: float = 0.1            # after the input layer
+    backbone_dropout: str | float = "config"  # config (the backbone's own) or a probability
+    precision: str = "auto"         # auto | fp32 | bf16
+    seed: int = 0                   # the input layer's and head's initialisation (and a random backbone's)
+
+    @property
+    def train_groups(self) -> list[str]:
+        return parse_groups(self.train)
+
+    def validate(self) -> "ModelOptions":
+        """A copy with canonical values, or FptError naming the flag of the first bad one."""
+        if not isinstance(self.model, str) or not self.model:
+            raise FptError(f"--model must name a backbone, got {self.model!r}")
+        for name, choices in (("init", INITS), ("readout", READOUTS), ("attention", ATTENTIONS),
+                              ("precision", PRECISIONS)):
+            if getattr(self, name) not in choices:
+                raise FptError(f"--{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if not isinstance(self.train, str):
+            raise FptError(f"--train must be a comma-separated string of groups, got {self.train!r}")
+        groups = self.train_groups
+        unknown = [g for g in groups if g not in GROUPS]
+        if unknown or not groups:
+            raise FptError(f"--train: unknown group(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+                           f"choose from {', '.join(GROUPS)} or 'all'")
+        dropout = self.dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise FptError(f"--dropout must be in [0, 1), got {dropout!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise FptError(f"--seed must be an integer, got {self.seed!r}")
+        return dataclasses.replace(self, backbone_dropout=canonical_backbone_dropout(self.backbone_dropout))
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> "ModelOptions":
+        """The model options among a larger mapping (a TrainConfig's dict, a saved header)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
