@@ -43,7 +43,7 @@ import yaml
 from tqdm import tqdm
 
 from fpt.storage.files import atomic_write, atomic_write_json
-from fpt.run.config import build_config, check_keys, saved_settings
+from fpt.run.config import build_config, check_keys, resumable_fields, saved_settings
 from fpt.run.distributed import World, launched_world
 from fpt.errors import FptError
 
@@ -147,11 +147,9 @@ def finished_with(run_dir: Path, config: dict[str, Any]) -> bool | None:
     result_file = run_dir / "result.json"
     if not result_file.exists():
         return None
-    from fpt.run.train import RESUMABLE_CHANGES
-
     saved = saved_settings(json.loads(result_file.read_text()).get("config", {}))
     wanted = build_config(dict(config)).to_dict()
-    ignore = RESUMABLE_CHANGES - {"steps"}  # what may differ without changing the result
+    ignore = resumable_fields() - {"steps"}  # what may differ without changing the result
     return all(saved.get(k) == v for k, v in wanted.items() if k not in ignore)
 
 

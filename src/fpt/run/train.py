@@ -1,5 +1,7 @@
 """Training, top to bottom: setup -> (resume) -> fit -> test -> result.json.
 
+What the run directory holds, and when a run may be resumed, is `fpt.run.rundir`'s business.
+
 Determinism: the batch of step t is a pure function of (seed, t), and the
 global RNG (dropout) is re-seeded from (seed, t) before every step, so a run
 resumed from its last checkpoint replays exactly the steps it would have run.
@@ -8,49 +10,27 @@ resumed from its last checkpoint replays exactly the steps it would have run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
 from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
 from tqdm import tqdm
 
-from fpt.run import distributed
-from fpt.run.cache import HeadOnly, cached, can_cache
-from fpt.storage.files import append_jsonl, atomic_write, atomic_write_json, exclusive, read_jsonl
-from fpt.storage.checkpoints import load_tensors, optimizer_tensors, restore_optimizer, save_tensors
-from fpt.run.config import TrainConfig, saved_settings
 from fpt.errors import FptError
 from fpt.groups import format_counts
-from fpt.run.loggers import Logger, make_loggers
 from fpt.metrics import Metrics, loss_fn
-from fpt.provenance import versions
+from fpt.run import distributed, rundir
+from fpt.run.cache import cached, can_cache
+from fpt.run.config import TrainConfig
+from fpt.run.loggers import Logger, make_loggers
+from fpt.run.rundir import TrainState
 from fpt.run.setup import Setup, describe, load_trained, setup
+from fpt.storage.files import append_jsonl, atomic_write_json, exclusive
 from fpt.tasks.base import Batch, derive_seed
-
-# Config keys that may change when a run is resumed; any other change is refused.
-RESUMABLE_CHANGES = {"resume", "progress", "device", "out", "steps", "nan_policy", "log_to", "wandb_project",
-                     "parallel"}
-
-
-@dataclass
-class TrainState:
-    """What the last checkpoint must hold to continue exactly."""
-
-    step: int = 0
-    best_step: int = 0
-    best_val: dict[str, float] = field(default_factory=dict)
-    steps_to_threshold: int | None = None
-    wall_seconds: float = 0.0
-    skipped_steps: int = 0  # steps whose loss was NaN/inf, under --nan-policy skip
-    tokens: int = 0          # token positions the training steps processed, padding included
-    padding_tokens: int = 0  # of which padding
-    stopped_early: bool = False  # --patience ran out
 
 
 def log(message: str) -> None:
@@ -100,7 +80,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                            f"--grad-accum {cfg.grad_accum}; use a multiple of {world.size * cfg.grad_accum}")
         cfg = dataclasses.replace(cfg, device=rank_device)
     out, device = cfg.out_dir, torch.device(rank_device if world.parallel else "cpu")  # collectives' device
-    finished = _check_out_dir(cfg, out)
+    finished = rundir.check_out_dir(cfg, out)
     if finished is not None:
         return finished
     fsdp = world.parallel and cfg.parallel == "fsdp"
@@ -112,9 +92,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     with ExitStack() as lock:
         def claim() -> dict[str, Any] | None:  # rank 0 holds the directory; every rank looks again
             lock.enter_context(exclusive(out))
-            return _check_out_dir(cfg, out)  # another process may have finished it meanwhile
+            return rundir.check_out_dir(cfg, out)  # another process may have finished it meanwhile
 
-        finished = distributed.main_first(world, device, claim, lambda: _check_out_dir(cfg, out))
+        finished = distributed.main_first(world, device, claim, lambda: rundir.check_out_dir(cfg, out))
         return finished if finished is not None else _train(built, out)
 
 
@@ -128,19 +108,9 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
         built = cached(built, cfg.batch_size * 4)
     trainable = [p for p in built.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = TrainState()
-    best_params = built.trained_state()
-    if main:
-        for stale in out.glob(".*.tmp"):  # temporary files of writes cut short by a kill
-            stale.unlink()
-    if cfg.resume and (out / "last.safetensors").exists():
-        state, best_params = _resume(built, optimizer, out)
+    state, best_params = rundir.start_or_resume(built, optimizer, out)
+    if state.step:
         say(f"resumed {out} at step {state.step}")
-    elif main:
-        # Leftovers of a run killed before its first checkpoint: start clean, never append to them.
-        for stale in (out / "metrics.jsonl", out / "model.safetensors"):
-            stale.unlink(missing_ok=True)
-        atomic_write_json(out / "config.json", cfg.to_dict())
 
     loggers = make_loggers(cfg.loggers, out, cfg.to_dict(), cfg.wandb_project) if main else []
     try:
@@ -151,7 +121,7 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
 
     load_trained(built, best_params, out / "model.safetensors")
     test = evaluate(built, "test", cfg.batch_size * 4)
-    result = _result(built, state, test)
+    result = rundir.result_record(built, state, test)
     if main:
         atomic_write_json(out / "result.json", result)
     distributed.barrier(built.world)  # no rank returns before the result is on disk
@@ -225,8 +195,7 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
                 state.best_val, state.best_step = val, done
                 best_params = built.trained_state()
                 if world.is_main:
-                    save_tensors(out / "model.safetensors", best_params,
-                                 {**built.identity(), "step": done, "val": val})
+                    rundir.save_best(built, best_params, out, done, val)
             if state.steps_to_threshold is None and val["score"] >= cfg.threshold:
                 state.steps_to_threshold = done
             state.step = done
@@ -237,101 +206,10 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
                 append_jsonl(out / "metrics.jsonl", record)
                 for logger in loggers:
                     logger.log(done, record)
-                _save_last(built, optimizer, state, out)
+                rundir.save_last(built, optimizer, state, out)
             bar.set_postfix(loss=f"{train_stats['loss']:.4f}", val=f"{val['score']:.4f}")
     bar.close()
     return state, best_params
-
-
-# -- run directory, checkpoints and results ------------------------------------
-
-def _check_out_dir(cfg: TrainConfig, out: Path) -> dict[str, Any] | None:
-    """Refuse to clobber finished or unfinished runs; return the result of a finished resumed one."""
-    result_file, last = out / "result.json", out / "last.safetensors"
-    if out.exists() and not out.is_dir():
-        raise FptError(f"--out '{out}' is a file, not a directory; choose another --out")
-    if result_file.exists():
-        if not cfg.resume:
-            raise FptError(f"--out '{out}' already holds a finished run (result.json); choose another "
-                           "--out, delete it, or pass --resume to get its result")
-        result = json.loads(result_file.read_text())
-        _refuse_changed_settings(result.get("config", {}), cfg.to_dict(), out)
-        if result.get("steps") == cfg.steps:
-            if distributed.launched_world().is_main:  # said once under torchrun
-                log(f"{out} already finished; its result is in {result_file}")
-            return result
-        if result.get("steps", 0) > cfg.steps or not last.exists():
-            raise FptError(f"--out '{out}' finished with {result.get('steps')} steps; --resume can only "
-                           f"extend it (--steps above {result.get('steps')}), or choose another --out")
-        return None  # train further from the last checkpoint
-    if last.exists() and not cfg.resume:
-        raise FptError(f"--out '{out}' holds an unfinished run; pass --resume to continue it, "
-                       "or choose another --out")
-    return None
-
-
-def _save_last(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, out: Path) -> None:
-    names = built.trainable_names
-    tensors = {f"param/{n}": p for n, p in built.model.named_parameters() if p.requires_grad}
-    tensors.update(optimizer_tensors(optimizer, names))
-    meta = {**built.identity(), "state": vars(state)}
-    save_tensors(out / "last.safetensors", tensors, meta)
-
-
-def _resume(built: Setup, optimizer: torch.optim.Optimizer, out: Path
-            ) -> tuple[TrainState, dict[str, torch.Tensor]]:
-    tensors, meta = load_tensors(out / "last.safetensors")
-    _refuse_changed_settings(meta["config"], built.config.to_dict(), out)
-    if meta["state"]["step"] > built.config.steps:
-        raise FptError(f"--resume: the run in '{out}' is already at step {meta['state']['step']}, past "
-                       f"--steps {built.config.steps}; pass --steps {meta['state']['step']} or more")
-    if meta["backbone"]["hash"] != built.backbone_hash:
-        raise FptError(f"--resume: '{out}/last.safetensors' was trained on a backbone with other weights "
-                       f"than --model {built.config.model} gives now")
-    params = {k[len("param/"):]: v for k, v in tensors.items() if k.startswith("param/")}
-    load_trained(built, params, out / "last.safetensors")
-    restore_optimizer(optimizer, built.trainable_names, tensors)
-    state = TrainState(**meta["state"])
-    best_params = load_tensors(out / "model.safetensors")[0]
-    if built.world.is_main:
-        # Drop metric lines written after the checkpoint: the resumed run writes them again.
-        kept = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("step", 0) <= state.step]
-        atomic_write(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
-    return state, best_params
-
-
-def _refuse_changed_settings(saved: dict[str, Any], current: dict[str, Any], out: Path) -> None:
-    saved = saved_settings(saved)  # keys added since the run was saved read as what they meant then
-    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
-    if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise FptError(f"--resume: the run in '{out}' was started with other settings ({details}); "
-                       "use the original settings or another --out")
-
-
-def _result(built: Setup, state: TrainState, test: dict[str, float]) -> dict[str, Any]:
-    cfg = built.config
-    return {
-        "task": cfg.task, "model": cfg.model, "init": built.info.init, "train_groups": cfg.train_groups,
-        "seed": cfg.seed, "steps": cfg.steps, "steps_run": state.step, "stopped_early": state.stopped_early,
-        "trainable_params": built.counts["total"]["trainable"],
-        "total_params": built.counts["total"]["total"],
-        "params_by_group": built.counts,
-        "test": test,
-        "best_val": {**state.best_val, "step": state.best_step},
-        "steps_to_threshold": state.steps_to_threshold,
-        "skipped_steps": state.skipped_steps,
-        "padding_fraction": round(state.padding_tokens / max(state.tokens, 1), 4),
-        "cached_features": isinstance(built.model, HeadOnly),
-        "precision": built.precision,
-        "threshold": cfg.threshold,
-        "wall_seconds": round(state.wall_seconds, 3),
-        "task_spec": vars(built.task.spec),
-        "backbone": built.identity()["backbone"],
-        "config": cfg.to_dict(),
-        "versions": versions(),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
 
 
 def _fmt(metrics: dict[str, float]) -> str:
