@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -23,17 +22,16 @@ import torch  # noqa: E402
 
 from fpt.errors import FptError  # noqa: E402
 
-if TYPE_CHECKING:
-    from fpt.experiments.report import Row
+from fpt.experiments.results import Row, mean_se  # noqa: E402
 
 
-def _label(row: "Row") -> str:
+def _label(row: Row) -> str:
     extra = ", ".join(f"{k}={v}" for k, v in row.setting.items())
     return f"{row.variant}" + (f" ({extra})" if extra else "")
 
 
-def learning_curves(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
-    by_task: dict[str, list["Row"]] = defaultdict(list)
+def learning_curves(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
+    by_task: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         by_task[r.task].append(r)
     figures = []
@@ -43,15 +41,14 @@ def learning_curves(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
             curves = [c for c in r.curves if c]
             if not curves:
                 continue
-            steps = sorted({line["step"] for c in curves for line in c})
-            table = np.full((len(curves), len(steps)), np.nan)
-            for i, c in enumerate(curves):
+            by_step: dict[int, list[float]] = defaultdict(list)   # the seeds' scores at each step
+            for c in curves:
                 for line in c:
-                    table[i, steps.index(line["step"])] = line["val"]["score"]
-            mean = np.nanmean(table, axis=0)
-            seen = np.sum(~np.isnan(table), axis=0)                    # runs with a value at each step
-            centred = np.where(np.isnan(table), 0.0, table - mean)
-            se = np.sqrt((centred ** 2).sum(axis=0) / np.maximum(seen - 1, 1) / np.maximum(seen, 1))
+                    by_step[line["step"]].append(line["val"]["score"])
+            steps = sorted(by_step)
+            stats = [mean_se(by_step[s]) for s in steps]
+            mean = np.array([m for m, _ in stats])
+            se = np.array([0.0 if np.isnan(e) else e for _, e in stats])  # one seed: no band
             ax.plot(steps, mean, label=_label(r))
             ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
         ax.set(xlabel="step", ylabel="validation score", title=f"{task}: learning curves")
@@ -65,13 +62,13 @@ def learning_curves(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
     return figures
 
 
-def steps_to_threshold(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
+def steps_to_threshold(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
     bars = []
     for r in sorted(rows, key=lambda r: (r.task, r.variant)):
         reached = r.reached
         if reached:
-            se = np.std(reached, ddof=1) / np.sqrt(len(reached)) if len(reached) > 1 else 0.0
-            bars.append((f"{r.task}\n{_label(r)}", float(np.mean(reached)), se, len(reached), len(r.results)))
+            mean, se = mean_se([float(s) for s in reached])
+            bars.append((f"{r.task}\n{_label(r)}", mean, 0.0 if np.isnan(se) else se, len(reached), len(r.results)))
     if not bars:
         return []
     fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(bars)), 3.6))
@@ -85,7 +82,7 @@ def steps_to_threshold(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
     return [("steps to threshold", path)]
 
 
-def bit_xor_attention(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
+def bit_xor_attention(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
     candidates = [(x, d) for r in rows if r.task == "bit-xor" for x, d in zip(r.results, r.run_dirs)
                   if x["backbone"]["model_type"] != "lstm"]  # an LSTM has no attention to show
     if not candidates:
@@ -134,5 +131,5 @@ def attention_maps(run_dir: Path) -> np.ndarray:
     return torch.stack([a.float().mean(dim=(0, 1)) for a in outputs.attentions]).cpu().numpy()
 
 
-def draw_all(rows: list["Row"], out: Path) -> list[tuple[str, Path]]:
+def draw_all(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
     return [*learning_curves(rows, out), *steps_to_threshold(rows, out), *bit_xor_attention(rows, out)]

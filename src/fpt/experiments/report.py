@@ -18,76 +18,21 @@ import os
 import platform
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fpt.storage.files import atomic_write, read_jsonl
+from fpt.experiments import figures
+from fpt.experiments.results import Row, collect, fmt, mean_se, score_of
+from fpt.storage.files import atomic_write
 from fpt.errors import FptError
 from fpt.provenance import cpu_name
 
 
-@dataclass
-class Row:
-    variant: str
-    task: str
-    setting: dict[str, Any]          # grid values other than seed and task
-    results: list[dict[str, Any]]
-    curves: list[list[dict[str, Any]]]
-    run_dirs: list[Path]
-
-    @property
-    def reached(self) -> list[int]:
-        """steps_to_threshold of the seeds that reached the threshold."""
-        return [x["steps_to_threshold"] for x in self.results if x["steps_to_threshold"] is not None]
-
-
 def paper_numbers() -> dict[str, Any]:
     return yaml.safe_load(resources.files("fpt.experiments").joinpath("paper_numbers.yaml").read_text())
-
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, float("nan")
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n)
-
-
-def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-    if not values:
-        return "-"
-    mean, se = mean_se([v * scale for v in values])
-    return f"{mean:.{digits}f}" if math.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
-
-
-def collect(sweep_dir: Path) -> tuple[list[Row], dict[str, Any]]:
-    """Group finished runs into rows; return them with the sweep spec."""
-    index_file = sweep_dir / "index.json"
-    if not index_file.is_file():
-        raise FptError(f"'{sweep_dir}' is not a sweep directory (no index.json); run `fpt sweep SPEC --out DIR` first")
-    index = json.loads(index_file.read_text())
-    spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) if (sweep_dir / "sweep.yaml").exists() else {}
-    groups: dict[tuple, Row] = {}
-    for name, entry in index.items():
-        result_file = sweep_dir / "runs" / name / "result.json"
-        if not result_file.exists():
-            continue
-        result = json.loads(result_file.read_text())
-        task = result["task_spec"]["name"]
-        setting = {k: v for k, v in entry["values"].items() if k not in ("seed", "task")}
-        key = (entry["variant"], task, json.dumps(setting, sort_keys=True))
-        row = groups.setdefault(key, Row(entry["variant"], task, setting, [], [], []))
-        row.results.append(result)
-        row.curves.append(read_jsonl(sweep_dir / "runs" / name / "metrics.jsonl"))
-        row.run_dirs.append(sweep_dir / "runs" / name)
-    if not groups:
-        raise FptError(f"no finished runs in '{sweep_dir}/runs'; let `fpt sweep` finish some first")
-    return list(groups.values()), spec
 
 
 def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[Any]]]:
@@ -100,8 +45,8 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
               "train seconds", "trainable params", f"paper ({unit})", "ours vs paper"]
     body = []
     for r in sorted(rows, key=lambda r: (r.task, r.variant, json.dumps(r.setting, sort_keys=True))):
-        tests = [_score(x["test"]) for x in r.results]
-        vals = [_score(x["best_val"]) for x in r.results]
+        tests = [score_of(x["test"]) for x in r.results]
+        vals = [score_of(x["best_val"]) for x in r.results]
         reached = r.reached
         steps = (fmt([float(s) for s in reached], 1.0, 0) + f" ({len(reached)}/{len(r.results)} reached)"
                  if reached else f"not reached in {r.results[0]['steps']}")
@@ -126,9 +71,9 @@ def best_lr_table(rows: list[Row]) -> str:
     header = ["variant", "task", "best lr (by val)", "val %", "test %", "lrs tried"]
     body = []
     for (variant, task, _), candidates in sorted(by_key.items()):
-        best = max(candidates, key=lambda r: mean_se([_score(x["best_val"]) for x in r.results])[0])
-        body.append([variant, task, best.setting["lr"], fmt([_score(x["best_val"]) for x in best.results]),
-                     fmt([_score(x["test"]) for x in best.results]), len(candidates)])
+        best = max(candidates, key=lambda r: mean_se([score_of(x["best_val"]) for x in r.results])[0])
+        body.append([variant, task, best.setting["lr"], fmt([score_of(x["best_val"]) for x in best.results]),
+                     fmt([score_of(x["test"]) for x in best.results]), len(candidates)])
     return _markdown(header, body)
 
 
@@ -163,10 +108,6 @@ def _versus(tests: list[float], published: Any) -> str:
     return f"consistent ({gap:+.1f} pts)" if abs(gap) <= margin else f"does not reproduce: {gap:+.1f} pts"
 
 
-def _score(metrics: dict[str, float]) -> float:
-    return metrics.get("accuracy", metrics.get("r2", float("nan")))
-
-
 def _markdown(header: list[str], body: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in body]
@@ -175,8 +116,6 @@ def _markdown(header: list[str], body: list[list[Any]]) -> str:
 
 def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = "") -> Path:
     """Write REPORT.md, results.csv and figures for a sweep directory; return the report's path."""
-    from fpt.experiments import figures
-
     sweep_dir = Path(sweep_dir)
     out = Path(out) if out else sweep_dir / "report"
     rows, spec = collect(sweep_dir)  # fails on a wrong directory before anything is created
