@@ -7,23 +7,43 @@
     -> head Linear(H, n_outputs) -> (B, n_outputs) or (B, k, n_outputs)
 
 Padding (mask False, always on the right) is never attended to and never read out.
+
+An FPTModel is an ordinary nn.Module: build one with `fpt.build_model(...)`, train it in any
+loop, `save_pretrained(dir)` writes only the trained tensors, `FPTModel.from_pretrained(dir)`
+rebuilds it on the very backbone it was trained on (also from an `fpt train` run directory).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from fpt.backbones import BackboneInfo
 from fpt.errors import FptError
-from fpt.groups import backbone_groups
+from fpt.groups import backbone_groups, count_parameters, format_counts
 from fpt.precision import autocast
 from fpt.tasks.base import TaskSpec
 
 ORTHOGONAL_GAIN = 1.41  # the paper's input-layer init
 
 
+if TYPE_CHECKING:
+    from fpt.options import ModelOptions
+
+
 class FPTModel(nn.Module):
+    """input layer -> backbone -> readout -> head; see the module docstring for shapes."""
+
+    # Set by fpt.build.assemble_model (what save_pretrained records and from_pretrained checks).
+    options: "ModelOptions | None" = None
+    backbone_hash: str = ""
+    group_of: dict[str, str]
+    counts: dict[str, dict[str, int]]
+    pad_id: int | None = None
+
     def __init__(self, spec: TaskSpec, backbone: nn.Module, info: BackboneInfo,
                  readout: str = "auto", dropout: float = 0.1, precision: str = "fp32"):
         super().__init__()
@@ -34,7 +54,7 @@ class FPTModel(nn.Module):
                 "or a shorter variant of the task (--task-opt)")
         self.spec = spec
         self.info = info
-        self.readout = resolve_readout(spec, readout)
+        self.readout = resolve_readout(spec, readout, info)
         self.precision = precision  # fp32 | bf16 (autocast around the whole model)
         hidden = info.hidden_size
 
@@ -60,8 +80,49 @@ class FPTModel(nn.Module):
             hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
         return read_out(hidden, mask, self.readout, self.spec.readout_tokens).float()
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x (B, L, D) float or (B, L) long; mask (B, L) bool, True for real tokens (right-padded;
+        default: every token real) -> (B, n_outputs) or (B, k, n_outputs)."""
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         return self.head(self.features(x, mask))
+
+    # -- PEFT-style conveniences ----------------------------------------------
+    def trained_state(self) -> dict[str, Tensor]:
+        """The parameters that train (requires_grad), by name: all that save_pretrained keeps."""
+        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+
+    def print_trainable_parameters(self) -> None:
+        """The per-group table `fpt train` prints, then PEFT's summary line."""
+        counts = count_parameters(self, self.parameter_groups())
+        table = format_counts(counts).splitlines()[:-1]  # fpt train's own summary line: PEFT's below
+        t = counts["total"]
+        print("\n".join(table))
+        print(f"trainable params: {t['trainable']:,} || all params: {t['total']:,} || "
+              f"trainable%: {100 * t['trainable'] / max(t['total'], 1):.4f}")
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write DIR/model.safetensors (trained tensors only, plus what identifies the backbone)
+        and DIR/config.json (the same description, readable); returns the safetensors path."""
+        from fpt.pretrained import save_pretrained
+        return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu", precision: str | None = None) -> "FPTModel":
+        """The model saved in `path` (a save_pretrained directory or an `fpt train` run directory)
+        on the backbone whose weights hash it recorded; refuses another. Reads only safetensors
+        and JSON: never executes code from the file. precision: as saved (None), or auto/fp32/bf16."""
+        from fpt.pretrained import load_pretrained
+        return load_pretrained(path, device, precision)
+
+    def identity(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The header a saved model carries: backbone (with its hash), config, groups, input format."""
+        from dataclasses import asdict
+        options = self.options.to_dict() if self.options is not None else {}
+        return {"backbone": {**asdict(self.info), "hash": self.backbone_hash},
+                "config": config if config is not None else options,
+                "train_groups": self.options.train_groups if self.options is not None else [],
+                "task": {"spec": asdict(self.spec), "pad_id": self.pad_id}}
 
     def parameter_groups(self) -> dict[str, str]:
         """Every parameter's group; the backbone's are decided by groups.py."""
@@ -71,13 +132,21 @@ class FPTModel(nn.Module):
         return groups
 
 
-def resolve_readout(spec: TaskSpec, readout: str) -> str:
+def resolve_readout(spec: TaskSpec, readout: str, info: BackboneInfo) -> str:
+    """The readout `auto` means for this task, or an error for one that cannot work."""
     if spec.readout_tokens > 1:
         if readout not in ("auto", "last-k"):
             raise FptError(f"--readout {readout}: task {spec.name} predicts one output per token at its "
                            f"last {spec.readout_tokens} tokens, so it needs --readout last-k (or auto)")
         return "last-k"
-    return "last" if readout in ("auto", "last-k") else readout
+    if readout == "last-k":
+        raise FptError(f"--readout last-k reads one output at each of a task's last k tokens, but task "
+                       f"{spec.name} has one output for the whole sequence; use auto, last, first or mean")
+    if readout == "first" and info.causal:
+        raise FptError(f"--readout first: {info.name} is causal, so its first token has attended only to "
+                       "itself and carries nothing of the rest of the input; use auto (the last real token) "
+                       "or mean, or a bidirectional backbone")
+    return "last" if readout == "auto" else readout
 
 
 def read_out(hidden: Tensor, mask: Tensor, mode: str, k: int = 1) -> Tensor:

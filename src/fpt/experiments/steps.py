@@ -28,30 +28,23 @@ from typing import Any, Callable
 
 import torch
 
-FPT_GROUPS = ["input", "output", "layernorm", "position"]
-ALL_GROUPS = FPT_GROUPS + ["attention", "feedforward"]
-
 
 def build(model_name: str, tokens: int, dim: int, classes: int, *, train_all: bool, fpt_path: bool,
           device: torch.device, backbone_dropout: float | None = None) -> torch.nn.Module:
-    """An FPT model on a synthetic spec; the backbone's weights are random unless it is bundled."""
-    from fpt.backbones import load_backbone, set_dropout
-    from fpt.groups import set_trainable
-    from fpt.model import FPTModel
-    from fpt.precision import resolve_precision, store_frozen_matmul_weights
+    """An FPT model on a synthetic spec; the backbone's weights are random unless it is bundled.
+    Off fpt's path (the plain variants) it is fp32 with GPT-2's GELU as transformers writes it."""
+    from fpt.backbones import load_backbone
+    from fpt.build import assemble_model
+    from fpt.options import FPT_DEFAULT_GROUPS, ModelOptions
     from fpt.tasks.base import TaskSpec
 
     init = "pretrained" if model_name == "minilm" else "random"
-    backbone, info = load_backbone(model_name, init, "auto", seed=0, fused_gelu=fpt_path)
-    if backbone_dropout is not None:
-        set_dropout(backbone, backbone_dropout)
+    options = ModelOptions(model=model_name, init=init, train="all" if train_all else FPT_DEFAULT_GROUPS,
+                           precision="auto" if fpt_path else "fp32",
+                           backbone_dropout="config" if backbone_dropout is None else backbone_dropout)
+    loaded = load_backbone(model_name, init, "auto", seed=0, fused_gelu=fpt_path)
     spec = TaskSpec(name="bench", seq_len=tokens, token_dim=dim, objective="classification", n_outputs=classes)
-    precision = resolve_precision("auto", device) if fpt_path else "fp32"
-    model = FPTModel(spec, backbone, info, precision=precision)
-    set_trainable(model, model.parameter_groups(), ALL_GROUPS if train_all else FPT_GROUPS)
-    if precision == "bf16":
-        store_frozen_matmul_weights(model.backbone, torch.bfloat16)
-    return model.to(device)
+    return assemble_model(spec, options, device, loaded=loaded)
 
 
 def one_variant(variant: str, model_name: str, batch: int, tokens: int, dim: int, steps: int,

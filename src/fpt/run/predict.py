@@ -10,7 +10,8 @@ The output is one .npy array, written atomically:
     classification  class ids (N,) int64;            --probs: probabilities (N, C) float32
     bits            0/1 per bit (N, k, n) uint8;     --probs: P(bit = 1) (N, k, n) float32
     regression      values (N, K) float32
-From Python: `predict(run_dir, x)`, or `predict_loaded(load_model(run_dir), x)` to load once.
+From Python: `fpt.predict(run_dir, x)`, or `predict_loaded(fpt.FPTModel.from_pretrained(run_dir), x)`
+to load once.
 Neither reads the training data: the input format is recorded in the saved model.
 """
 
@@ -26,10 +27,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fpt.storage.files import atomic_write
-from fpt.storage.checkpoints import read_meta
 from fpt.errors import FptError
+from fpt.model import FPTModel
+from fpt.pretrained import load_pretrained
 from fpt.run.setup import Setup, load_model
+from fpt.storage.checkpoints import read_meta
+from fpt.storage.files import atomic_write
 from fpt.tasks.arrays import Arrays
 from fpt.tasks.base import TaskSpec
 from fpt.tasks.inputs import check_pad_id, check_tokens, load_arrays, token_lengths
@@ -82,23 +85,27 @@ def prepare(spec: TaskSpec, x: np.ndarray | torch.Tensor, pad_id: int | None,
 
 
 @torch.inference_mode()
-def predict_loaded(built: Setup, x: np.ndarray | torch.Tensor, batch_size: int = 64, probs: bool = False,
-                   pad_id: int | None = None, progress: bool = False, where: str = "x") -> np.ndarray:
-    """Predictions of an already loaded run (see the module docstring for the output shapes)."""
-    spec, model = built.task.spec, built.model
+def predict_loaded(model: FPTModel | Setup, x: np.ndarray | torch.Tensor, batch_size: int = 64,
+                   probs: bool = False, pad_id: int | None = None, progress: bool = False,
+                   where: str = "x") -> np.ndarray:
+    """Predictions of an already loaded model (an FPTModel, or a run's Setup); see the module
+    docstring for the output shapes."""
+    if isinstance(model, Setup):
+        model = model.model
+    spec, device = model.spec, next(model.parameters()).device
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise FptError(f"--batch-size must be a positive integer, got {batch_size!r}")
     if probs and spec.objective == "regression":
         raise FptError(f"--probs: task {spec.name} is a regression, its outputs are values; drop --probs")
     if pad_id is None and spec.vocab_size:
-        pad_id = built.task.pad_id  # the training file's (npz tasks)
+        pad_id = model.pad_id  # the training file's (npz tasks)
     tokens, lengths = prepare(spec, x, pad_id, where)
     inputs = Arrays(tokens, torch.zeros(len(tokens)), lengths)  # no targets: y is a placeholder
     model.eval()
     outputs = []
     starts = range(0, len(tokens), batch_size)
     for start in tqdm(starts, desc="predict", unit="batch", disable=not progress, file=sys.stderr):
-        batch = inputs.batch(torch.arange(start, min(start + batch_size, len(tokens)))).to(built.device)
+        batch = inputs.batch(torch.arange(start, min(start + batch_size, len(tokens)))).to(device)
         out = model(batch.x, batch.mask).cpu()                              # (B, C) | (B, k, n) | (B, K)
         outputs.append(_convert(spec, out, probs))
     return np.concatenate(outputs)
@@ -118,21 +125,23 @@ def predict(run_dir: str | Path, x: np.ndarray | torch.Tensor, batch_size: int =
     return predict_loaded(open_run(run_dir, device), x, batch_size, probs, pad_id, progress)
 
 
-def open_run(run_dir: str | Path, device: str = "auto") -> Setup:
-    """The trained model of a run, without its training data (load_model), with the failures that
-    are specific to predicting named in its terms."""
+def open_run(run_dir: str | Path, device: str = "auto") -> FPTModel:
+    """The trained model of a run (or of save_pretrained), without its training data, with the
+    failures that are specific to predicting named in its terms."""
     run_dir = Path(run_dir)
     if not (run_dir / "model.safetensors").is_file():
         raise FptError(f"--run: '{run_dir}' holds no model.safetensors; pass the directory of a run that has "
                        "validated at least once (its --out)")
     meta = read_meta(run_dir / "model.safetensors")
-    task = meta["config"].get("task", "")
-    if "task" not in meta and task.endswith(".npz") and not Path(task).is_file():  # an older checkpoint
+    if "task" in meta:
+        return load_pretrained(run_dir, device)
+    task = meta["config"].get("task", "") if isinstance(meta.get("config"), dict) else ""
+    if task.endswith(".npz") and not Path(task).is_file():  # an older checkpoint
         raise FptError(f"--run: '{run_dir}' was trained on '{task}', which predict reads again to rebuild the "
                        "model's input format (the run predates input formats in checkpoints), but it is not "
                        "there (a relative path counts from where training ran); run fpt predict from that "
                        "directory or put the file back")
-    return load_model(run_dir, device)
+    return load_model(run_dir, device).model
 
 
 def predict_cli(run: str, input: str, out: str, batch_size: int = 64, device: str = "auto",

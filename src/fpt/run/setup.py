@@ -14,14 +14,15 @@ from typing import Any, Iterator
 
 import torch
 
-from fpt.backbones import BackboneInfo, load_backbone, set_dropout, weights_hash
-from fpt.storage.checkpoints import load_tensors
+from fpt.backbones import BackboneInfo
+from fpt.build import assemble_model, resolve_device
+from fpt.errors import FptError
+from fpt.model import FPTModel
+from fpt.pretrained import attach, read_header
+from fpt.pretrained import load_trained as load_model_tensors
 from fpt.run.config import TrainConfig, build_config
 from fpt.run.distributed import World, launched_world
-from fpt.errors import FptError
-from fpt.groups import count_parameters, set_trainable
-from fpt.model import FPTModel
-from fpt.precision import resolve_precision, store_frozen_matmul_weights
+from fpt.storage.checkpoints import load_tensors
 from fpt.tasks import Task, build_task
 from fpt.tasks.arrays import ArrayTask
 from fpt.tasks.base import Batch, TaskSpec
@@ -56,14 +57,6 @@ class Setup:
                 "task": {"spec": asdict(self.task.spec), "pad_id": self.task.pad_id}}
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FptError(f"--device {name}: no CUDA device is available here; use --device cpu")
-    return torch.device(name)
-
-
 def default_data_dir() -> Path:
     """$FPT_DATA_DIR, or ~/.cache/fpt: where datasets are downloaded and generated."""
     return Path(os.environ.get("FPT_DATA_DIR", Path.home() / ".cache" / "fpt")).expanduser()
@@ -85,24 +78,14 @@ def setup(cfg: TrainConfig, on_device: bool = True) -> Setup:
 
 
 def assemble(cfg: TrainConfig, task: Task, device: torch.device, on_device: bool = True) -> Setup:
-    """Backbone, model and freezing for `cfg` around a task (or a saved task's spec)."""
-    backbone, info = load_backbone(cfg.model, cfg.init, cfg.attention, cfg.seed)
-    backbone_hash = weights_hash(backbone)
-    if cfg.backbone_dropout != "config":
-        set_dropout(backbone, float(cfg.backbone_dropout))
-    precision = resolve_precision(cfg.precision, device)
-    torch.manual_seed(cfg.seed)  # the new input layer and head
-    model = FPTModel(task.spec, backbone, info, readout=cfg.readout, dropout=cfg.dropout, precision=precision)
-    group_of = model.parameter_groups()
-    set_trainable(model, group_of, cfg.train_groups)
-    counts = count_parameters(model, group_of)
-    if precision == "bf16":  # after hashing and freezing: only the backbone's frozen matmul weights
-        store_frozen_matmul_weights(model.backbone, torch.bfloat16)
-    if info.model_type == "lstm" and "attention" not in cfg.train_groups and launched_world().is_main:
+    """Backbone, model and freezing for `cfg` around a task (or a saved task's spec): the
+    library's assemble_model, exactly as fpt.build_model uses it."""
+    model = assemble_model(task.spec, cfg.model_options, device, task.pad_id, move=on_device)
+    if model.info.model_type == "lstm" and "attention" not in cfg.train_groups and launched_world().is_main:
         print("note: the LSTM's recurrent weights (group 'attention') stay frozen at random init; "
               "the paper's LSTM baseline trains everything: --train all", file=sys.stderr)
-    return Setup(cfg, task, model.to(device) if on_device else model, info, backbone_hash, group_of, counts,
-                 device, precision)
+    return Setup(cfg, task, model, model.info, model.backbone_hash, model.group_of, model.counts,
+                 device, model.precision)
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> Setup:
@@ -113,7 +96,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Setup:
     """
     path = Path(run_dir) / "model.safetensors"
     tensors, meta = load_tensors(path)
-    built = setup(_saved_config(meta, device))
+    built = setup(_saved_config(meta, device, path))
     return _attach(built, tensors, meta, path)
 
 
@@ -122,11 +105,11 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> Setup:
     the checkpoint (runs saved before they were recorded there fall back to load_run)."""
     path = Path(run_dir) / "model.safetensors"
     tensors, meta = load_tensors(path)
-    cfg = _saved_config(meta, device)
+    cfg = _saved_config(meta, device, path)
     if "task" not in meta:  # an older checkpoint: rebuild the task from its data, as load_run does
         return _attach(setup(cfg), tensors, meta, path)
-    task = SavedTask(TaskSpec(**meta["task"]["spec"]), meta["task"]["pad_id"])
-    return _attach(assemble(cfg, task, resolve_device(cfg.device)), tensors, meta, path)
+    _, _, spec, pad_id = read_header(path, meta)
+    return _attach(assemble(cfg, SavedTask(spec, pad_id), resolve_device(cfg.device)), tensors, meta, path)
 
 
 class SavedTask(Task):
@@ -145,37 +128,25 @@ class SavedTask(Task):
         return 0
 
 
-def _saved_config(meta: dict[str, Any], device: str) -> TrainConfig:
+def _saved_config(meta: dict[str, Any], device: str, path: Path) -> TrainConfig:
+    config = meta.get("config")
+    if not isinstance(config, dict) or not isinstance(meta.get("backbone"), dict) or "hash" not in meta["backbone"]:
+        read_header(path, meta)  # names what is missing, in one line
+    if not config.get("task"):
+        raise FptError(f"'{path}' holds a model saved with save_pretrained, not an fpt train run; "
+                       "open it with fpt.FPTModel.from_pretrained")
     # Dashboards are for training only: a run logged to W&B loads where wandb is not installed.
-    return build_config({**meta["config"], "device": device, "progress": False, "log_to": ""})
+    return build_config({**config, "device": device, "progress": False, "log_to": ""})
 
 
 def _attach(built: Setup, tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: Path) -> Setup:
-    expected = meta["backbone"]["hash"]
-    if built.backbone_hash != expected:
-        raise FptError(
-            f"'{path}' was trained on backbone {meta['backbone']['name']} with weights hash "
-            f"{expected[:12]}..., but loading it now gives {built.backbone_hash[:12]}...: "
-            "a different model or version; load it where the original backbone is available")
-    load_trained(built, tensors, path)
-    built.model.eval()
+    attach(built.model, tensors, meta["backbone"], path)
     return built
 
 
 def load_trained(built: Setup, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Copy saved trained parameters into the model, refusing any name or shape that does not fit."""
-    missing = set(built.trainable_names) - set(tensors)
-    unexpected = set(tensors) - set(built.trainable_names)
-    if missing or unexpected:
-        raise FptError(f"'{path}' does not match its config: missing {sorted(missing)[:3]}, "
-                       f"unexpected {sorted(unexpected)[:3]}")
-    params = dict(built.model.named_parameters())
-    with torch.no_grad():
-        for name, value in tensors.items():
-            if params[name].shape != value.shape:
-                raise FptError(f"'{path}': parameter {name} has shape {tuple(value.shape)}, "
-                               f"the model expects {tuple(params[name].shape)}")
-            params[name].copy_(value.to(params[name].device))
+    """Copy saved trained parameters into the run's model, refusing any name or shape that does not fit."""
+    load_model_tensors(built.model, tensors, path)
 
 
 def describe(built: Setup) -> str:

@@ -51,7 +51,7 @@ VOCAB = {t: i for i, t in enumerate(SPECIALS + tuple(RESIDUES))}
 PAD, CLS, SEP = VOCAB["<pad>"], VOCAB["<cls>"], VOCAB["<sep>"]
 HOLDOUTS = {h: f"test_{h}_holdout" for h in ("fold", "superfamily", "family")}
 
-BASE = "http://s3.amazonaws.com/songlabdata/proteindata"
+BASE = "https://s3.amazonaws.com/songlabdata/proteindata"  # TAPE's bucket, over TLS
 REMOTES = {"lmdb": Remote(f"{BASE}/data_pytorch/remote_homology.tar.gz", "remote_homology.tar.gz"),
            "json": Remote(f"{BASE}/data_raw/remote_homology.tar.gz", "remote_homology_json.tar.gz")}
 # md5 of the LMDB archive as published by TorchDrug's `Fold` dataset; none is published for JSON.

@@ -13,7 +13,7 @@ from fpt.run.config import build_config
 from fpt.experiments.sweep import check_runs, load_spec
 from fpt.run.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRESETS = sorted((ROOT / "configs").glob("*/*.yaml"))
 GENERATED = {"bit-xor", "bit-memory"}
 

@@ -15,7 +15,7 @@ from fpt.tasks import build_task
 from fpt.tasks.npz import NpzOptions, NpzTask, npz_spec
 from fpt.run.train import train
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "make_npz_example.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "make_npz_example.py"
 
 
 def features(n: int, length: int = 6, dim: int = 3, seed: int = 0) -> np.ndarray:

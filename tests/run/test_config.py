@@ -52,3 +52,42 @@ def test_missing_config_file():
 
 def test_train_all_expands():
     assert len(TrainConfig(task="x", train="all").train_groups) == 6
+
+
+@pytest.mark.parametrize("value", [0, 0.0, "0", "0.0"])
+def test_backbone_dropout_numbers_are_one_canonical_value(tmp_path, value):
+    """YAML's backbone_dropout: 0 (an int) was refused as 'must be str'; every spelling is one setting."""
+    assert build_config({"task": "bit-xor", "backbone_dropout": value}).backbone_dropout == 0.0
+    config = tmp_path / "c.yaml"
+    config.write_text(f"task: bit-xor\nbackbone_dropout: {value}\n")
+    assert build_config({}, str(config)).backbone_dropout == 0.0
+    assert build_config({"task": "bit-xor"}).backbone_dropout == "config"
+
+
+def test_a_run_saved_with_dropout_spelt_as_a_string_reads_as_the_same_setting():
+    from fpt.run.config import saved_settings
+    saved = saved_settings({**build_config({"task": "bit-xor"}).to_dict(), "backbone_dropout": "0"})
+    assert saved["backbone_dropout"] == build_config({"task": "bit-xor", "backbone_dropout": 0}).backbone_dropout
+
+
+@pytest.mark.parametrize("bad", [1, 1.5, -0.1, "high", True])
+def test_backbone_dropout_out_of_range_is_refused(bad):
+    with pytest.raises(FptError, match="--backbone-dropout must be config or a probability"):
+        build_config({"task": "bit-xor", "backbone_dropout": bad})
+
+
+@pytest.mark.parametrize("overrides,name", [
+    ({"task": "bit-xor"}, "bit-xor-minilm-pretrained-s0"),
+    ({"task": "bit-xor", "init": "random"}, "bit-xor-minilm-random-s0"),
+    ({"task": "bit-xor", "model": "gpt2", "seed": 3}, "bit-xor-gpt2-pretrained-s3"),
+    ({"task": "bit-xor", "model": "HuggingFaceTB/SmolLM2-135M"}, "bit-xor-SmolLM2-135M-pretrained-s0"),
+    ({"task": "bit-xor", "out": "x/y"}, "y"),
+])
+def test_the_default_run_directory_names_task_model_init_and_seed(overrides, name):
+    assert build_config(overrides).out_dir.name == name
+
+
+def test_which_fields_may_change_on_resume_is_marked_on_the_fields():
+    from fpt.run.config import resumable_fields
+    assert resumable_fields() == {"resume", "progress", "device", "out", "steps", "nan_policy", "log_to",
+                                  "wandb_project", "parallel"}

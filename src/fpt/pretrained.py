@@ -1,0 +1,117 @@
+"""Saved FPT models: only the trained tensors, and enough to rebuild everything else.
+
+    DIR/model.safetensors   the trained parameters (input layer, head, layer norms, ...)
+                            and, in the header, the backbone (name, source, weights hash),
+                            the model options and the input format (TaskSpec, pad id)
+    DIR/config.json         the same description as JSON, for people (save_pretrained)
+
+`fpt train` writes the same header into its run directories' model.safetensors, so
+`load_pretrained` opens both. The backbone is rebuilt from its name and options and must
+hash to the recorded value: a saved model never attaches to other weights. Only
+safetensors and JSON are read: loading never executes code from a file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fpt.build import assemble_model
+from fpt.errors import FptError
+from fpt.model import FPTModel
+from fpt.options import ModelOptions
+from fpt.storage.checkpoints import load_tensors, save_tensors
+from fpt.storage.files import atomic_write_json
+from fpt.tasks.base import TaskSpec
+
+MODEL_FILE = "model.safetensors"
+
+
+def save_pretrained(model: FPTModel, directory: str | Path) -> Path:
+    """Write `model`'s trained tensors and identity into `directory` (created if needed)."""
+    if model.options is None:
+        raise FptError("save_pretrained: this FPTModel was not made by fpt.build_model or from_pretrained, "
+                       "so fpt does not know how to rebuild its backbone; build it with fpt.build_model")
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FptError(f"save_pretrained: cannot create '{directory}': {err.strerror}") from None
+    header = model.identity()
+    save_tensors(directory / MODEL_FILE, model.trained_state(), header)
+    atomic_write_json(directory / "config.json", {"fpt_model": header})
+    return directory / MODEL_FILE
+
+
+def model_file(path: str | Path) -> Path:
+    """DIR/model.safetensors for a directory, or the file itself."""
+    path = Path(path)
+    return path / MODEL_FILE if path.is_dir() else path
+
+
+def read_header(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], TaskSpec, int | None]:
+    """(backbone, config, spec, pad_id) of a saved model's header, or one line saying what is missing."""
+    def need(mapping: Any, key: str, where: str) -> Any:
+        if not isinstance(mapping, dict) or key not in mapping:
+            raise FptError(f"'{path}' is an fpt file without '{where}' in its header: not a model that "
+                           "fpt saved (or a damaged one); point at the model.safetensors of a run or of "
+                           "save_pretrained")
+        return mapping[key]
+
+    backbone, config = need(meta, "backbone", "backbone"), need(meta, "config", "config")
+    for key in ("name", "hash"):
+        need(backbone, key, f"backbone.{key}")
+    if not isinstance(config, dict):
+        raise FptError(f"'{path}': its header's config is not a mapping; the file is damaged")
+    task = need(meta, "task", "task")
+    try:
+        spec = TaskSpec(**need(task, "spec", "task.spec"))
+    except TypeError as err:
+        raise FptError(f"'{path}': its header's input format does not fit this fpt ({err})") from None
+    return backbone, config, spec, task.get("pad_id")
+
+
+def load_pretrained(path: str | Path, device: str = "cpu", precision: str | None = None) -> FPTModel:
+    """The saved model at `path` on its own backbone, in eval mode (see the module docstring)."""
+    file = model_file(path)
+    tensors, meta = load_tensors(file)
+    if "task" not in meta and "config" in meta:
+        raise FptError(f"'{file}' predates input formats in saved models; open its run with "
+                       "fpt.run.setup.load_run(run_dir), which rebuilds the format from the training data")
+    backbone, config, spec, pad_id = read_header(file, meta)
+    options = ModelOptions.of(config)
+    if precision is not None:
+        options = ModelOptions.of({**options.to_dict(), "precision": precision})
+    model = assemble_model(spec, options, device, pad_id)
+    attach(model, tensors, backbone, file)
+    return model
+
+
+def attach(model: FPTModel, tensors: dict[str, Tensor], backbone: dict[str, Any], path: Path) -> None:
+    """Check the backbone's hash, copy the trained tensors in, switch to eval mode."""
+    if model.backbone_hash != backbone["hash"]:
+        raise FptError(
+            f"'{path}' was trained on backbone {backbone['name']} with weights hash {backbone['hash'][:12]}..., "
+            f"but loading it now gives {model.backbone_hash[:12]}...: a different model or version; "
+            "load it where the original backbone is available")
+    load_trained(model, tensors, path)
+    model.eval()
+
+
+def load_trained(model: torch.nn.Module, tensors: dict[str, Tensor], path: Path) -> None:
+    """Copy saved trained parameters into the model, refusing any name or shape that does not fit."""
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    missing, unexpected = set(trainable) - set(tensors), set(tensors) - set(trainable)
+    if missing or unexpected:
+        raise FptError(f"'{path}' does not match its config: missing {sorted(missing)[:3]}, "
+                       f"unexpected {sorted(unexpected)[:3]}")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in tensors.items():
+            if params[name].shape != value.shape:
+                raise FptError(f"'{path}': parameter {name} has shape {tuple(value.shape)}, "
+                               f"the model expects {tuple(params[name].shape)}")
+            params[name].copy_(value.to(params[name].device))
