@@ -143,8 +143,8 @@ class TrainConfig:
         """Raise FptError naming the flag for any value that cannot work."""
         if not self.task:
             raise FptError("no task given: pass --task NAME (see `fpt tasks`) or --task path/to/data.npz")
-        from fpt.tasks import resolve
-        data_file = resolve(self.task).data_file if self.task.endswith(".npz") else None
+        from fpt.tasks import is_data_file, resolve
+        data_file = resolve(self.task).data_file if is_data_file(self.task) else None
         if data_file is not None and data_file.is_file():
             # Absolute, so that `fpt predict` and --resume find the data from any directory.
             self.task = str(data_file.resolve())

@@ -1,6 +1,6 @@
 """`fpt predict`: a trained run's predictions for new inputs.
 
-    fpt predict --run runs/mydata-s0 --input new.npz --out predictions.npy [--probs]
+    fpt predict --run runs/mydata-minilm-pretrained-s0 --input new.npz --out predictions.npy [--probs]
 
 The input is an .npz holding `x` (or `x_test` when it has no `x`; so a training file
 works too) and optionally `pad_id`, or a bare .npy array. It must fit the run's token
@@ -33,6 +33,7 @@ from fpt.pretrained import load_pretrained
 from fpt.run.setup import Setup, load_model
 from fpt.storage.checkpoints import read_meta
 from fpt.storage.files import atomic_write
+from fpt.tasks import is_data_file
 from fpt.tasks.arrays import Arrays
 from fpt.tasks.base import TaskSpec
 from fpt.tasks.inputs import check_pad_id, check_tokens, load_arrays, token_lengths
@@ -136,7 +137,7 @@ def open_run(run_dir: str | Path, device: str = "auto") -> FPTModel:
     if "task" in meta:
         return load_pretrained(run_dir, device)
     task = meta["config"].get("task", "") if isinstance(meta.get("config"), dict) else ""
-    if task.endswith(".npz") and not Path(task).is_file():  # an older checkpoint
+    if is_data_file(task) and not Path(task).is_file():  # an older checkpoint
         raise FptError(f"--run: '{run_dir}' was trained on '{task}', which predict reads again to rebuild the "
                        "model's input format (the run predates input formats in checkpoints), but it is not "
                        "there (a relative path counts from where training ran); run fpt predict from that "
