@@ -53,6 +53,8 @@ class TrainConfig:
     task: str = _f("", "task name (see `fpt tasks`) or path to an .npz dataset")
     task_options: dict = _f({}, "task options as KEY=VALUE, e.g. n_bits=100 (see `fpt tasks`)", flag="--task-opt")
     model: str = _f("minilm", "backbone: minilm (bundled, offline), gpt2, gpt2-medium, ..., a hub name or a local directory")
+    layers: int = _f(0, "keep only the first K transformer blocks of the backbone (One Fits All keeps 6 of "
+                     "GPT-2's 12); 0 keeps them all")
     init: str = _f("pretrained", "backbone weights: pretrained; random (same architecture, nothing downloaded but "
                    "its config); stats (random, drawn with each pretrained tensor's mean and std)",
                    choices=("pretrained", "random", "stats"))
@@ -125,8 +127,10 @@ class TrainConfig:
         if self.task.endswith(".npz") and Path(self.task).expanduser().is_file():
             # Absolute, so that `fpt predict` and --resume find the data from any directory.
             self.task = str(Path(self.task).expanduser().resolve())
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
-            raise FptError(f"--patience must be a non-negative integer, got {self.patience!r}")
+        for name in ("patience", "layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise FptError(f"--{name} must be a non-negative integer, got {value!r}")
         for name in ("steps", "batch_size", "grad_accum", "eval_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

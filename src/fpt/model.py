@@ -37,14 +37,15 @@ class FPTModel(nn.Module):
         self.readout = resolve_readout(spec, readout)
         self.precision = precision  # fp32 | bf16 (autocast around the whole model)
         hidden = info.hidden_size
+        width = info.input_size or hidden  # of inputs_embeds: ELECTRA-small projects 128 up to 256
 
         if spec.token_dim is not None:
-            self.input = nn.Linear(spec.token_dim, hidden)
+            self.input = nn.Linear(spec.token_dim, width)
             nn.init.orthogonal_(self.input.weight, gain=ORTHOGONAL_GAIN)
             nn.init.zeros_(self.input.bias)
         else:
             assert spec.vocab_size is not None, "a task has real-valued or integer tokens"
-            self.input = nn.Embedding(spec.vocab_size, hidden)
+            self.input = nn.Embedding(spec.vocab_size, width)
             # Start at the scale of the backbone's own word embeddings, which it was trained on.
             words = backbone.get_input_embeddings()
             std = float(words.weight.detach().std()) if words is not None else 0.02

@@ -63,8 +63,11 @@ def autocast(device: torch.device, precision: str) -> ContextManager:
 
 
 def is_matmul_layer(module: nn.Module) -> bool:
-    """nn.Linear, or the Conv1D that GPT-2 uses as a transposed Linear."""
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+    """nn.Linear (or a subclass computing F.linear), or the Conv1D that GPT-2 uses as a transposed
+    Linear. Falcon's FalconLinear adds its bias outside the matmul, where a bf16 bias would change the
+    result, so it is left to autocast."""
+    linear = isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward
+    return linear or type(module).__name__ == "Conv1D"
 
 
 @torch.no_grad()

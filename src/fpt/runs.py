@@ -21,7 +21,7 @@ from fpt.checkpoint import load_tensors
 from fpt.config import TrainConfig, build_config
 from fpt.distributed import World, launched_world
 from fpt.errors import FptError
-from fpt.groups import count_parameters, set_trainable
+from fpt.groups import check_position_group, count_parameters, set_trainable
 from fpt.model import FPTModel
 from fpt.precision import resolve_precision, store_frozen_matmul_weights
 from fpt.tasks import Task, build_task
@@ -88,7 +88,8 @@ def setup(cfg: TrainConfig, on_device: bool = True) -> Setup:
 
 def assemble(cfg: TrainConfig, task: Task, device: torch.device, on_device: bool = True) -> Setup:
     """Backbone, model and freezing for `cfg` around a task (or a saved task's spec)."""
-    backbone, info = load_backbone(cfg.model, cfg.init, cfg.attention, cfg.seed)
+    backbone, info = load_backbone(cfg.model, cfg.init, cfg.attention, cfg.seed, layers=cfg.layers,
+                                   cache_dir=data_dir(cfg))
     backbone_hash = weights_hash(backbone)
     if cfg.backbone_dropout != "config":
         set_dropout(backbone, float(cfg.backbone_dropout))
@@ -96,6 +97,7 @@ def assemble(cfg: TrainConfig, task: Task, device: torch.device, on_device: bool
     torch.manual_seed(cfg.seed)  # the new input layer and head
     model = FPTModel(task.spec, backbone, info, readout=cfg.readout, dropout=cfg.dropout, precision=precision)
     group_of = model.parameter_groups()
+    check_position_group(cfg.train, group_of, info.position)
     set_trainable(model, group_of, cfg.train_groups)
     counts = count_parameters(model, group_of)
     if precision == "bf16":  # after hashing and freezing: only the backbone's frozen matmul weights
@@ -201,5 +203,7 @@ def describe(built: Setup) -> str:
     i = built.info
     return (f"task {built.task.spec.name}: {built.task.spec.shape}, {built.task.spec.objective} | "
             f"backbone {i.name} ({i.model_type}, {i.init}, width {i.hidden_size}, "
-            f"{'causal' if i.causal else 'bidirectional'}) | readout {built.model.readout} | "
+            f"{'causal' if i.causal else 'bidirectional'}, {i.layers} blocks, position {i.position}"
+            f"{', eager attention: transformers has no SDPA for it' if i.attention_impl == 'eager' else ''}) | "
+            f"{i.description + ' | ' if i.description else ''}readout {built.model.readout} | "
             f"device {built.device}, {built.precision}")
