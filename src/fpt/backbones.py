@@ -239,11 +239,16 @@ def _lstm(name: str, attention: str, seed: int) -> tuple[nn.Module, BackboneInfo
 def set_dropout(model: nn.Module, p: float) -> int:
     """Set every dropout inside the backbone to `p`; returns how many were set.
 
-    Two kinds: nn.Dropout modules (embeddings, residual branches; BERT's attention kernels read the
-    module's p), and float rates that attention modules keep as attributes and hand to the attention
-    kernel (Llama's `attention_dropout`, OPT's `dropout`, Falcon's `hidden_dropout`). LayerDrop
-    (skipping whole layers) is not dropout and is left alone."""
+    Three kinds: nn.Dropout modules (embeddings, residual branches; BERT's attention kernels read the
+    module's p); float rates that attention modules keep as attributes and hand to the attention
+    kernel (Llama's `attention_dropout`, OPT's `dropout`); and config rates read during the forward
+    pass (Falcon's `hidden_dropout`). LayerDrop (skipping whole layers) is not dropout: left alone."""
     count = 0
+    config = getattr(model, "config", None)
+    for key, value in (config.to_dict() if config is not None else {}).items():
+        if isinstance(value, float) and "drop" in key and key != "layerdrop":
+            setattr(config, key, p)
+            count += 1
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = p
