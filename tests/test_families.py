@@ -341,3 +341,37 @@ def test_fpt_train_runs_and_records_the_backbone(family_dir, tmp_path, case, cap
     width = 16 if case.model_type == "electra" else 32  # of inputs_embeds
     assert result["params_by_group"]["total"]["total"] == sum(case.groups.values()) + 2 * width + (32 + 1)
     assert result["steps_run"] == 4
+
+
+# The hub models' architectures as their config.json files give them (read on a connected machine;
+# here only the architecture is built, on the meta device, so nothing is downloaded or allocated).
+HUB_ARCHITECTURES = {
+    "smollm2-135m": ("llama", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                   num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
+                                   max_position_embeddings=8192)),
+    "qwen2.5-0.5b": ("qwen2", dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                                   num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
+                                   max_position_embeddings=32768)),
+    "pythia-160m": ("gpt_neox", dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                     num_attention_heads=12, vocab_size=50304, max_position_embeddings=2048)),
+    "opt-125m": ("opt", dict(hidden_size=768, ffn_dim=3072, num_hidden_layers=12, num_attention_heads=12,
+                             vocab_size=50272, max_position_embeddings=2048, word_embed_proj_dim=768)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HUB_ARCHITECTURES))
+def test_known_hub_backbones_match_their_architectures(name):
+    from transformers import AutoConfig, AutoModel
+
+    from fpt.backbones import KNOWN_BACKBONES
+    from fpt.families import FAMILIES, max_positions, position_kind
+
+    model_type, kwargs = HUB_ARCHITECTURES[name]
+    config = AutoConfig.for_model(model_type, **kwargs)
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    known = KNOWN_BACKBONES[name]
+    family = FAMILIES[model_type]
+    assert (known.family, known.layers, known.width) == (model_type, config.num_hidden_layers, config.hidden_size)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 1) == known.params_m
+    assert (known.positions, known.position) == (max_positions(family, config), position_kind(family, config))

@@ -19,6 +19,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -109,6 +110,8 @@ def _convert(source: Path, source_sha: str, target: Path, name: str, description
     from transformers import AutoConfig, AutoModel
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
+    print(f"--model {name}: dequantising {source.name} once into {target} (later runs load it from there)",
+          file=sys.stderr, flush=True)
     try:
         config = AutoConfig.from_pretrained(source.parent, gguf_file=source.name)
         model = AutoModel.from_config(config, dtype=torch.float32)
