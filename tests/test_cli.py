@@ -56,7 +56,7 @@ def test_yaml_config_with_flag_override(tmp_path, tiny_gpt2, capsys):
     (["--task-opt", "n_bits=-1"], "n_bits must be positive"),
     (["--config", "/no/such.yaml"], "no such file"),
     (["--task", "bit-memory", "--model", "{tiny_gpt2}"], "needs 120 positions .* has only 64"),
-    (["--model", "{tiny_gpt2}", "--attention", "bidirectional"], "causal by construction"),
+    (["--model", "lstm", "--attention", "bidirectional"], "causal by construction"),
 ])
 def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, tiny_gpt2, capsys, argv, message):
     argv = [a.replace("{tiny_gpt2}", str(tiny_gpt2)) for a in argv]

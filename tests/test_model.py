@@ -76,9 +76,9 @@ def test_last_k_readout_is_refused_on_a_one_output_task(tiny_bert):
         build(tiny_bert, readout="last-k")
 
 
-def test_gpt2_cannot_be_bidirectional(tiny_gpt2):
-    with pytest.raises(FptError, match="causal by construction"):
-        build(tiny_gpt2, attention="bidirectional")
+def test_gpt2_can_be_bidirectional(tiny_gpt2):
+    """A full attention mask through transformers' config.is_causal switch, measured by the probe."""
+    assert build(tiny_gpt2, attention="bidirectional").info.causal is False
 
 
 def test_input_layer_init(tiny_gpt2):

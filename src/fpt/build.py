@@ -10,13 +10,14 @@ and `FPTModel.from_pretrained` all call it, so they share every default and ever
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from fpt.backbones import BackboneInfo, load_backbone, set_dropout, weights_hash
 from fpt.errors import FptError
-from fpt.groups import count_parameters, set_trainable
+from fpt.groups import check_position_group, count_parameters, set_trainable
 from fpt.model import FPTModel
 from fpt.options import FPT_DEFAULT_GROUPS, OBJECTIVES, ModelOptions
 from fpt.precision import resolve_precision, store_frozen_matmul_weights
@@ -39,16 +40,19 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 def assemble_model(spec: TaskSpec, options: ModelOptions, device: torch.device | str = "cpu",
                    pad_id: int | None = None, move: bool = True,
-                   loaded: tuple[nn.Module, BackboneInfo] | None = None) -> FPTModel:
+                   loaded: tuple[nn.Module, BackboneInfo] | None = None,
+                   cache_dir: Path | None = None) -> FPTModel:
     """The FPT model for `spec`: backbone loaded, weights hashed, groups frozen, its precision
     chosen for `device` and (unless move=False, for FSDP, which moves only shards) moved there.
     loaded: a backbone already loaded for these options (`fpt bench` loads GPT-2's unfused GELU).
+    cache_dir: where GGUF backbones are dequantised to (default $FPT_DATA_DIR or ~/.cache/fpt).
 
     The returned model knows its own `options`, `backbone_hash`, `group_of` and `pad_id`:
     what `save_pretrained` records and `from_pretrained` checks."""
     options = options.validate()
     device = resolve_device(device)
-    backbone, info = loaded or load_backbone(options.model, options.init, options.attention, options.seed)
+    backbone, info = loaded or load_backbone(options.model, options.init, options.attention, options.seed,
+                                             layers=options.layers, cache_dir=cache_dir)
     if spec.seq_len == 0:  # build_model without seq_len: as long as the backbone allows
         spec = dataclasses.replace(spec, seq_len=info.max_positions)
     backbone_hash = weights_hash(backbone)
@@ -58,6 +62,7 @@ def assemble_model(spec: TaskSpec, options: ModelOptions, device: torch.device |
     torch.manual_seed(options.seed)  # the new input layer and head
     model = FPTModel(spec, backbone, info, readout=options.readout, dropout=options.dropout, precision=precision)
     group_of = model.parameter_groups()
+    check_position_group(options.train, group_of, info.position)
     set_trainable(model, group_of, options.train_groups)
     if precision == "bf16":  # after hashing and freezing: only the backbone's frozen matmul weights
         store_frozen_matmul_weights(model.backbone, torch.bfloat16)
@@ -70,7 +75,7 @@ def build_model(backbone: str = "minilm", *, token_dim: int | None = None, vocab
                 n_outputs: int, objective: str = "classification", seq_len: int | None = None,
                 readout_tokens: int = 1, train: str = FPT_DEFAULT_GROUPS, init: str = "pretrained",
                 readout: str = "auto", attention: str = "auto", dropout: float = 0.1,
-                backbone_dropout: str | float = "config", precision: str = "auto", seed: int = 0,
+                backbone_dropout: str | float = "config", precision: str = "auto", seed: int = 0, layers: int = 0,
                 pad_id: int | None = None, device: torch.device | str = "cpu", name: str = "custom") -> FPTModel:
     """A frozen pretrained transformer for your own data, ready for a plain PyTorch loop.
 
@@ -79,7 +84,7 @@ def build_model(backbone: str = "minilm", *, token_dim: int | None = None, vocab
     values for regression), or (B, readout_tokens, n_outputs) for the per-token `bits`
     objective. `seq_len` is the longest input it must take (default: every position the
     backbone has). `train`, `init`, `readout`, `attention`, `dropout`, `backbone_dropout`,
-    `precision` and `seed` mean what the `fpt train` flags of the same names mean, with the
+    `precision`, `seed` and `layers` mean what the `fpt train` flags of the same names mean, with the
     same defaults (the paper's: input, output, layer norms and positions train).
     Only the parameters of the chosen groups have requires_grad; pass those to the optimiser:
     `torch.optim.Adam(p for p in model.parameters() if p.requires_grad)`.
@@ -97,7 +102,8 @@ def build_model(backbone: str = "minilm", *, token_dim: int | None = None, vocab
         raise FptError(f"build_model: readout_tokens={readout_tokens} reads one output per token, which is the "
                        "bits objective; use objective='bits' or readout_tokens=1")
     options = ModelOptions(model=backbone, init=init, train=train, readout=readout, attention=attention,
-                           dropout=dropout, backbone_dropout=backbone_dropout, precision=precision, seed=seed)
+                           dropout=dropout, backbone_dropout=backbone_dropout, precision=precision, seed=seed,
+                           layers=layers)
     # seq_len 0: the backbone's own position count, known once it is loaded (assemble_model).
     spec = TaskSpec(name=name, seq_len=seq_len or 0, objective=objective,  # type: ignore[arg-type]
                     n_outputs=n_outputs, token_dim=token_dim, vocab_size=vocab_size,

@@ -90,12 +90,13 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from fpt.backbones import KNOWN_BACKBONES
 
-    print(f"{'model':<20}{'family':<8}{'layers':>7}{'width':>7}{'params':>9}{'positions':>11}  source")
+    print(f"{'model':<19}{'family':<10}{'layers':>7}{'width':>7}{'params':>9}{'positions':>11}  {'kind':<9}source")
     for b in KNOWN_BACKBONES.values():
-        print(f"{b.name:<20}{b.family:<8}{b.layers:>7}{b.width:>7}{b.params_m:>8.1f}M{b.positions:>11}  "
-              f"{b.source}{'  - ' + b.note if b.note else ''}")
-    print("Any other Hugging Face hub name or local directory with config.json works too "
-          "(GPT-2 and BERT families).")
+        print(f"{b.name:<19}{b.family:<10}{b.layers:>7}{b.width:>7}{b.params_m:>8.1f}M{b.positions:>11}  "
+              f"{b.position:<9}{b.source}{'  - ' + b.note if b.note else ''}")
+    from fpt.families import supported_names
+    print(f"Any other hub name, local directory with config.json or .gguf file of these families works too: "
+          f"{supported_names()}.")
     return 0
 
 

@@ -57,14 +57,15 @@ class FPTModel(nn.Module):
         self.readout = resolve_readout(spec, readout, info)
         self.precision = precision  # fp32 | bf16 (autocast around the whole model)
         hidden = info.hidden_size
+        width = info.input_size or hidden  # of inputs_embeds: ELECTRA-small projects 128 up to 256
 
         if spec.token_dim is not None:
-            self.input = nn.Linear(spec.token_dim, hidden)
+            self.input = nn.Linear(spec.token_dim, width)
             nn.init.orthogonal_(self.input.weight, gain=ORTHOGONAL_GAIN)
             nn.init.zeros_(self.input.bias)
         else:
             assert spec.vocab_size is not None, "a task has real-valued or integer tokens"
-            self.input = nn.Embedding(spec.vocab_size, hidden)
+            self.input = nn.Embedding(spec.vocab_size, width)
             # Start at the scale of the backbone's own word embeddings, which it was trained on.
             words = backbone.get_input_embeddings()
             std = float(words.weight.detach().std()) if words is not None else 0.02
@@ -95,7 +96,7 @@ class FPTModel(nn.Module):
     def print_trainable_parameters(self) -> None:
         """The per-group table `fpt train` prints, then PEFT's summary line."""
         counts = count_parameters(self, self.parameter_groups())
-        table = format_counts(counts).splitlines()[:-1]  # fpt train's own summary line: PEFT's below
+        table = format_counts(counts, self.info.position).splitlines()[:-1]  # fpt train's own summary line: PEFT's below
         t = counts["total"]
         print("\n".join(table))
         print(f"trainable params: {t['trainable']:,} || all params: {t['total']:,} || "

@@ -49,7 +49,8 @@ def canonical_backbone_dropout(value: Any) -> str | float:
 class ModelOptions:
     """Everything besides the task's shape that decides the model fpt builds."""
 
-    model: str = "minilm"           # backbone: short name, hub name or local directory
+    model: str = "minilm"           # backbone: short name, hub name, local directory or .gguf file
+    layers: int = 0                 # keep the first K transformer blocks (0: all)
     init: str = "pretrained"        # pretrained | random | stats
     train: str = FPT_DEFAULT_GROUPS  # comma-separated groups, or all
     readout: str = "auto"           # auto | last | first | mean | last-k
@@ -81,6 +82,8 @@ class ModelOptions:
         dropout = self.dropout
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise FptError(f"--dropout must be in [0, 1), got {dropout!r}")
+        if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 0:
+            raise FptError(f"--layers must be a non-negative integer, got {self.layers!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise FptError(f"--seed must be an integer, got {self.seed!r}")
         return dataclasses.replace(self, backbone_dropout=canonical_backbone_dropout(self.backbone_dropout))

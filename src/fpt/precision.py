@@ -51,9 +51,17 @@ def autocast(device: torch.device, precision: str) -> ContextManager:
     return nullcontext()
 
 
+# Linear layers whose forward is `input @ weight.T + bias`: the matmul casts the weight as F.linear
+# would, but the bias is added outside it, where a bf16 bias would round the sum: weight only.
+WEIGHT_ONLY = {"FalconLinear"}
+
+
 def is_matmul_layer(module: nn.Module) -> bool:
-    """nn.Linear, or the Conv1D that GPT-2 uses as a transposed Linear."""
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+    """nn.Linear (or a subclass computing F.linear, or one in WEIGHT_ONLY), or the Conv1D that GPT-2
+    uses as a transposed Linear."""
+    if type(module).__name__ in WEIGHT_ONLY or type(module).__name__ == "Conv1D":
+        return True
+    return isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward
 
 
 @torch.no_grad()
@@ -63,7 +71,9 @@ def store_frozen_matmul_weights(model: nn.Module, dtype: torch.dtype) -> int:
     for module in model.modules():
         if not is_matmul_layer(module):
             continue
-        for param in module.parameters(recurse=False):
+        for name, param in module.named_parameters(recurse=False):
+            if name == "bias" and type(module).__name__ in WEIGHT_ONLY:
+                continue
             if not param.requires_grad and param.dtype != dtype:
                 param.data = param.data.to(dtype)
                 count += param.numel()

@@ -66,7 +66,10 @@ class TrainConfig:
 
     task: str = _f("", "task name (see `fpt tasks`) or path to an .npz dataset")
     task_options: dict = _f({}, "task options as KEY=VALUE, e.g. n_bits=100 (see `fpt tasks`)", flag="--task-opt")
-    model: str = _f(MODEL_DEFAULTS.model, "backbone: minilm (bundled, offline), gpt2, gpt2-medium, ..., a hub name or a local directory")
+    model: str = _f(MODEL_DEFAULTS.model, "backbone: minilm (bundled, offline), smollm2 (offline causal LM, see "
+                    "README), gpt2, gpt2-medium, ..., a hub name, a local directory or a .gguf file (see `fpt models`)")
+    layers: int = _f(MODEL_DEFAULTS.layers, "keep only the first K transformer blocks of the backbone (One Fits All "
+                     "keeps 6 of GPT-2's 12); 0 keeps them all")
     init: str = _f(MODEL_DEFAULTS.init, "backbone weights: pretrained; random (same architecture, nothing downloaded but "
                    "its config); stats (random, drawn with each pretrained tensor's mean and std)",
                    choices=INITS)

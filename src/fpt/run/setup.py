@@ -80,7 +80,8 @@ def setup(cfg: TrainConfig, on_device: bool = True) -> Setup:
 def assemble(cfg: TrainConfig, task: Task, device: torch.device, on_device: bool = True) -> Setup:
     """Backbone, model and freezing for `cfg` around a task (or a saved task's spec): the
     library's assemble_model, exactly as fpt.build_model uses it."""
-    model = assemble_model(task.spec, cfg.model_options, device, task.pad_id, move=on_device)
+    model = assemble_model(task.spec, cfg.model_options, device, task.pad_id, move=on_device,
+                           cache_dir=data_dir(cfg))
     if model.info.model_type == "lstm" and "attention" not in cfg.train_groups and launched_world().is_main:
         print("note: the LSTM's recurrent weights (group 'attention') stay frozen at random init; "
               "the paper's LSTM baseline trains everything: --train all", file=sys.stderr)
@@ -153,5 +154,7 @@ def describe(built: Setup) -> str:
     i = built.info
     return (f"task {built.task.spec.name}: {built.task.spec.shape}, {built.task.spec.objective} | "
             f"backbone {i.name} ({i.model_type}, {i.init}, width {i.hidden_size}, "
-            f"{'causal' if i.causal else 'bidirectional'}) | readout {built.model.readout} | "
+            f"{'causal' if i.causal else 'bidirectional'}, {i.layers} blocks, position {i.position}"
+            f"{', eager attention: transformers has no SDPA for it' if i.attention_impl == 'eager' else ''}) | "
+            f"{i.description + ' | ' if i.description else ''}readout {built.model.readout} | "
             f"device {built.device}, {built.precision}")

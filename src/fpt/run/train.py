@@ -102,7 +102,7 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
     cfg, main = built.config, built.world.is_main
     say = log if main else _quiet
     say(describe(built) + (f" | {built.world.size} processes" if built.world.parallel else ""))
-    say(format_counts(built.counts))
+    say(format_counts(built.counts, built.info.position))
     if cfg.cache_features and can_cache(built):
         say("only the head trains: computing the frozen features once (--no-cache-features to recompute)")
         built = cached(built, cfg.batch_size * 4)
