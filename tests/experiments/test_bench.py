@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from fpt.experiments import bench
 from fpt.experiments.bench import markdown, padding_before_after, run_bench
 from fpt.experiments.steps import build, one_variant, step_flops
 
@@ -32,7 +33,8 @@ def test_plain_is_the_model_as_transformers_builds_it_and_fpt_its_own_path(tiny_
     assert not isinstance(fpt.backbone.h[0].mlp.act, NewGELUActivation)
 
 
-def test_bench_record_and_table(tiny_gpt2):
+def test_bench_record_and_table(tiny_gpt2, monkeypatch):
+    monkeypatch.setattr(bench, "native_bf16", lambda device: True)  # time bf16 whatever this CPU does
     record = run_bench(str(tiny_gpt2), batch=2, tokens=8, dim=4, steps=1, variants=("plain", "bf16", "fpt"),
                        threshold_seeds=0, padding=False)
     assert [v["variant"] for v in record["variants"]] == ["plain", "bf16", "fpt"]
@@ -41,6 +43,17 @@ def test_bench_record_and_table(tiny_gpt2):
     text = markdown(record, "fpt bench")
     assert "| plain | fp32 |" in text and "| bf16 | bf16 |" in text and "GFLOP/s" in text
     assert "Where the fpt step's time goes" in text
+
+
+def test_without_native_bf16_the_forced_bf16_variant_is_skipped_and_said(tiny_gpt2, monkeypatch):
+    """On an AVX2-only host the bf16 variant alone ran over 9 minutes, timing emulated bf16."""
+    monkeypatch.setattr(bench, "native_bf16", lambda device: False)
+    record = run_bench(str(tiny_gpt2), batch=2, tokens=8, dim=4, steps=1, variants=("plain", "bf16", "fpt"),
+                       threshold_seeds=0, padding=False)
+    by_name = {v["variant"]: v for v in record["variants"]}
+    assert "no native bf16" in by_name["bf16"]["error"] and math.isnan(by_name["bf16"]["seconds_per_step"])
+    assert math.isfinite(by_name["fpt"]["seconds_per_step"]) and math.isfinite(by_name["plain"]["seconds_per_step"])
+    assert "| bf16 | skipped: this device has no native bf16" in markdown(record, "fpt bench")
 
 
 def test_padding_is_measured_before_and_after_bucketing():
