@@ -15,6 +15,7 @@ rebuilds it on the very backbone it was trained on (also from an `fpt train` run
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +92,7 @@ class FPTModel(nn.Module):
     # -- PEFT-style conveniences ----------------------------------------------
     def trained_state(self) -> dict[str, Tensor]:
         """The parameters that train (requires_grad), by name: all that save_pretrained keeps."""
-        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+        return trained_tensors(self)
 
     def print_trainable_parameters(self) -> None:
         """The per-group table `fpt train` prints, then PEFT's summary line."""
@@ -118,12 +119,9 @@ class FPTModel(nn.Module):
 
     def identity(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
         """The header a saved model carries: backbone (with its hash), config, groups, input format."""
-        from dataclasses import asdict
         options = self.options.to_dict() if self.options is not None else {}
-        return {"backbone": {**asdict(self.info), "hash": self.backbone_hash},
-                "config": config if config is not None else options,
-                "train_groups": self.options.train_groups if self.options is not None else [],
-                "task": {"spec": asdict(self.spec), "pad_id": self.pad_id}}
+        return saved_identity(self.info, self.backbone_hash, config if config is not None else options,
+                              self.options.train_groups if self.options is not None else [], self.spec, self.pad_id)
 
     def parameter_groups(self) -> dict[str, str]:
         """Every parameter's group; the backbone's are decided by groups.py."""
@@ -131,6 +129,19 @@ class FPTModel(nn.Module):
         groups.update({f"head.{n}": "output" for n, _ in self.head.named_parameters()})
         groups.update({f"backbone.{n}": g for n, g in backbone_groups(self.backbone).items()})
         return groups
+
+
+def trained_tensors(module: nn.Module) -> dict[str, Tensor]:
+    """Copies of a module's trained parameters (requires_grad), by name."""
+    return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+
+def saved_identity(info: BackboneInfo, backbone_hash: str, config: dict[str, Any], train_groups: list[str],
+                   spec: TaskSpec, pad_id: int | None) -> dict[str, Any]:
+    """The header of a saved model (save_pretrained and fpt train's checkpoints alike): what it needs to
+    re-attach to exactly this backbone and to rebuild its input format without the training data."""
+    return {"backbone": {**asdict(info), "hash": backbone_hash}, "config": config, "train_groups": train_groups,
+            "task": {"spec": asdict(spec), "pad_id": pad_id}}
 
 
 def resolve_readout(spec: TaskSpec, readout: str, info: BackboneInfo) -> str:

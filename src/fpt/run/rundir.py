@@ -23,12 +23,18 @@ from typing import Any
 import torch
 
 from fpt.errors import FptError
+from fpt.pretrained import load_trained
 from fpt.provenance import versions
 from fpt.run import distributed
 from fpt.run.cache import HeadOnly
 from fpt.run.config import TrainConfig, resumable_fields, saved_settings
-from fpt.run.setup import Setup, load_trained
-from fpt.storage.checkpoints import load_tensors, optimizer_tensors, restore_optimizer, save_tensors
+from fpt.run.setup import Setup
+from fpt.storage.checkpoints import (
+    load_tensors,
+    optimizer_tensors,
+    restore_optimizer,
+    save_tensors,
+)
 from fpt.storage.files import atomic_write, atomic_write_json, read_jsonl
 
 
@@ -91,7 +97,7 @@ def resume(built: Setup, optimizer: torch.optim.Optimizer, out: Path
         raise FptError(f"--resume: '{out}/last.safetensors' was trained on a backbone with other weights "
                        f"than --model {built.config.model} gives now")
     params = {k[len("param/"):]: v for k, v in tensors.items() if k.startswith("param/")}
-    load_trained(built, params, out / "last.safetensors")
+    load_trained(built.model, params, out / "last.safetensors")
     restore_optimizer(optimizer, built.trainable_names, tensors)
     state = TrainState(**meta["state"])
     best_params = load_tensors(out / "model.safetensors")[0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,9 +17,8 @@ import torch
 from fpt.backbones import BackboneInfo
 from fpt.build import assemble_model, resolve_device
 from fpt.errors import FptError
-from fpt.model import FPTModel
+from fpt.model import FPTModel, saved_identity, trained_tensors
 from fpt.pretrained import attach, read_header
-from fpt.pretrained import load_trained as load_model_tensors
 from fpt.run.config import TrainConfig, build_config
 from fpt.run.distributed import World, launched_world
 from fpt.storage.checkpoints import load_tensors
@@ -46,15 +45,12 @@ class Setup:
         return [n for n, p in self.model.named_parameters() if p.requires_grad]
 
     def trained_state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        return trained_tensors(self.model)  # the model may be the head alone (cached features)
 
     def identity(self) -> dict[str, Any]:
-        """What a saved model needs to re-attach to exactly this backbone, and to rebuild its
-        input format without the training data."""
-        return {"backbone": {**asdict(self.info), "hash": self.backbone_hash},
-                "config": self.config.to_dict(),
-                "train_groups": self.config.train_groups,
-                "task": {"spec": asdict(self.task.spec), "pad_id": self.task.pad_id}}
+        """The header of this run's checkpoints (see fpt.model.saved_identity)."""
+        return saved_identity(self.info, self.backbone_hash, self.config.to_dict(), self.config.train_groups,
+                              self.task.spec, self.task.pad_id)
 
 
 def default_data_dir() -> Path:
@@ -143,11 +139,6 @@ def _saved_config(meta: dict[str, Any], device: str, path: Path) -> TrainConfig:
 def _attach(built: Setup, tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: Path) -> Setup:
     attach(built.model, tensors, meta["backbone"], path)
     return built
-
-
-def load_trained(built: Setup, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Copy saved trained parameters into the run's model, refusing any name or shape that does not fit."""
-    load_model_tensors(built.model, tensors, path)
 
 
 def describe(built: Setup) -> str:

@@ -23,12 +23,13 @@ from tqdm import tqdm
 from fpt.errors import FptError
 from fpt.groups import format_counts
 from fpt.metrics import Metrics, loss_fn
+from fpt.pretrained import load_trained
 from fpt.run import distributed, rundir
 from fpt.run.cache import cached, can_cache
 from fpt.run.config import TrainConfig
 from fpt.run.loggers import Logger, make_loggers
 from fpt.run.rundir import TrainState
-from fpt.run.setup import Setup, describe, load_trained, setup
+from fpt.run.setup import Setup, describe, setup
 from fpt.storage.files import append_jsonl, atomic_write_json, exclusive
 from fpt.tasks.base import Batch, derive_seed
 
@@ -119,7 +120,7 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
         for logger in loggers:
             logger.close()
 
-    load_trained(built, best_params, out / "model.safetensors")
+    load_trained(built.model, best_params, out / "model.safetensors")
     test = evaluate(built, "test", cfg.batch_size * 4)
     result = rundir.result_record(built, state, test)
     if main:
