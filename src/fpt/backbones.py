@@ -54,6 +54,13 @@ KNOWN_BACKBONES: dict[str, KnownBackbone] = {b.name: b for b in [
     KnownBackbone("pythia-160m", "EleutherAI/pythia-160m", "gpt_neox", 12, 768, 123.7, 2048,
                   "162.3M with its untied LM head, which fpt does not load", "rotary"),
     KnownBackbone("opt-125m", "facebook/opt-125m", "opt", 12, 768, 125.2, 2048),
+    KnownBackbone("patchtst", "built in", "bert", 3, 128, 0.5, 512,
+                  "a PatchTST-style transformer trained from scratch (3 blocks, 16 heads, feed-forward 256, "
+                  "dropout 0.2): the no-pretraining control for series tasks; --init random --train all implied"),
+    KnownBackbone("linear", "built in", "baseline", 0, 0, 0.0, 0,
+                  "forecasting: one linear map from the input window to the horizon (fpt.baselines)", "none"),
+    KnownBackbone("repeat-last", "built in", "baseline", 0, 0, 0.0, 0,
+                  "forecasting: the window's last value, repeated; nothing trains", "none"),
     KnownBackbone("lstm", "built in", "lstm", 3, 768, 14.2, 0,
                   "the paper's LSTM baseline (LayerNorm after each layer); lstm-N for width N; train with --train all",
                   "none"),
@@ -114,6 +121,13 @@ GPT2_ARCHITECTURES = {"gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16), "gpt
 def _load_config(source: str, name: str, init: str = "pretrained"):
     from transformers import AutoConfig, GPT2Config
 
+    if name == "patchtst":  # PatchTST's larger-dataset setting, with BERT's LayerNorm for its BatchNorm
+        from transformers import BertConfig
+        if init != "random":
+            raise FptError(f"--init {init}: patchtst has no pretrained weights; it trains from scratch (--init random)")
+        return BertConfig(hidden_size=128, num_hidden_layers=3, num_attention_heads=16, intermediate_size=256,
+                          hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2, max_position_embeddings=512,
+                          vocab_size=2, type_vocab_size=1)
     if init == "random" and name in GPT2_ARCHITECTURES:
         layers, width, heads = GPT2_ARCHITECTURES[name]
         return GPT2Config(n_layer=layers, n_embd=width, n_head=heads)

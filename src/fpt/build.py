@@ -17,9 +17,11 @@ from torch import nn
 
 from fpt.backbones import BackboneInfo, load_backbone, set_dropout, weights_hash
 from fpt.errors import FptError
-from fpt.groups import check_position_group, count_parameters, set_trainable
+from fpt.groups import backbone_groups, check_position_group, count_parameters, set_trainable
 from fpt.model import FPTModel
-from fpt.options import FPT_DEFAULT_GROUPS, OBJECTIVES, ModelOptions
+from fpt.baselines import repeat_last, series_baseline
+from fpt.methods import PEFT_METHODS, REPLACEMENTS, attention_heads, inject, replacement, train_groups
+from fpt.options import FPT_DEFAULT_GROUPS, OBJECTIVES, SERIES_BASELINES, ModelOptions
 from fpt.precision import resolve_precision, store_frozen_matmul_weights
 from fpt.tasks.base import TaskSpec
 
@@ -51,19 +53,39 @@ def assemble_model(spec: TaskSpec, options: ModelOptions, device: torch.device |
     what `save_pretrained` records and `from_pretrained` checks."""
     options = options.validate()
     device = resolve_device(device)
-    backbone, info = loaded or load_backbone(options.model, options.init, options.attention, options.seed,
-                                             layers=options.layers, cache_dir=cache_dir)
+    baseline = options.model in SERIES_BASELINES
+    if baseline:
+        spec, backbone, info = series_baseline(options.model, spec)
+    else:
+        backbone, info = loaded or load_backbone(options.model, options.init, options.attention, options.seed,
+                                                 layers=options.layers, cache_dir=cache_dir)
     if spec.seq_len == 0:  # build_model without seq_len: as long as the backbone allows
         spec = dataclasses.replace(spec, seq_len=info.max_positions)
+    if options.method in REPLACEMENTS:  # Tan et al.'s ablations: the backbone's width, not its weights
+        backbone = replacement(options.method, info.hidden_size, attention_heads(backbone), spec.seq_len, options.seed)
+        info = dataclasses.replace(info, model_type=options.method, causal=False, layers=int(options.method != "no-lm"),
+                                   position="none" if options.method == "no-lm" else "learned", attention_impl="",
+                                   input_size=info.hidden_size, max_positions=max(spec.seq_len, 1),
+                                   description=f"{options.method} in place of {info.name}, randomly initialised")
     backbone_hash = weights_hash(backbone)
     if options.backbone_dropout != "config":
         set_dropout(backbone, float(options.backbone_dropout))
-    precision = resolve_precision(options.precision, device)
+    # A baseline is one small matrix product: fp32, and no dropout on the raw window.
+    precision = "fp32" if baseline else resolve_precision(options.precision, device)
     torch.manual_seed(options.seed)  # the new input layer and head
-    model = FPTModel(spec, backbone, info, readout=options.readout, dropout=options.dropout, precision=precision)
+    model = FPTModel(spec, backbone, info, readout=options.readout, dropout=0.0 if baseline else options.dropout,
+                     precision=precision, input_layer=not baseline)
+    if options.model == "repeat-last":
+        repeat_last(model.head)
+    if options.method in PEFT_METHODS:  # after hashing: the hash is of the pretrained weights alone
+        model.peft_config = inject(options, model.backbone, backbone_groups(model.backbone))
     group_of = model.parameter_groups()
     check_position_group(options.train, group_of, info.position)
-    set_trainable(model, group_of, options.train_groups)
+    set_trainable(model, group_of, train_groups(options.method, options.train_groups))
+    if options.method == "bitfit":  # BitFit: every bias term of the backbone trains too
+        for name, param in model.backbone.named_parameters():
+            if name.endswith("bias"):
+                param.requires_grad_(True)
     if precision == "bf16":  # after hashing and freezing: only the backbone's frozen matmul weights
         store_frozen_matmul_weights(model.backbone, torch.bfloat16)
     model.options, model.backbone_hash, model.group_of, model.pad_id = options, backbone_hash, group_of, pad_id

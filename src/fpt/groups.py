@@ -33,6 +33,8 @@ from fpt.errors import FptError
 from fpt.families import FAMILIES, Family
 
 UNUSED = "unused"
+ADAPTER = "adapter"  # parameters that Hugging Face peft adds (fpt.methods): LoRA, IA3, LN tuning
+ADAPTER_MARKERS = ("lora_", "ia3_l", "ln_tuning_layers")
 NORM_CLASS = re.compile(r"(LayerNorm|RMSNorm|LayerNorm2d)$")
 # Roles of whole sub-blocks, matched on the outermost module that has one.
 BLOCK_ROLES = (
@@ -42,12 +44,18 @@ BLOCK_ROLES = (
 
 
 def backbone_groups(backbone: nn.Module) -> dict[str, str]:
-    """Map each backbone parameter name to its group (or `unused`)."""
+    """Map each backbone parameter name to its group (or `unused`). A module that decides its own
+    groups (fpt's replacement arms) says so with a `parameter_groups()` method."""
+    if hasattr(backbone, "parameter_groups"):
+        return backbone.parameter_groups()
     modules = dict(backbone.named_modules())
     family = FAMILIES.get(getattr(getattr(backbone, "config", None), "model_type", ""))
     words = backbone.get_input_embeddings() if hasattr(backbone, "get_input_embeddings") else None
     groups: dict[str, str] = {}
     for name, _ in backbone.named_parameters():
+        if any(marker in name for marker in ADAPTER_MARKERS):
+            groups[name] = ADAPTER
+            continue
         module_path = name.rsplit(".", 1)[0] if "." in name else ""
         group = _role(module_path, modules, family, words)
         if group is None:
@@ -61,6 +69,7 @@ def backbone_groups(backbone: nn.Module) -> dict[str, str]:
 def _role(module_path: str, modules: dict[str, nn.Module], family: Family | None,
           words: nn.Module | None) -> str | None:
     module = modules[module_path]
+    module_path = module_path.replace(".base_layer", "")  # a layer peft wrapped plays its old role
     if isinstance(module, nn.LayerNorm) or NORM_CLASS.search(type(module).__name__):
         return "layernorm"
     if words is not None and module is words:
@@ -96,7 +105,7 @@ def check_position_group(train: str, group_of: dict[str, str], position: str) ->
 def set_trainable(model: nn.Module, group_of: dict[str, str], train: Iterable[str]) -> None:
     """requires_grad = True exactly for the parameters of the chosen groups."""
     chosen = set(train)
-    unknown = chosen - set(GROUPS)
+    unknown = chosen - set(GROUPS) - {ADAPTER}
     if unknown:
         raise FptError(f"--train: unknown group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
     for name, param in model.named_parameters():
@@ -111,7 +120,7 @@ def count_parameters(model: nn.Module, group_of: dict[str, str]) -> dict[str, di
         total[group_of[name]] += param.numel()
         if param.requires_grad:
             trained[group_of[name]] += param.numel()
-    counts = {g: {"total": total[g], "trainable": trained[g]} for g in (*GROUPS, UNUSED) if total[g]}
+    counts = {g: {"total": total[g], "trainable": trained[g]} for g in (*GROUPS, ADAPTER, UNUSED) if total[g]}
     counts["total"] = {"total": sum(total.values()), "trainable": sum(trained.values())}
     return counts
 

@@ -10,8 +10,11 @@ regression      outputs (B, K) vs targets (B, K): mean squared error; `rmse` ove
                 Each target's variance is merged from centred per-batch sums (Chan et al.),
                 never as E[y^2] - E[y]^2, whose rounding noise made R^2 explode.
 
-`score` is the number that model selection and steps_to_threshold look at:
-accuracy, or R^2 for regression.
+forecast        forecasts (B, horizon) vs the true values (B, horizon): mean squared error;
+                `mse` and `mae` over every value of every window (the benchmarks' protocol).
+
+`score` is the number that model selection and steps_to_threshold look at, higher is better:
+accuracy, R^2 for regression, minus the MSE for forecasts.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class Metrics:
     `state()` and `absorb()` let a caller combine the metrics of shards of one pass (the
     runner does so across data-parallel processes) into exactly the metrics of the whole."""
 
-    SCALARS = ("examples", "loss_sum", "correct", "units", "all_correct", "targets")
+    SCALARS = ("examples", "loss_sum", "correct", "units", "all_correct", "targets", "sq_sum", "abs_sum")
     VECTORS = ("sq_err", "y_mean", "y_m2", "y_min", "y_max")  # regression, each (K,) float64
 
     def __init__(self, objective: str):
@@ -52,6 +55,7 @@ class Metrics:
         # running mean, sum of squared deviations from it, and the range (to know a constant target)
         self.sq_err = self.y_mean = self.y_m2 = self.y_min = self.y_max = None
         self.targets = 0
+        self.sq_sum = self.abs_sum = 0.0  # forecast: over `units` values, in float64
 
     @torch.no_grad()
     def update(self, outputs: Tensor, y: Tensor, loss: Tensor | None = None) -> None:
@@ -67,6 +71,11 @@ class Metrics:
         elif self.objective == "classification":
             self.correct += float((outputs.argmax(dim=-1) == y).sum())
             self.units += n
+        elif self.objective == "forecast":
+            error = outputs.reshape(y.shape).double() - y.double()         # (B, horizon)
+            self.sq_sum += float((error ** 2).sum())
+            self.abs_sum += float(error.abs().sum())
+            self.units += error.numel()
         elif n:
             y = y.reshape(n, -1).double()                                   # (B, K)
             outputs = outputs.reshape(y.shape).double()
@@ -102,6 +111,8 @@ class Metrics:
         self.correct += other.correct
         self.units += other.units
         self.all_correct += other.all_correct
+        self.sq_sum += other.sq_sum
+        self.abs_sum += other.abs_sum
         if self.objective == "regression":
             self._merge_regression(other)
         return self
@@ -120,7 +131,7 @@ class Metrics:
         metrics = cls(objective)
         scalars, rest = state[:len(cls.SCALARS)].tolist(), state[len(cls.SCALARS):].cpu()
         for key, value in zip(cls.SCALARS, scalars):
-            setattr(metrics, key, value if key in ("loss_sum", "correct") else int(value))
+            setattr(metrics, key, value if key in ("loss_sum", "correct", "sq_sum", "abs_sum") else int(value))
         if objective == "regression" and metrics.targets:
             for key, value in zip(cls.VECTORS, rest.chunk(len(cls.VECTORS))):
                 setattr(metrics, key, value.clone())
@@ -138,6 +149,11 @@ class Metrics:
             r2 = torch.where(constant, (self.sq_err == 0).double(), r2)  # sklearn's force_finite
             result["r2"] = float(r2.mean())
             result["score"] = result["r2"]
+            return result
+        if self.objective == "forecast":
+            units = max(self.units, 1)
+            result.update(mse=self.sq_sum / units, mae=self.abs_sum / units)
+            result["score"] = -result["mse"]
             return result
         result["accuracy"] = self.correct / max(self.units, 1)
         if self.objective == "bits":

@@ -3,8 +3,12 @@
     x (B, L, D) float  --Linear(D, H), orthogonal init gain 1.41-->  (B, L, H)
     x (B, L) long      --Embedding(V, H)------------------------->   (B, L, H)
     -> backbone(inputs_embeds, attention_mask) -> (B, L, H)
-    -> readout: last | first | mean over real tokens -> (B, H), or last-k -> (B, k, H)
-    -> head Linear(H, n_outputs) -> (B, n_outputs) or (B, k, n_outputs)
+    -> readout: last | first | mean over real tokens -> (B, H), last-k -> (B, k, H),
+       or flatten: every token's output concatenated -> (B, L * H)
+    -> head Linear(H or L * H, n_outputs) -> (B, n_outputs) or (B, k, n_outputs)
+
+Series tasks (fpt.series) put instance normalisation and patching in front, x (B, T, C) ->
+tokens (B, P, patch_len * C), and de-normalise forecasts after the head.
 
 Padding (mask False, always on the right) is never attended to and never read out.
 
@@ -26,6 +30,7 @@ from fpt.backbones import BackboneInfo
 from fpt.errors import FptError
 from fpt.groups import backbone_groups, count_parameters, format_counts
 from fpt.precision import autocast
+from fpt.series import SeriesInput, denormalise
 from fpt.tasks.base import TaskSpec
 
 ORTHOGONAL_GAIN = 1.41  # the paper's input-layer init
@@ -44,9 +49,10 @@ class FPTModel(nn.Module):
     group_of: dict[str, str]
     counts: dict[str, dict[str, int]]
     pad_id: int | None = None
+    peft_config: Any = None  # the peft arms' adapter config (fpt.methods), else None
 
     def __init__(self, spec: TaskSpec, backbone: nn.Module, info: BackboneInfo,
-                 readout: str = "auto", dropout: float = 0.1, precision: str = "fp32"):
+                 readout: str = "auto", dropout: float = 0.1, precision: str = "fp32", input_layer: bool = True):
         super().__init__()
         if spec.seq_len > info.max_positions:
             raise FptError(
@@ -60,7 +66,13 @@ class FPTModel(nn.Module):
         hidden = info.hidden_size
         width = info.input_size or hidden  # of inputs_embeds: ELECTRA-small projects 128 up to 256
 
-        if spec.token_dim is not None:
+        self.series = (SeriesInput(spec.series_len, spec.patch_len, spec.patch_stride, spec.instance_norm, spec.patch_pad)
+                       if spec.series_len else None)
+        self.input: nn.Module
+        if not input_layer:  # a baseline whose head reads the tokens themselves (fpt.baselines)
+            assert spec.token_dim == width, "without an input layer the tokens are the backbone's width"
+            self.input = nn.Identity()
+        elif spec.token_dim is not None:
             self.input = nn.Linear(spec.token_dim, width)
             nn.init.orthogonal_(self.input.weight, gain=ORTHOGONAL_GAIN)
             nn.init.zeros_(self.input.bias)
@@ -73,21 +85,34 @@ class FPTModel(nn.Module):
             nn.init.normal_(self.input.weight, std=std)
         self.input_dropout = nn.Dropout(dropout)
         self.backbone = backbone
-        self.head = nn.Linear(hidden, spec.n_outputs)
+        self.head = nn.Linear(hidden * spec.seq_len if self.readout == "flatten" else hidden, spec.n_outputs)
 
     def features(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Backbone output at the read-out positions: (B, H) or (B, k, H), float32."""
+        """Backbone output at the read-out positions: (B, H), (B, k, H) or (B, L * H), float32."""
+        if self.series is not None:
+            x = self.series.normalise(x, mask)[0]
+        return self._features(x, mask)
+
+    def _features(self, x: Tensor, mask: Tensor) -> Tensor:
+        """features() of inputs already normalised."""
+        if self.series is not None:
+            x, mask = self.series.patches(x, mask)                         # (B, P, patch_len * C), (B, P)
         with autocast(x.device, self.precision):
             embeds = self.input_dropout(self.input(x))                     # (B, L, H)
             hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
-        return read_out(hidden, mask, self.readout, self.spec.readout_tokens).float()
+        return read_out(hidden, mask, self.readout, self.spec.readout_tokens, self.spec.seq_len).float()
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """x (B, L, D) float or (B, L) long; mask (B, L) bool, True for real tokens (right-padded;
-        default: every token real) -> (B, n_outputs) or (B, k, n_outputs)."""
+        default: every token real) -> (B, n_outputs) or (B, k, n_outputs). Series tasks: x (B, T, C)
+        raw windows, mask (B, T); a forecast comes back in each window's own scale."""
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        return self.head(self.features(x, mask))
+        if self.series is None:
+            return self.head(self._features(x, mask))
+        x, scale = self.series.normalise(x, mask)
+        out = self.head(self._features(x, mask))
+        return denormalise(out, scale) if self.spec.objective == "forecast" else out
 
     # -- PEFT-style conveniences ----------------------------------------------
     def trained_state(self) -> dict[str, Tensor]:
@@ -146,6 +171,10 @@ def saved_identity(info: BackboneInfo, backbone_hash: str, config: dict[str, Any
 
 def resolve_readout(spec: TaskSpec, readout: str, info: BackboneInfo) -> str:
     """The readout `auto` means for this task, or an error for one that cannot work."""
+    if readout == "flatten" and spec.readout_tokens > 1:
+        raise FptError(f"--readout flatten: task {spec.name} predicts one output per token; use last-k (or auto)")
+    if spec.series_len:  # One Fits All's flatten head: every patch's output, concatenated
+        return "flatten" if readout == "auto" else readout
     if spec.readout_tokens > 1:
         if readout not in ("auto", "last-k"):
             raise FptError(f"--readout {readout}: task {spec.name} predicts one output per token at its "
@@ -161,8 +190,12 @@ def resolve_readout(spec: TaskSpec, readout: str, info: BackboneInfo) -> str:
     return "last" if readout == "auto" else readout
 
 
-def read_out(hidden: Tensor, mask: Tensor, mode: str, k: int = 1) -> Tensor:
-    """hidden (B, L, H), mask (B, L) -> (B, H), or (B, k, H) for last-k."""
+def read_out(hidden: Tensor, mask: Tensor, mode: str, k: int = 1, seq_len: int = 0) -> Tensor:
+    """hidden (B, L, H), mask (B, L) -> (B, H), (B, k, H) for last-k, or (B, seq_len * H) for
+    flatten (padding zeroed, and batches cut shorter than seq_len padded back to it)."""
+    if mode == "flatten":
+        hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)              # (B, L, H)
+        return torch.nn.functional.pad(hidden, (0, 0, 0, max(seq_len - hidden.shape[1], 0))).flatten(1)
     lengths = mask.sum(dim=1)                                              # (B,)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     if mode == "last":

@@ -15,19 +15,27 @@ from typing import Any
 
 from fpt.errors import FptError
 
-GROUPS = ("input", "output", "layernorm", "position", "attention", "feedforward")
+GROUPS = ("input", "output", "layernorm", "position", "attention", "feedforward")  # and peft's "adapter"
 FPT_DEFAULT_GROUPS = "input,output,layernorm,position"  # the paper's: everything but attention and MLPs
 INITS = ("pretrained", "random", "stats")
-READOUTS = ("auto", "last", "first", "mean", "last-k")
+READOUTS = ("auto", "last", "first", "mean", "last-k", "flatten")
 ATTENTIONS = ("auto", "causal", "bidirectional")
 PRECISIONS = ("auto", "fp32", "bf16")
 OBJECTIVES = ("classification", "regression", "bits")
+METHODS = ("fpt", "full", "output", "lora", "ia3", "ln-tuning", "bitfit", "no-lm", "attention-1", "block-1")
+# Series baselines that replace the whole model (fpt.baselines): no backbone, no input layer.
+SERIES_BASELINES = ("linear", "repeat-last")
+# Models without pretrained weights, and what `--init` and `--train` left at their defaults
+# mean for them: built at random; trained whole (patchtst), the head alone (linear), nothing.
+FROM_SCRATCH = {"patchtst": "all", "linear": "output", "repeat-last": "none"}
 
 
 def parse_groups(train: str) -> list[str]:
-    """'input,output' -> ['input', 'output']; 'all' -> every group."""
+    """'input,output' -> ['input', 'output']; 'all' -> every group; 'none' -> [] (nothing trains)."""
     if train.strip() == "all":
         return list(GROUPS)
+    if train.strip() == "none":
+        return []
     return [g.strip() for g in train.split(",") if g.strip()]
 
 
@@ -53,12 +61,18 @@ class ModelOptions:
     layers: int = 0                 # keep the first K transformer blocks (0: all)
     init: str = "pretrained"        # pretrained | random | stats
     train: str = FPT_DEFAULT_GROUPS  # comma-separated groups, or all
-    readout: str = "auto"           # auto | last | first | mean | last-k
+    readout: str = "auto"           # auto | last | first | mean | last-k | flatten (every token, concatenated)
     attention: str = "auto"         # auto (the backbone's own) | causal | bidirectional
     dropout: float = 0.1            # after the input layer
     backbone_dropout: str | float = "config"  # config (the backbone's own) or a probability
     precision: str = "auto"         # auto | fp32 | bf16
     seed: int = 0                   # the input layer's and head's initialisation (and a random backbone's)
+    method: str = "fpt"             # the arm (fpt.methods): fpt | full | output | lora | ia3 | ln-tuning | bitfit |
+                                    # no-lm | attention-1 | block-1
+    lora_rank: int = 8              # lora: rank of each adapter
+    lora_alpha: float = 16.0        # lora: scale alpha / rank
+    lora_dropout: float = 0.0       # lora: dropout on the adapter's input
+    lora_targets: str = "attention"  # lora, ia3: attention, feedforward or attention,feedforward
 
     @property
     def train_groups(self) -> list[str]:
@@ -76,9 +90,12 @@ class ModelOptions:
             raise FptError(f"--train must be a comma-separated string of groups, got {self.train!r}")
         groups = self.train_groups
         unknown = [g for g in groups if g not in GROUPS]
-        if unknown or not groups:
+        if unknown or (not groups and self.train.strip() != "none"):
             raise FptError(f"--train: unknown group(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
                            f"choose from {', '.join(GROUPS)} or 'all'")
+        if self.train.strip() == "none" and self.model != "repeat-last":
+            raise FptError("--train none trains nothing, which only the repeat-last baseline does; "
+                           f"choose groups from {', '.join(GROUPS)} or 'all'")
         dropout = self.dropout
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise FptError(f"--dropout must be in [0, 1), got {dropout!r}")
@@ -86,7 +103,25 @@ class ModelOptions:
             raise FptError(f"--layers must be a non-negative integer, got {self.layers!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise FptError(f"--seed must be an integer, got {self.seed!r}")
-        return dataclasses.replace(self, backbone_dropout=canonical_backbone_dropout(self.backbone_dropout))
+        from fpt.methods import default_train
+        if self.method not in METHODS:
+            raise FptError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank <= 0:
+            raise FptError(f"--lora-rank must be a positive integer, got {self.lora_rank!r}")
+        if not 0 <= self.lora_dropout < 1:
+            raise FptError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout!r}")
+        if self.method != "fpt" and self.model in FROM_SCRATCH:
+            raise FptError(f"--method {self.method} applies to pretrained backbones; --model {self.model} is "
+                           "a model of its own (use --method fpt)")
+        changes: dict[str, Any] = {"backbone_dropout": canonical_backbone_dropout(self.backbone_dropout)}
+        if self.train == FPT_DEFAULT_GROUPS and self.method != "fpt":
+            changes["train"] = default_train(self.method, FPT_DEFAULT_GROUPS)
+        if self.model in FROM_SCRATCH:
+            if self.init == "pretrained":
+                changes["init"] = "random"
+            if self.train == FPT_DEFAULT_GROUPS:
+                changes["train"] = FROM_SCRATCH[self.model]
+        return dataclasses.replace(self, **changes)
 
     @classmethod
     def of(cls, values: dict[str, Any]) -> "ModelOptions":

@@ -4,6 +4,9 @@
                             and, in the header, the backbone (name, source, weights hash),
                             the model options and the input format (TaskSpec, pad id)
     DIR/config.json         the same description as JSON, for people (save_pretrained)
+    DIR/adapter_config.json, DIR/adapter_model.safetensors
+                            the peft arms' adapter in peft's own format (--method lora, ia3,
+                            ln-tuning): `peft.PeftModel.from_pretrained(backbone, DIR)` loads it
 
 `fpt train` writes the same header into its run directories' model.safetensors, so
 `load_pretrained` opens both. The backbone is rebuilt from its name and options and must
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save
 from torch import Tensor
 
 from fpt.build import assemble_model
@@ -24,7 +28,7 @@ from fpt.errors import FptError
 from fpt.model import FPTModel
 from fpt.options import ModelOptions
 from fpt.storage.checkpoints import load_tensors, save_tensors
-from fpt.storage.files import atomic_write_json
+from fpt.storage.files import atomic_write, atomic_write_json
 from fpt.tasks.base import TaskSpec
 
 MODEL_FILE = "model.safetensors"
@@ -43,7 +47,19 @@ def save_pretrained(model: FPTModel, directory: str | Path) -> Path:
     header = model.identity()
     save_tensors(directory / MODEL_FILE, model.trained_state(), header)
     atomic_write_json(directory / "config.json", {"fpt_model": header})
+    save_adapter(model, directory)
     return directory / MODEL_FILE
+
+
+def save_adapter(model: FPTModel, directory: Path) -> None:
+    """The peft arms' adapter as peft writes it (nothing for other arms)."""
+    if model.peft_config is None:
+        return
+    from fpt.methods import adapter_files
+
+    tensors, config = adapter_files(model.backbone, model.peft_config, model.info.source)
+    atomic_write(directory / "adapter_model.safetensors", save(tensors, metadata={"format": "pt"}))
+    config.save_pretrained(str(directory))  # adapter_config.json, as peft writes it
 
 
 def model_file(path: str | Path) -> Path:
@@ -68,7 +84,7 @@ def read_header(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], dict[
         raise FptError(f"'{path}': its header's config is not a mapping; the file is damaged")
     task = need(meta, "task", "task")
     try:
-        spec = TaskSpec(**need(task, "spec", "task.spec"))
+        spec = TaskSpec.from_dict(need(task, "spec", "task.spec"))
     except TypeError as err:
         raise FptError(f"'{path}': its header's input format does not fit this fpt ({err})") from None
     return backbone, config, spec, task.get("pad_id")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -13,12 +14,19 @@ from fpt.run.config import build_config
 from fpt.experiments.sweep import check_runs, load_spec
 from fpt.run.train import train
 
+from tests.tasks.test_forecast import write_series
+
 ROOT = Path(__file__).resolve().parents[2]
 PRESETS = sorted((ROOT / "configs").glob("*/*.yaml"))
 GENERATED = {"bit-xor", "bit-memory"}
 
 
+BUILT_IN = {"linear", "repeat-last", "patchtst"}  # small enough to run as they are
+
+
 def tiny_model(model: str, tiny_gpt2: Path, tiny_bert: Path) -> str:
+    if model in BUILT_IN:
+        return model
     if model.startswith("lstm"):
         return "lstm-16"
     return str(tiny_bert if model.startswith(("bert", "minilm")) else tiny_gpt2)
@@ -41,13 +49,22 @@ def test_preset_parses_and_every_variant_starts(preset, tmp_path, tiny_gpt2, tin
     for run in first_of_variant.values():
         config = dict(run.config)
         config["model"] = tiny_model(config.get("model", "minilm"), tiny_gpt2, tiny_bert)
-        if config.get("task") not in GENERATED:  # datasets are not here: the same settings on bit-xor
+        if config.get("layers"):
+            config["layers"] = 1  # of the tiny model's 2 blocks
+        if config.get("task") == "forecast":  # the same settings on a small CSV of this test's own
+            csv = tmp_path / "series.csv"
+            write_series(csv, 300)
+            config["task_options"] = {**config.get("task_options", {}), "path": str(csv), "split": "0.7,0.1,0.2",
+                                      "seq_len": 32, "horizon": 8, "patch_len": 8, "stride": 4}
+        elif config.get("task") == "ucr" and importlib.util.find_spec("sktime") is not None:
+            pass  # reads the sets that ship inside the sktime wheel
+        elif config.get("task") not in GENERATED:  # datasets are not here: the same settings on bit-xor
             config["task"], config["task_options"] = "bit-xor", {}
         elif config["task"] == "bit-memory":
             config["task_options"] = {"n_bits": 20, "token_dim": 10, "n_val": 4, "n_test": 4}
         config.update(out=str(tmp_path / run.name), progress=False, steps=2, eval_every=1)
         result = train(build_config(config))
-        assert result["steps_run"] == 2, run.name
+        assert result["steps_run"] == (0 if config["model"] == "repeat-last" else 2), run.name
 
 
 def test_sweep_command_starts_a_paper_preset(tmp_path, tiny_gpt2):
@@ -73,3 +90,28 @@ def test_sweep_refuses_to_reuse_runs_made_with_other_settings(tmp_path, tiny_gpt
     with pytest.raises(FptError, match="made with other settings"):
         sweep(spec, tmp_path / "out", overrides={"lr": 0.01}, progress=False)
     assert (tmp_path / "out" / "index.json").read_bytes() == index  # the refused sweep touched nothing
+
+
+def test_sweep_only_runs_matching_runs_and_indexes_the_whole_grid(tmp_path, tiny_gpt2):
+    import json
+
+    from fpt.errors import FptError
+    from fpt.experiments.sweep import sweep
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"description: t\nbase: {{task: bit-xor, model: {tiny_gpt2}, steps: 2, eval_every: 1}}\n"
+                    "grid: {seed: [0, 1]}\nvariants: {a: {}, b: {lr: 0.01}}\n")
+    assert sweep(spec, tmp_path / "out", progress=False, only=["b__*"]) == []
+    assert sorted(p.parent.name for p in (tmp_path / "out" / "runs").glob("*/result.json")) == ["b__seed=0", "b__seed=1"]
+    assert len(json.loads((tmp_path / "out" / "index.json").read_text())) == 4
+    with pytest.raises(FptError, match="no run of the grid matches"):
+        sweep(spec, tmp_path / "out", progress=False, only=["c__*"])
+
+
+def test_grid_over_one_task_option_keeps_the_others(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("description: t\nbase: {task: forecast, task_options: {path: x.csv, split: ett-hour}}\n"
+                    "grid: {task_options.horizon: [96, 192]}\n")
+    runs = load_spec(spec).runs()
+    assert [r.name for r in runs] == ["default__horizon=96", "default__horizon=192"]
+    assert runs[1].config["task_options"] == {"path": "x.csv", "split": "ett-hour", "horizon": 192}

@@ -44,14 +44,16 @@ def learning_curves(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
             by_step: dict[int, list[float]] = defaultdict(list)   # the seeds' scores at each step
             for c in curves:
                 for line in c:
-                    by_step[line["step"]].append(line["val"]["score"])
+                    by_step[line["step"]].append(line["val"].get("mse", line["val"]["score"]))
             steps = sorted(by_step)
             stats = [mean_se(by_step[s]) for s in steps]
             mean = np.array([m for m, _ in stats])
             se = np.array([0.0 if np.isnan(e) else e for _, e in stats])  # one seed: no band
             ax.plot(steps, mean, label=_label(r))
             ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
-        ax.set(xlabel="step", ylabel="validation score", title=f"{task}: learning curves")
+        forecast = task_rows[0].results[0]["task_spec"]["objective"] == "forecast"
+        ax.set(xlabel="step", ylabel="validation MSE" if forecast else "validation score",
+               title=f"{task}: learning curves")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         path = out / f"curves-{task}.png"

@@ -59,6 +59,30 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
     return _markdown(header, body), [header, *body]
 
 
+def forecast_table(rows: list[Row]) -> tuple[str, list[list[Any]]]:
+    """Forecasting runs: test MSE and MAE (mean ± SE over seeds) beside the published numbers."""
+    published = paper_numbers()["forecasting"]["rows"]
+    settings = sorted({k for r in rows for k in r.setting})
+    references = list(published)
+    header = ["variant", "data", "horizon", *settings, "seeds", "test MSE", "test MAE", "best val MSE",
+              "train seconds", "trainable params", *(f"{name} MSE/MAE" for name in references),
+              "MSE vs One Fits All"]
+    body = []
+    for r in sorted(rows, key=lambda r: (r.task, r.results[0]["task_spec"]["n_outputs"], r.variant,
+                                         json.dumps(r.setting, sort_keys=True))):
+        horizon = r.results[0]["task_spec"]["n_outputs"]
+        mses = [x["test"]["mse"] for x in r.results]
+        cited = [published[name].get(r.task, {}).get(horizon) for name in references]
+        ofa = cited[0][0] if cited[0] else None
+        body.append([r.variant, r.task, horizon, *[r.setting.get(k, "") for k in settings], len(r.results),
+                     fmt(mses, 1.0, 3), fmt([x["test"]["mae"] for x in r.results], 1.0, 3),
+                     fmt([x["best_val"]["mse"] for x in r.results], 1.0, 3),
+                     fmt([x["wall_seconds"] for x in r.results], 1.0, 0), r.results[0]["trainable_params"],
+                     *(f"{c[0]:.3f} / {c[1]:.3f}" if c else "" for c in cited),
+                     f"{100 * (mean_se(mses)[0] / ofa - 1):+.1f}%" if ofa else ""])
+    return _markdown(header, body), [header, *body]
+
+
 def best_lr_table(rows: list[Row]) -> str:
     """Per (variant, task): the lr with the best mean validation score, and its test accuracy."""
     by_key: dict[tuple, list[Row]] = defaultdict(list)
@@ -123,8 +147,10 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise FptError(f"cannot create the report directory '{out}': {err.strerror}; choose another --out") from None
-    table_md, table_csv = main_table(rows, spec)
-    versions = rows[0].results[0]["versions"]
+    forecasts = [r for r in rows if r.results[0]["task_spec"]["objective"] == "forecast"]
+    rows = [r for r in rows if r not in forecasts]
+    table_md, table_csv = main_table(rows, spec) if rows else ("", [])
+    versions = (rows or forecasts)[0].results[0]["versions"]
     paper = spec.get("paper") or {}
     published = paper_numbers().get(paper.get("table", ""), {})
     description = (spec.get("description") or "").strip()
@@ -146,7 +172,17 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
         parts.append(f"- paper column: {published['title']} ({published['source']}); the paper used "
                      "GPT-2 on the full tasks. 'does not reproduce' marks a mean more than 2 points (and 2 SE) "
                      "from the paper's: at this scale the claim did not hold")
-    parts += ["", table_md, ""]
+    if forecasts:
+        cited = paper_numbers()["forecasting"]
+        forecast_md, forecast_csv = forecast_table(forecasts)
+        parts += ["- forecasting: test MSE and MAE over every window of the test split (none dropped), "
+                  f"mean ± SE over seeds; published columns: {cited['source']}", "", "## Forecasting", "",
+                  forecast_md, ""]
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(forecast_csv)
+        atomic_write(out / "forecasts.csv", buffer.getvalue().encode())
+    if rows:
+        parts += ["", table_md, ""]
     best = best_lr_table(rows)
     if best:
         parts += ["## Best learning rate by validation", "", best, ""]
@@ -154,10 +190,11 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
     if ratios:
         parts += ["## Steps to threshold, relative", "", *ratios, ""]
     parts += ["## Figures", ""]
-    for title, path in figures.draw_all(rows, out):
+    for title, path in figures.draw_all(rows + forecasts, out):
         parts.append(f"![{title}]({path.name})")
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(table_csv)
-    atomic_write(out / "results.csv", buffer.getvalue().encode())
+    if table_csv:
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(table_csv)
+        atomic_write(out / "results.csv", buffer.getvalue().encode())
     atomic_write(out / "REPORT.md", ("\n".join(parts) + "\n").encode())
     return out / "REPORT.md"

@@ -5,6 +5,7 @@ A spec is YAML:
     description: what question the sweep answers, and the command that runs it
     base:      {steps: 1000, eval_every: 25}       # TrainConfig keys shared by every run
     grid:      {task: [bit-xor], seed: [0, 1, 2]}  # TrainConfig keys -> lists; the product is the grid
+                                                   # (task_options.KEY: one task option, e.g. a horizon)
     variants:                                      # optional named settings, crossed with the grid
       fpt:    {}
       random: {init: random}
@@ -28,6 +29,7 @@ wait for each other at the end: one sweep spread over N devices.
 from __future__ import annotations
 
 import ctypes
+import fnmatch
 import itertools
 import json
 import os
@@ -81,14 +83,25 @@ class SweepSpec:
             for combo in itertools.product(*(self.grid[k] for k in keys)):
                 values = dict(zip(keys, combo))
                 task = values.get("task", settings.get("task", self.base.get("task")))
-                config = {**self.base, **settings, **self.per_task.get(task, {}), **values,
-                          **(self.tiny if tiny else {}), **(overrides or {})}
+                layers = [self.base, settings, self.per_task.get(task, {}), values, self.tiny if tiny else {},
+                          overrides or {}]
+                config = {k: v for layer in layers for k, v in layer.items() if not k.startswith(TASK_OPTION)}
+                # task options merge key by key: a grid over task_options.horizon keeps base's path
+                options = {k: v for layer in layers for k, v in (layer.get("task_options") or {}).items()}
+                options.update({k[len(TASK_OPTION):]: v for layer in layers for k, v in layer.items()
+                                if k.startswith(TASK_OPTION)})
+                if options:
+                    config["task_options"] = options
                 runs.append(Run(_run_name(variant, values), variant, values, config))
         return runs
 
 
+TASK_OPTION = "task_options."  # grid key prefix for one task option, e.g. task_options.horizon: [96, 192]
+
+
 def _run_name(variant: str, values: dict[str, Any]) -> str:
-    parts = [variant] + [f"{k}={Path(str(v)).stem if k == 'task' else v}" for k, v in values.items()]
+    parts = [variant] + [f"{k.removeprefix(TASK_OPTION)}={Path(str(v)).stem if k == 'task' else v}"
+                         for k, v in values.items()]
     return "__".join(parts).replace("/", "-").replace(" ", "")
 
 
@@ -122,7 +135,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     for where, mapping in [("base", spec.base), ("grid", spec.grid), ("tiny", spec.tiny),
                            *((f"variants.{n}", v or {}) for n, v in spec.variants.items()),
                            *((f"per_task.{n}", v or {}) for n, v in spec.per_task.items())]:
-        check_keys(list(mapping), f"'{path}' ({where})")
+        check_keys([k for k in mapping if not k.startswith(TASK_OPTION)], f"'{path}' ({where})")
     spec.variants = {n: (v or {}) for n, v in spec.variants.items()}
     return spec
 
@@ -154,16 +167,23 @@ def finished_with(run_dir: Path, config: dict[str, Any]) -> bool | None:
 
 
 def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, tiny: bool = False,
-          overrides: dict[str, Any] | None = None, limit: int | None = None, progress: bool = True) -> list[str]:
+          overrides: dict[str, Any] | None = None, limit: int | None = None, progress: bool = True,
+          only: list[str] | None = None) -> list[str]:
     """Run every run of the spec not yet finished; return the names of runs that failed.
 
     tiny: apply the spec's `tiny` overrides (a smoke test); overrides: KEY=VALUE for every run;
-    limit: only the first N runs of the grid.
+    limit: only the first N runs of the grid; only: only runs whose name matches one of these
+    shell patterns (e.g. 'linear__*'). The index lists the whole grid either way, so that runs
+    made by several partial invocations all reach the report.
     """
     spec = load_spec(spec_path)
     out = Path(out)
     check_keys(list(overrides or {}), "--set")
-    runs = spec.runs(tiny=tiny, overrides=overrides)[:limit]
+    grid = spec.runs(tiny=tiny, overrides=overrides)
+    runs = [r for r in grid if not only or any(fnmatch.fnmatchcase(r.name, p) for p in only)][:limit]
+    if not runs:
+        raise FptError(f"--only {' '.join(only or [])}: no run of the grid matches; its runs are named like "
+                       f"{grid[0].name}")
     check_runs(runs, f"sweep spec '{spec_path}'")
     done = {r.name: finished_with(out / "runs" / r.name, r.config) for r in runs}
     stale = [name for name, same in done.items() if same is False]
@@ -174,7 +194,7 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     atomic_write(out / "sweep.yaml", Path(spec_path).read_bytes())
-    atomic_write_json(out / "index.json", {r.name: {"variant": r.variant, "values": r.values} for r in runs})
+    atomic_write_json(out / "index.json", {r.name: {"variant": r.variant, "values": r.values} for r in grid})
     unfinished = sum(not d for d in done.values())
     world = launched_world()
     if world.parallel:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from fpt.errors import FptError
-from fpt.options import (ATTENTIONS, GROUPS, INITS, PRECISIONS, READOUTS, ModelOptions,
+from fpt.options import (ATTENTIONS, GROUPS, INITS, METHODS, PRECISIONS, READOUTS, ModelOptions,
                          canonical_backbone_dropout, parse_groups)
 
 MODEL_DEFAULTS = ModelOptions()  # the library's defaults: fpt train builds models exactly as build_model does
@@ -73,7 +73,16 @@ class TrainConfig:
     init: str = _f(MODEL_DEFAULTS.init, "backbone weights: pretrained; random (same architecture, nothing downloaded but "
                    "its config); stats (random, drawn with each pretrained tensor's mean and std)",
                    choices=INITS)
-    train: str = _f(MODEL_DEFAULTS.train, f"comma-separated parameter groups to train: {', '.join(GROUPS)}, or all")
+    method: str = _f(MODEL_DEFAULTS.method, "the arm: fpt (the paper's groups), full, output, lora, ia3, ln-tuning "
+                     "(Hugging Face peft), bitfit, no-lm, attention-1, block-1 (the backbone replaced; Tan et al.); "
+                     "see fpt.methods", choices=METHODS)
+    train: str = _f(MODEL_DEFAULTS.train, f"comma-separated parameter groups to train: {', '.join(GROUPS)}, or all "
+                    "(default per --method: the paper's groups for fpt, input,output for the peft arms and bitfit)")
+    lora_rank: int = _f(MODEL_DEFAULTS.lora_rank, "--method lora: adapter rank")
+    lora_alpha: float = _f(MODEL_DEFAULTS.lora_alpha, "--method lora: alpha (the update is scaled by alpha / rank)")
+    lora_dropout: float = _f(MODEL_DEFAULTS.lora_dropout, "--method lora: dropout on the adapters' input")
+    lora_targets: str = _f(MODEL_DEFAULTS.lora_targets, "--method lora / ia3: the layers adapted: attention, "
+                           "feedforward or attention,feedforward")
     readout: str = _f(MODEL_DEFAULTS.readout, "how the head reads the sequence: auto (the task's), last, first, mean, last-k",
                       choices=READOUTS)
     attention: str = _f(MODEL_DEFAULTS.attention, "attention mask: auto (the backbone's own), causal or bidirectional",
@@ -136,7 +145,8 @@ class TrainConfig:
         from fpt.tasks import task_label
         task = task_label(self.task)
         model = Path(self.model.rstrip("/")).name or self.model  # a directory or hub name: its last part
-        return Path("runs") / f"{task}-{model}-{self.init}-s{self.seed}"
+        method = "" if self.method == "fpt" else f"-{self.method}"
+        return Path("runs") / f"{task}-{model}{method}-{self.init}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -176,7 +186,8 @@ class TrainConfig:
             if getattr(self, name) not in choices:
                 raise FptError(f"--{_flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         # The model's own options: checked (and made canonical) where build_model checks them.
-        self.backbone_dropout = self.model_options.validate().backbone_dropout
+        canonical = self.model_options.validate()
+        self.backbone_dropout, self.train, self.init = canonical.backbone_dropout, canonical.train, canonical.init
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise FptError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         from fpt.run.loggers import check_available
@@ -247,11 +258,20 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def build_config(overrides: dict[str, Any], config_file: str | None = None) -> TrainConfig:
-    """Defaults <- YAML file <- explicit overrides (CLI flags), then validate."""
+    """Defaults <- the task's training defaults <- YAML file <- explicit overrides (CLI flags),
+    then validate."""
     values: dict[str, Any] = load_yaml(config_file) if config_file else {}
     check_keys(list(overrides), "the overrides")
     overrides = {k: _coerce(k, v, "the overrides") for k, v in overrides.items()}
     task_options = {**values.get("task_options", {}), **overrides.pop("task_options", {})}
     values.update(overrides)
     values["task_options"] = task_options
+    values = {**task_defaults(values.get("task", ""), values.get("model", MODEL_DEFAULTS.model)), **values}
     return TrainConfig(**values).validate()
+
+
+def task_defaults(task: str, model: str) -> dict[str, Any]:
+    """The training defaults a registered task sets for `model` (forecasting's step budget, lr, ...)."""
+    from fpt.tasks import REGISTRY
+    entry = REGISTRY.get(task) if isinstance(task, str) else None
+    return entry.defaults_for(model) if entry is not None else {}

@@ -10,6 +10,8 @@ The output is one .npy array, written atomically:
     classification  class ids (N,) int64;            --probs: probabilities (N, C) float32
     bits            0/1 per bit (N, k, n) uint8;     --probs: P(bit = 1) (N, k, n) float32
     regression      values (N, K) float32
+    forecast        (N, horizon, K) float32 in the data's units (see fpt.run.predict_series;
+                    --input may be a CSV, --out FILE.csv writes one forecast as CSV)
 From Python: `fpt.predict(run_dir, x)`, or `predict_loaded(fpt.FPTModel.from_pretrained(run_dir), x)`
 to load once.
 Neither reads the training data: the input format is recorded in the saved model.
@@ -30,6 +32,7 @@ from tqdm import tqdm
 from fpt.errors import FptError
 from fpt.model import FPTModel
 from fpt.pretrained import load_pretrained
+from fpt.run.predict_series import check_series, forecast, forecast_csv, read_window_csv
 from fpt.run.setup import Setup, load_model
 from fpt.storage.checkpoints import read_meta
 from fpt.storage.files import atomic_write
@@ -96,20 +99,33 @@ def predict_loaded(model: FPTModel | Setup, x: np.ndarray | torch.Tensor, batch_
     spec, device = model.spec, next(model.parameters()).device
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise FptError(f"--batch-size must be a positive integer, got {batch_size!r}")
-    if probs and spec.objective == "regression":
+    if probs and spec.objective in ("regression", "forecast"):
         raise FptError(f"--probs: task {spec.name} is a regression, its outputs are values; drop --probs")
     if pad_id is None and spec.vocab_size:
         pad_id = model.pad_id  # the training file's (npz tasks)
-    tokens, lengths = prepare(spec, x, pad_id, where)
-    inputs = Arrays(tokens, torch.zeros(len(tokens)), lengths)  # no targets: y is a placeholder
     model.eval()
-    outputs = []
-    starts = range(0, len(tokens), batch_size)
-    for start in tqdm(starts, desc="predict", unit="batch", disable=not progress, file=sys.stderr):
-        batch = inputs.batch(torch.arange(start, min(start + batch_size, len(tokens)))).to(device)
-        out = model(batch.x, batch.mask).cpu()                              # (B, C) | (B, k, n) | (B, K)
-        outputs.append(_convert(spec, out, probs))
-    return np.concatenate(outputs)
+
+    def run(inputs: Arrays, probs: bool) -> np.ndarray:
+        outputs = []
+        starts = range(0, len(inputs), batch_size)
+        for start in tqdm(starts, desc="predict", unit="batch", disable=not progress, file=sys.stderr):
+            batch = inputs.batch(torch.arange(start, min(start + batch_size, len(inputs)))).to(device)
+            out = model(batch.x, batch.mask).cpu()                          # (B, C) | (B, k, n) | (B, K)
+            outputs.append(_convert(spec, out, probs))
+        return np.concatenate(outputs)
+
+    if spec.series_len:
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        if spec.objective == "forecast":
+            if probs:
+                raise FptError("--probs: a forecast is values, not probabilities; drop --probs")
+            return forecast(spec, x, lambda w: torch.from_numpy(run(Arrays.full_length(w, torch.zeros(len(w))),
+                                                                    False)), where)
+        series = torch.from_numpy(check_series(spec, x, where).astype(np.float32))
+        return run(Arrays.full_length(series, torch.zeros(len(series))), probs)
+    tokens, lengths = prepare(spec, x, pad_id, where)
+    return run(Arrays(tokens, torch.zeros(len(tokens)), lengths), probs)  # no targets: y is a placeholder
 
 
 def _convert(spec: TaskSpec, out: torch.Tensor, probs: bool) -> np.ndarray:
@@ -151,12 +167,21 @@ def predict_cli(run: str, input: str, out: str, batch_size: int = 64, device: st
     out_path = Path(out)
     if out_path.is_dir() or not out_path.parent.is_dir():
         raise FptError(f"--out '{out}': must be a file in an existing directory, e.g. predictions.npy")
-    x, pad_id = load_input(input)
-    result = predict_loaded(open_run(run, device), x, batch_size, probs, pad_id, progress=True,
-                            where=f"--input '{input}'")
-    buffer = io.BytesIO()
-    np.save(buffer, result)
-    atomic_write(out_path, buffer.getvalue())
+    model = open_run(run, device)
+    forecasting = model.spec.objective == "forecast"
+    if forecasting and input.endswith(".csv"):
+        x, pad_id = read_window_csv(model.spec, Path(input)), None
+    else:
+        x, pad_id = load_input(input)
+    result = predict_loaded(model, x, batch_size, probs, pad_id, progress=True, where=f"--input '{input}'")
+    if out.endswith(".csv"):
+        if not forecasting:
+            raise FptError(f"--out '{out}': CSV output is for forecasts; write an .npy")
+        atomic_write(out_path, forecast_csv(model.spec, result))
+    else:
+        buffer = io.BytesIO()
+        np.save(buffer, result)
+        atomic_write(out_path, buffer.getvalue())
     print(json.dumps({"out": str(out_path), "examples": len(result), "shape": list(result.shape),
                       "dtype": str(result.dtype)}))
     return 0

@@ -51,6 +51,7 @@ class TrainState:
     tokens: int = 0          # token positions the training steps processed, padding included
     padding_tokens: int = 0  # of which padding
     stopped_early: bool = False  # --patience ran out
+    flops_per_step: int = 0  # of one training step (forward + backward), counted by torch's FlopCounterMode
 
 
 def check_out_dir(cfg: TrainConfig, out: Path) -> dict[str, Any] | None:
@@ -123,6 +124,9 @@ def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> di
         "task": cfg.task, "model": cfg.model, "init": built.info.init, "train_groups": cfg.train_groups,
         "seed": cfg.seed, "steps": cfg.steps, "steps_run": state.step, "stopped_early": state.stopped_early,
         "trainable_params": built.counts["total"]["trainable"],
+        # counted on the first step by torch.utils.flop_counter (matrix products, convolutions,
+        # attention): not an estimate from parameter counts
+        "train_flops": {"per_step": state.flops_per_step, "total": state.flops_per_step * state.step},
         "total_params": built.counts["total"]["total"],
         "params_by_group": built.counts,
         "test": test,
@@ -134,7 +138,7 @@ def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> di
         "precision": built.precision,
         "threshold": cfg.threshold,
         "wall_seconds": round(state.wall_seconds, 3),
-        "task_spec": vars(built.task.spec),
+        "task_spec": json.loads(json.dumps(vars(built.task.spec))),  # as it reads back from the file
         "backbone": built.identity()["backbone"],
         "config": cfg.to_dict(),
         "versions": versions(),
@@ -142,7 +146,7 @@ def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> di
     }
 
 
-def start_or_resume(built: Setup, optimizer: torch.optim.Optimizer, out: Path
+def start_or_resume(built: Setup, optimizer: torch.optim.Optimizer | None, out: Path
                     ) -> tuple[TrainState, dict[str, torch.Tensor]]:
     """The state to train from: the last checkpoint's under --resume, else a fresh start in a
     directory cleared of a killed run's leftovers (never appended to)."""
@@ -150,7 +154,7 @@ def start_or_resume(built: Setup, optimizer: torch.optim.Optimizer, out: Path
     if main:
         for stale in out.glob(".*.tmp"):  # temporary files of writes cut short by a kill
             stale.unlink()
-    if built.config.resume and (out / "last.safetensors").exists():
+    if built.config.resume and (out / "last.safetensors").exists() and optimizer is not None:
         return resume(built, optimizer, out)
     if main:
         # Leftovers of a run killed before its first checkpoint: start clean, never append to them.

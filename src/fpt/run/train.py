@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from fpt.errors import FptError
 from fpt.groups import format_counts
 from fpt.metrics import Metrics, loss_fn
-from fpt.pretrained import load_trained
+from fpt.model import FPTModel
+from fpt.pretrained import load_trained, save_adapter
 from fpt.run import distributed, rundir
 from fpt.run.cache import cached, can_cache
 from fpt.run.config import TrainConfig
@@ -108,19 +110,27 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
         say("only the head trains: computing the frozen features once (--no-cache-features to recompute)")
         built = cached(built, cfg.batch_size * 4)
     trainable = [p for p in built.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state, best_params = rundir.start_or_resume(built, optimizer, out)
-    if state.step:
-        say(f"resumed {out} at step {state.step}")
-
-    loggers = make_loggers(cfg.loggers, out, cfg.to_dict(), cfg.wandb_project) if main else []
-    try:
-        state, best_params = fit(built, optimizer, state, best_params, out, loggers)
-    finally:
-        for logger in loggers:
-            logger.close()
+    if not trainable:  # a baseline with nothing to learn (repeat-last): validated and tested as built
+        say("nothing trains: validating and testing the model as built")
+        state, best_params = rundir.start_or_resume(built, None, out)
+        state.best_val = evaluate(built, "val", cfg.batch_size * 4)
+        if main:
+            rundir.save_best(built, best_params, out, 0, state.best_val)
+    else:
+        optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        state, best_params = rundir.start_or_resume(built, optimizer, out)
+        if state.step:
+            say(f"resumed {out} at step {state.step}")
+        loggers = make_loggers(cfg.loggers, out, cfg.to_dict(), cfg.wandb_project) if main else []
+        try:
+            state, best_params = fit(built, optimizer, state, best_params, out, loggers)
+        finally:
+            for logger in loggers:
+                logger.close()
 
     load_trained(built.model, best_params, out / "model.safetensors")
+    if main and isinstance(built.model, FPTModel):
+        save_adapter(built.model, out)  # the peft arms' adapter, in peft's own format, beside fpt's files
     test = evaluate(built, "test", cfg.batch_size * 4)
     result = rundir.result_record(built, state, test)
     if main:
@@ -159,19 +169,14 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
         state.tokens += batch.mask.numel()
         state.padding_tokens += int((~batch.mask).sum())
         optimizer.zero_grad(set_to_none=True)
-        finite = True
         micro_batches = batch.split(world.size)[world.rank].split(cfg.grad_accum)
-        for i, micro in enumerate(micro_batches):
-            micro = micro.to(built.device)
-            outputs = forward(micro.x, micro.mask)
-            loss = loss_fn(objective, outputs, micro.y)
-            if distributed.any_across(not math.isfinite(loss.item()), world, built.device):
-                finite = False
-                break
-            sync_now = i == len(micro_batches) - 1 or not ddp
-            with nullcontext() if sync_now else forward.no_sync():  # all-reduce once, after the last
-                (loss / cfg.grad_accum).backward()
-            window.update(outputs, micro.y, loss.detach())
+        # FLOPs of one step, counted once (not under FSDP, whose sharded tensors the counter does not see)
+        count = not state.flops_per_step and not (world.parallel and cfg.parallel == "fsdp")
+        counter = FlopCounterMode(display=False) if count else nullcontext()
+        with counter:
+            finite, loss = _accumulate(micro_batches, forward, built, world, ddp, cfg, objective, window)
+        if isinstance(counter, FlopCounterMode):
+            state.flops_per_step = int(counter.get_total_flops()) * world.size
         if not finite and cfg.nan_policy == "stop":
             raise FptError(
                 f"the training loss became {loss.item()} at step {step + 1}; the last good checkpoint is kept "
@@ -208,9 +213,26 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
                 for logger in loggers:
                     logger.log(done, record)
                 rundir.save_last(built, optimizer, state, out)
-            bar.set_postfix(loss=f"{train_stats['loss']:.4f}", val=f"{val['score']:.4f}")
+            shown = {"val_mse": val["mse"]} if objective == "forecast" else {"val": val["score"]}
+            bar.set_postfix(loss=f"{train_stats['loss']:.4f}", **{k: f"{v:.4f}" for k, v in shown.items()})
     bar.close()
     return state, best_params
+
+
+def _accumulate(micro_batches: list[Batch], forward: torch.nn.Module, built: Setup, world: distributed.World,
+                ddp: bool, cfg: TrainConfig, objective: str, window: Metrics) -> tuple[bool, torch.Tensor]:
+    """Forward and backward over one step's micro-batches, gradients summed; (all losses finite, last loss)."""
+    for i, micro in enumerate(micro_batches):
+        micro = micro.to(built.device)
+        outputs = forward(micro.x, micro.mask)
+        loss = loss_fn(objective, outputs, micro.y)
+        if distributed.any_across(not math.isfinite(loss.item()), world, built.device):
+            return False, loss
+        sync_now = i == len(micro_batches) - 1 or not ddp
+        with nullcontext() if sync_now else forward.no_sync():  # all-reduce once, after the last
+            (loss / cfg.grad_accum).backward()
+        window.update(outputs, micro.y, loss.detach())
+    return True, loss
 
 
 def _fmt(metrics: dict[str, float]) -> str:

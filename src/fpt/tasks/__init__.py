@@ -20,10 +20,12 @@ from fpt.errors import FptError
 from fpt.tasks.base import Batch, Task, TaskSpec, parse_options
 from fpt.tasks.bits import BitMemory, BitMemoryOptions, BitXor, BitXorOptions
 from fpt.tasks.cifar import Cifar10, Cifar10Lra, Cifar10LraOptions, Cifar10Options
+from fpt.tasks.forecast import FORECAST_TRAINING, Forecast, ForecastOptions
 from fpt.tasks.homology import RemoteHomology, RemoteHomologyOptions
 from fpt.tasks.listops import ListOps, ListOpsOptions
 from fpt.tasks.mnist import Mnist, MnistOptions
 from fpt.tasks.npz import NpzOptions, NpzTask
+from fpt.tasks.ucr import Ucr, UcrOptions
 
 DATA_FILE_SUFFIX = ".npz"  # --task PATH.npz: the user's own arrays (see fpt.tasks.npz)
 
@@ -35,15 +37,23 @@ class TaskEntry:
     build: Callable[..., Task]
     needs_data_dir: bool = False
     data_file: Path | None = None  # a user's data file (the task is built from it), else None
+    # Training defaults of this task where fpt train's own do not suit it (model -> {key: value};
+    # "*" for every model); a YAML file and flags still override them.
+    train_defaults: dict[str, dict[str, Any]] | None = None
+
+    def defaults_for(self, model: str) -> dict[str, Any]:
+        table = self.train_defaults or {}
+        return {**table.get("*", {}), **table.get(model, {})}
 
 
 REGISTRY: dict[str, TaskEntry] = {}
 
 
-def register(name: str, options: type, build: Callable[..., Task], needs_data_dir: bool = False) -> None:
+def register(name: str, options: type, build: Callable[..., Task], needs_data_dir: bool = False,
+             train_defaults: dict[str, dict[str, Any]] | None = None) -> None:
     if name in REGISTRY:
         raise ValueError(f"task '{name}' is registered twice")
-    REGISTRY[name] = TaskEntry(name, options, build, needs_data_dir)
+    REGISTRY[name] = TaskEntry(name, options, build, needs_data_dir, train_defaults=train_defaults)
 
 
 register("bit-xor", BitXorOptions, BitXor)
@@ -53,6 +63,8 @@ register("mnist", MnistOptions, Mnist, needs_data_dir=True)
 register("cifar10", Cifar10Options, Cifar10, needs_data_dir=True)
 register("cifar10-lra", Cifar10LraOptions, Cifar10Lra, needs_data_dir=True)
 register("remote-homology", RemoteHomologyOptions, RemoteHomology, needs_data_dir=True)
+register("forecast", ForecastOptions, Forecast, needs_data_dir=True, train_defaults=FORECAST_TRAINING)
+register("ucr", UcrOptions, Ucr, needs_data_dir=True, train_defaults={"*": {"lr": 5e-4}})  # One Fits All's
 
 
 def is_data_file(name: str) -> bool:

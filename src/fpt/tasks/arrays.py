@@ -64,6 +64,30 @@ class Arrays:
         return Batch(x, self.y[index], mask)
 
 
+class EpochOrder:
+    """The endless sequence of seeded permutations of n training examples, one per epoch:
+    `order(start, stop, seed)` is which examples positions start..stop-1 of it are."""
+
+    def __init__(self, name: str, n: int):
+        self.name, self.n = name, n
+        self._cache: dict[tuple[int, int], Tensor] = {}
+
+    def permutation(self, seed: int, epoch: int) -> Tensor:
+        key = (seed, epoch)
+        if key not in self._cache:
+            if len(self._cache) > 4:
+                self._cache.clear()
+            self._cache[key] = torch.randperm(self.n, generator=generator(self.name, "epoch", seed, epoch))
+        return self._cache[key]
+
+    def __call__(self, start: int, stop: int, seed: int) -> Tensor:
+        positions = torch.arange(start, stop)
+        epochs, offsets = positions // self.n, positions % self.n
+        if epochs[0] == epochs[-1]:
+            return self.permutation(seed, int(epochs[0]))[offsets]
+        return torch.stack([self.permutation(seed, int(e))[int(o)] for e, o in zip(epochs, offsets)])
+
+
 def carve_validation(train: Arrays, n_val: int, data_seed: int, name: str) -> tuple[Arrays, Arrays]:
     """Split a seeded validation set off a training set that came without one."""
     if not 0 < n_val < len(train):
@@ -85,21 +109,12 @@ class ArrayTask(Task):
         self.splits = {"train": train, "val": val, "test": test}
         self.augment = augment
         self.bucketing = True  # set by the training config (--no-length-bucketing)
-        self._perm_cache: dict[tuple[int, int], Tensor] = {}
+        self.order = EpochOrder(spec.name, len(train))
         self._pool_cache: dict[tuple[int, int, int], Tensor] = {}
 
     def varies_in_length(self, split: str = "train") -> bool:
         lengths = self.splits[split].lengths
         return bool((lengths != lengths[0]).any())
-
-    def _permutation(self, seed: int, epoch: int) -> Tensor:
-        key = (seed, epoch)
-        if key not in self._perm_cache:
-            if len(self._perm_cache) > 4:
-                self._perm_cache.clear()
-            n = len(self.splits["train"])
-            self._perm_cache[key] = torch.randperm(n, generator=generator(self.spec.name, "epoch", seed, epoch))
-        return self._perm_cache[key]
 
     def train_indices(self, step: int, batch_size: int, seed: int) -> Tensor:
         """Which training examples step `step` uses."""
@@ -111,12 +126,7 @@ class ArrayTask(Task):
 
     def in_epoch_order(self, start: int, stop: int, seed: int) -> Tensor:
         """Positions start..stop-1 of the endless sequence of seeded epoch permutations."""
-        n = len(self.splits["train"])
-        positions = torch.arange(start, stop)
-        epochs, offsets = positions // n, positions % n
-        if epochs[0] == epochs[-1]:
-            return self._permutation(seed, int(epochs[0]))[offsets]
-        return torch.stack([self._permutation(seed, int(e))[int(o)] for e, o in zip(epochs, offsets)])
+        return self.order(start, stop, seed)
 
     def _pool_steps(self, batch_size: int) -> int:
         """Steps per pool: BUCKET_POOL, or fewer when an epoch holds fewer batches (a pool then

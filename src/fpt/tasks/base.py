@@ -19,7 +19,7 @@ from torch import Tensor
 
 from fpt.errors import FptError
 
-Objective = Literal["bits", "classification", "regression"]
+Objective = Literal["bits", "classification", "regression", "forecast"]
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,34 @@ class TaskSpec:
     readout_tokens: int = 1       # >1: each of the last k real tokens is read out (per-element tasks)
     description: str = ""
     source: str = "generated"     # where the data comes from
+    # Series tasks (fpt.series): x is raw windows (B, series_len, channels), patched by the model
+    # into seq_len tokens of token_dim = patch_len * channels values.
+    series_len: int = 0           # time steps per window (0: not a series task)
+    channels: int = 0             # channels per model input (1: channel-independent forecasting)
+    patch_len: int = 0
+    patch_stride: int = 0
+    patch_pad: bool = True        # append `patch_stride` copies of the last step before patching
+    instance_norm: bool = False   # normalise each window by its own mean and std (and de-normalise forecasts)
+    # Forecasting: the data's channels and their training mean and std, so that `fpt predict`
+    # reads and writes original units.
+    channel_names: tuple[str, ...] = ()
+    channel_mean: tuple[float, ...] = ()
+    channel_std: tuple[float, ...] = ()
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TaskSpec":
+        """A spec from its asdict() form (a saved header: JSON lists back into tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     @property
     def metric(self) -> str:
-        return {"bits": "per-bit accuracy", "classification": "accuracy", "regression": "RMSE, R^2"}[self.objective]
+        return {"bits": "per-bit accuracy", "classification": "accuracy", "regression": "RMSE, R^2",
+                "forecast": "MSE, MAE"}[self.objective]
 
     @property
     def shape(self) -> str:
+        if self.series_len:
+            return f"{self.series_len} steps x {self.channels} ch -> {self.seq_len} patches"
         per_token = f"{self.token_dim} values" if self.token_dim else f"ids < {self.vocab_size}"
         return f"{self.seq_len} tokens x {per_token}"
 
@@ -49,7 +70,8 @@ class TaskSpec:
 @dataclass
 class Batch:
     """x: (B, L, D) float or (B, L) long; mask: (B, L) bool, True for real tokens
-    (right-padded); y: bits (B, k, n_out) float 0/1 | classes (B,) long | targets (B, K) float."""
+    (right-padded); y: bits (B, k, n_out) float 0/1 | classes (B,) long | targets (B, K) float
+    | forecasts (B, horizon) float. Series tasks: x (B, T, C) raw windows, mask (B, T) over steps."""
 
     x: Tensor
     y: Tensor

@@ -1,0 +1,82 @@
+"""`fpt predict` for series tasks: windows in the data's own units in, the same units out.
+
+    forecast        x (N, seq_len, K) float, the K channels of the training CSV in its units,
+                    or a CSV with those columns (its last seq_len rows: one window) ->
+                    forecasts (N, horizon, K) in the same units (a CSV of horizon rows for --out FILE.csv)
+    classification  x (N, T, C) float, T <= the run's series length -> as for any classifier
+
+Each channel is standardised with the training rows' mean and std recorded in the run, as
+during training; forecasts are mapped back with them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from fpt.errors import FptError
+from fpt.tasks.base import TaskSpec
+from fpt.tasks.inputs import first_bad
+
+
+def check_series(spec: TaskSpec, x: np.ndarray, where: str) -> np.ndarray:
+    """x (N, T, channels) float64, checked against the run's series format and standardised."""
+    x = np.asarray(x)
+    channels = len(spec.channel_names) if spec.objective == "forecast" else spec.channels
+    if x.dtype.kind not in "fiu" or x.ndim != 3 or x.shape[2] != channels:
+        raise FptError(f"{where}: the run reads series of shape (N, T, {channels}) (windows x steps x channels), "
+                       f"got {x.dtype} {x.shape}")
+    if spec.objective == "forecast" and x.shape[1] != spec.series_len:
+        raise FptError(f"{where}: the run forecasts from windows of exactly {spec.series_len} steps, got "
+                       f"{x.shape[1]}; pass the last {spec.series_len} rows")
+    if x.shape[1] > spec.series_len or x.shape[0] == 0:
+        raise FptError(f"{where}: {x.shape[1]} steps in {x.shape[0]} series; the run takes 1 or more series "
+                       f"of at most {spec.series_len} steps")
+    if not np.isfinite(x).all():
+        raise FptError(f"{where} holds NaN or inf (first at index {first_bad(x)}); impute them")
+    if spec.channel_mean:
+        x = (x - np.asarray(spec.channel_mean)) / np.asarray(spec.channel_std)
+    return x
+
+
+def forecast(spec: TaskSpec, x: np.ndarray, run: Callable[[torch.Tensor], torch.Tensor], where: str) -> np.ndarray:
+    """Forecasts (N, horizon, K) in original units; `run` maps one-channel windows (M, T, 1)
+    to forecasts (M, horizon) of standardised values."""
+    z = check_series(spec, x, where)                                       # (N, T, K)
+    n, steps, k = z.shape
+    windows = torch.from_numpy(z.transpose(0, 2, 1).reshape(n * k, steps, 1).astype(np.float32))
+    out = run(windows).numpy().reshape(n, k, -1).transpose(0, 2, 1)        # (N, horizon, K)
+    return (out * np.asarray(spec.channel_std) + np.asarray(spec.channel_mean)).astype(np.float32)
+
+
+def read_window_csv(spec: TaskSpec, path: Path) -> np.ndarray:
+    """The last series_len rows of a CSV with the run's channel columns: x (1, series_len, K)."""
+    from fpt.tasks.forecast import read_csv
+
+    names, values = read_csv(path, "all")
+    missing = [c for c in spec.channel_names if c not in names]
+    if missing:
+        raise FptError(f"--input '{path}' has no column(s) {', '.join(missing)}; the run forecasts "
+                       f"{', '.join(spec.channel_names)}")
+    if len(values) < spec.series_len:
+        raise FptError(f"--input '{path}' has {len(values)} rows; the run needs the last {spec.series_len}")
+    columns = [names.index(c) for c in spec.channel_names]
+    return values[-spec.series_len:, columns][None]
+
+
+def forecast_csv(spec: TaskSpec, forecasts: np.ndarray) -> bytes:
+    """One forecast (1, horizon, K) as CSV: a step column (1..horizon) and the channels."""
+    if len(forecasts) != 1:
+        raise FptError(f"--out FILE.csv holds one forecast, but the input has {len(forecasts)} windows; "
+                       "write an .npy instead")
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["step", *spec.channel_names])
+    for step, row in enumerate(forecasts[0], start=1):
+        writer.writerow([step, *(f"{v:.6g}" for v in row)])
+    return text.getvalue().encode()

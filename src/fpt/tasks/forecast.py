@@ -1,0 +1,239 @@
+"""Long-term forecasting of a CSV of numeric channels, with the benchmarks' protocol.
+
+    fpt train --task forecast --task-opt path=ETTh1.csv --task-opt split=ett-hour
+
+The CSV has a date column (named `date`, or the first column when it is not numeric) and
+numeric channels. Protocol (Informer's, as PatchTST, DLinear and One Fits All use it):
+  - splits by rows: `ett-hour` = 12/4/4 months of hourly rows, `ett-minute` the same in
+    15-minute rows, or fractions `a,b,c` (Autoformer's custom loader: train int(n*a), test
+    int(n*c), validation the rest); the validation and test windows reach back `seq_len`
+    rows into the split before;
+  - every channel standardised with the mean and std of the training rows;
+  - channel independence: an example is one channel's window, `seq_len` values in, the next
+    `horizon` out, so a split has channels x windows examples;
+  - MSE and MAE on the standardised values over every window of the test split.
+`train_fraction` < 1 keeps only the first fraction of the training windows (One Fits All's
+few-shot setting; the statistics still come from all training rows, as there).
+Windows are views of one (channels, rows) tensor: a batch copies only its own windows.
+`path` may also name a benchmark file (etth1, etth2, ettm1, ettm2), downloaded once.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fpt.errors import FptError
+from fpt.series import patch_count
+from fpt.storage.downloads import Remote, fetch
+from fpt.tasks.arrays import EpochOrder
+from fpt.tasks.base import Batch, Task, TaskSpec, positive
+
+ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{}.csv"
+# sha256 and size where known (ETTh1: ../shared/data/README.md); the others are checked for
+# being a CSV of the right columns, and their hash is printed on first download.
+BENCHMARKS = {
+    "etth1": Remote(ETT_URL.format("ETTh1"), "ETTh1.csv",
+                    "f18de3ad269cef59bb07b5438d79bb3042d3be49bdeecf01c1cd6d29695ee066", 2589657),
+    "etth2": Remote(ETT_URL.format("ETTh2"), "ETTh2.csv"),
+    "ettm1": Remote(ETT_URL.format("ETTm1"), "ETTm1.csv"),
+    "ettm2": Remote(ETT_URL.format("ETTm2"), "ETTm2.csv"),
+}
+MONTH_ROWS = {"ett-hour": 30 * 24, "ett-minute": 30 * 24 * 4}
+
+
+@dataclass(frozen=True)
+class ForecastOptions:
+    path: str = ""               # a CSV, or etth1 | etth2 | ettm1 | ettm2
+    seq_len: int = 336           # input window (One Fits All's ETTh setting)
+    horizon: int = 96            # steps forecast
+    patch_len: int = 16
+    stride: int = 8
+    split: str = "auto"          # ett-hour | ett-minute | fractions a,b,c; auto: ett-* for ETT names, else 0.7,0.1,0.2
+    features: str = "all"        # all channels, or one column's name (univariate)
+    instance_norm: bool = True
+    train_fraction: float = 1.0  # keep the first fraction of training windows (few-shot: 0.1)
+    val_stride: int = 8          # validate on every k-th window (adjacent windows share seq_len - 1 rows); test: all
+
+    def __post_init__(self) -> None:
+        positive(self, "seq_len", "horizon", "patch_len", "stride", "val_stride")
+        if self.patch_len > self.seq_len:
+            raise ValueError(f"patch_len {self.patch_len} is longer than seq_len {self.seq_len}")
+        if not 0 < self.train_fraction <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        split_rows(self.split_name, 10 ** 9, self.seq_len)  # refuses an unknown split spelling
+
+    @property
+    def split_name(self) -> str:
+        if self.split != "auto":
+            return self.split
+        name = self.path.lower()
+        return "ett-hour" if name.startswith("etth") else "ett-minute" if name.startswith("ettm") else "0.7,0.1,0.2"
+
+
+def split_rows(split: str, rows: int, seq_len: int) -> dict[str, tuple[int, int]]:
+    """Row ranges [start, stop) of train/val/test; val and test start seq_len rows early."""
+    if split in MONTH_ROWS:
+        month = MONTH_ROWS[split]
+        if rows < 20 * month:
+            raise FptError(f"split {split} needs 20 months ({20 * month} rows) but the file has {rows}; "
+                           "use fractions, e.g. --task-opt split=0.7,0.1,0.2")
+        edges = (0, 12 * month, 16 * month, 20 * month)
+    else:
+        try:
+            fractions = [float(f) for f in split.split(",")]
+        except ValueError:
+            fractions = []
+        if len(fractions) != 3 or min(fractions) <= 0 or not math.isclose(sum(fractions), 1, abs_tol=1e-6):
+            raise ValueError(f"split must be ett-hour, ett-minute, auto or three positive fractions summing to 1 "
+                             f"(train,val,test), e.g. 0.7,0.1,0.2; got {split!r}")
+        n_train, n_test = int(rows * fractions[0]), int(rows * fractions[2])
+        edges = (0, n_train, rows - n_test, rows)
+    return {"train": (edges[0], edges[1]), "val": (max(edges[1] - seq_len, 0), edges[2]),
+            "test": (max(edges[2] - seq_len, 0), edges[3])}
+
+
+def read_csv(path: Path, features: str) -> tuple[list[str], np.ndarray]:
+    """(channel names, values (rows, channels) float64) of a CSV; the date column is dropped."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as err:
+        raise FptError(f"--task-opt path: cannot read '{path}' as a CSV ({err})") from None
+    if len(rows) < 2:
+        raise FptError(f"'{path}' has no data rows; it needs a header line and one row per time step")
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    date = next((i for i, h in enumerate(header) if h.lower() == "date"), None)
+    if date is None and not _is_number(body[0][0]):
+        date = 0
+    columns = [i for i in range(len(header)) if i != date]
+    if features != "all":
+        if features not in header or header.index(features) == date:
+            raise FptError(f"--task-opt features={features!r}: '{path}' has no such channel; its channels: "
+                           f"{', '.join(header[i] for i in columns)} (or features=all)")
+        columns = [header.index(features)]
+    values = np.empty((len(body), len(columns)))
+    for r, row in enumerate(body):
+        if len(row) != len(header):
+            raise FptError(f"'{path}' line {r + 2} has {len(row)} fields but the header has {len(header)}")
+        for j, c in enumerate(columns):
+            try:
+                values[r, j] = float(row[c])
+            except ValueError:
+                raise FptError(f"'{path}' line {r + 2}, column {header[c]!r}: {row[c]!r} is not a number; "
+                               "every column but the date must be numeric") from None
+    if not np.isfinite(values).all():
+        r, j = np.argwhere(~np.isfinite(values))[0]
+        raise FptError(f"'{path}' line {r + 2}, column {header[columns[j]]!r} is NaN or inf; impute or drop it")
+    return [header[c] for c in columns], values
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def locate(path: str, data_dir: Path | None) -> Path:
+    """The CSV `path` names: a benchmark name (downloaded into the data cache once) or a file."""
+    remote = BENCHMARKS.get(path.lower())
+    if remote is not None:
+        return fetch(remote, (data_dir or Path.home() / ".cache" / "fpt") / "ett")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FptError(f"--task-opt path: no such file '{path}'; give a CSV (date column + numeric channels) "
+                       f"or one of {', '.join(BENCHMARKS)}")
+    return file
+
+
+class Forecast(Task):
+    """Windows of a multichannel series, one channel per example (see the module docstring)."""
+
+    def __init__(self, options: ForecastOptions, data_seed: int, data_dir: Path | None = None):
+        self.options = o = options
+        if not o.path:
+            raise FptError("task forecast needs its data: --task-opt path=FILE.csv (a date column and numeric "
+                           f"channels) or path=NAME for a benchmark ({', '.join(BENCHMARKS)})")
+        file = locate(o.path, data_dir)
+        names, values = read_csv(file, o.features)
+        bounds = split_rows(o.split_name, len(values), o.seq_len)
+        start, stop = bounds["train"]
+        mean, std = values[start:stop].mean(axis=0), values[start:stop].std(axis=0)  # as StandardScaler
+        if (std == 0).any():
+            raise FptError(f"'{file}': channel {names[int(np.argmin(std))]!r} is constant over the training rows; "
+                           "drop it (--task-opt features=COLUMN keeps one channel)")
+        series = torch.from_numpy(((values - mean) / std).T.astype(np.float32)).contiguous()  # (C, rows)
+        span = o.seq_len + o.horizon
+        self.windows: dict[str, Tensor] = {}                              # split -> (C, W, span) views
+        for split, (a, b) in bounds.items():
+            if b - a < span:
+                raise FptError(f"'{file}': the {split} split has {b - a} rows, fewer than seq_len + horizon = "
+                               f"{span}; use a shorter seq_len or horizon, or another split")
+            view = series[:, a:b].unfold(1, span, 1)
+            if split == "train" and o.train_fraction < 1:
+                view = view[:, :max(1, int(view.shape[1] * o.train_fraction))]
+            self.windows[split] = view
+        self.spec = self.make_spec(o, names, mean, std, file, len(values))
+        self.order = EpochOrder(self.spec.name, self.split_size("train"))
+
+    @classmethod
+    def make_spec(cls, options: ForecastOptions, names: list[str] | None = None, mean: np.ndarray | None = None,
+                  std: np.ndarray | None = None, file: Path | None = None, rows: int = 0) -> TaskSpec:
+        o = options
+        tokens = patch_count(o.seq_len, o.patch_len, o.stride)
+        channels = f"{len(names)} channel(s)" if names else "channels"
+        return TaskSpec(
+            name=file.stem if file else "forecast", seq_len=tokens, objective="forecast", n_outputs=o.horizon, token_dim=o.patch_len,
+            description=f"forecast {o.horizon} steps from {o.seq_len} of {channels}, each on its own; "
+                        f"split {o.split_name}{f', {rows} rows' if rows else ''}"
+                        f"{f', first {o.train_fraction:.0%} of training windows' if o.train_fraction < 1 else ''}",
+            source=f"file {file}" if file else "a CSV (--task-opt path)",
+            series_len=o.seq_len, channels=1, patch_len=o.patch_len, patch_stride=o.stride,
+            instance_norm=o.instance_norm, channel_names=tuple(names or ()),
+            channel_mean=tuple(float(v) for v in (mean if mean is not None else ())),
+            channel_std=tuple(float(v) for v in (std if std is not None else ())))
+
+    def _examples(self, split: str) -> Tensor:
+        """Indices of the examples of `split` that are used (val: every val_stride-th window)."""
+        channels, windows = self.windows[split].shape[:2]
+        if split != "val" or self.options.val_stride == 1:
+            return torch.arange(channels * windows)
+        kept = torch.arange(0, windows, self.options.val_stride)
+        return (torch.arange(channels)[:, None] * windows + kept[None, :]).flatten()
+
+    def _batch(self, split: str, index: Tensor) -> Batch:
+        view = self.windows[split]
+        rows = view[index // view.shape[1], index % view.shape[1]]          # (B, seq_len + horizon): a copy
+        x = rows[:, :self.options.seq_len, None]                            # (B, seq_len, 1)
+        mask = torch.ones(x.shape[:2], dtype=torch.bool)
+        return Batch(x, rows[:, self.options.seq_len:], mask)               # y (B, horizon)
+
+    def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
+        return self._batch("train", self.order(step * batch_size, (step + 1) * batch_size, seed))
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
+        examples = self._examples(split)
+        for start in range(0, len(examples), batch_size):
+            yield self._batch(split, examples[start:start + batch_size])
+
+    def split_size(self, split: str) -> int:
+        return len(self._examples(split))
+
+
+# fpt train's defaults for this task (flags and YAML override them): a step budget and
+# early stopping that finish an ETTh-sized CSV at horizon 96 on 2 CPU cores within 20 minutes.
+FORECAST_TRAINING: dict[str, dict[str, object]] = {
+    # measured on ETTh1 (docs/TIMESERIES.md): FPT on MiniLM reaches its best validation MSE in 200-300
+    # steps at lr 1e-3 (1e-4, One Fits All's, is slower to get there at this budget)
+    "*": {"steps": 500, "batch_size": 64, "lr": 1e-3, "eval_every": 50, "patience": 3},
+    "linear": {"steps": 2000, "eval_every": 200},
+}

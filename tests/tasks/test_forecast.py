@@ -1,0 +1,150 @@
+"""Forecasting: the benchmarks' splits and windows, standardisation, batches as views, bad CSVs named."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fpt.errors import FptError
+from fpt.tasks import build_task
+from fpt.tasks import forecast as fc
+from fpt.tasks.forecast import Forecast, ForecastOptions, read_csv, split_rows
+from fpt.storage.downloads import Remote
+
+
+def write_series(path: Path, rows: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A CSV of `rows` hourly steps: a date column and `channels` noisy sinusoids; returns the values."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)[:, None]
+    values = np.sin(2 * np.pi * t / 24 + np.arange(channels)) * (1 + np.arange(channels)) + \
+        0.1 * rng.standard_normal((rows, channels)) + np.arange(channels) * 10
+    lines = ["date," + ",".join(f"c{j}" for j in range(channels))]
+    for i in range(rows):
+        lines.append(f"2016-07-01 {i:05d}," + ",".join(f"{v:.6f}" for v in values[i]))
+    path.write_text("\n".join(lines) + "\n")
+    return np.array([[float(f"{v:.6f}") for v in row] for row in values])
+
+
+@pytest.fixture(scope="module")
+def csv_file(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    path = tmp_path_factory.mktemp("data") / "series.csv"
+    return path, write_series(path, 400)
+
+
+def small(path: Path, **options) -> dict:
+    return {"path": str(path), "seq_len": 48, "horizon": 12, "patch_len": 8, "stride": 4, "val_stride": 1, **options}
+
+
+def test_ett_hour_split_is_the_benchmarks_protocol():
+    # ETTh1: 12/4/4 months; val and test reach back seq_len rows; test has 2,785 windows at 336/96.
+    bounds = split_rows("ett-hour", 17420, 336)
+    assert bounds == {"train": (0, 8640), "val": (8640 - 336, 11520), "test": (11520 - 336, 14400)}
+    a, b = bounds["test"]
+    assert b - a - 336 - 96 + 1 == 2785
+    assert split_rows("ett-minute", 69680, 336)["test"] == (4 * 11520 - 336, 4 * 14400)
+    # fractions: Autoformer's custom loader (train int(n*0.7), test int(n*0.2), val the rest)
+    assert split_rows("0.7,0.1,0.2", 1000, 50) == {"train": (0, 700), "val": (650, 800), "test": (750, 1000)}
+
+
+def test_windows_examples_and_standardisation(csv_file):
+    path, values = csv_file
+    task = build_task("forecast", small(path), 0)
+    bounds = split_rows("0.7,0.1,0.2", 400, 48)
+    train_rows = values[:280]
+    assert np.allclose(task.spec.channel_mean, train_rows.mean(0)) and np.allclose(task.spec.channel_std, train_rows.std(0))
+    for split, (a, b) in bounds.items():
+        assert task.split_size(split) == 3 * (b - a - 48 - 12 + 1)  # channels x windows
+    # every test example, in order: channel-major, window by window, values standardised
+    batches = list(task.eval_batches("test", 50))
+    x = torch.cat([batch.x for batch in batches])                      # (N, 48, 1)
+    y = torch.cat([batch.y for batch in batches])                      # (N, 12)
+    z = (values - train_rows.mean(0)) / train_rows.std(0)
+    a = bounds["test"][0]
+    windows = bounds["test"][1] - a - 59
+    for i in (0, 1, windows, 3 * windows - 1):
+        c, w = divmod(i, windows)
+        assert np.allclose(x[i, :, 0].numpy(), z[a + w:a + w + 48, c], atol=1e-5)
+        assert np.allclose(y[i].numpy(), z[a + w + 48:a + w + 60, c], atol=1e-5)
+    assert task.spec.seq_len == (48 + 4 - 8) // 4 + 1 and task.spec.token_dim == 8 and task.spec.n_outputs == 12
+
+
+def test_windows_are_views_of_one_tensor(csv_file):
+    task = build_task("forecast", small(csv_file[0]), 0)
+    bases = {task.windows[s].untyped_storage().data_ptr() for s in ("train", "val", "test")}
+    assert len(bases) == 1  # no copy of the series per split, nor per window
+
+
+def test_training_batches_are_deterministic_epochs(csv_file):
+    task = build_task("forecast", small(csv_file[0]), 0)
+    n = task.split_size("train")
+    seen = torch.cat([task.train_batch(step, 10, seed=3).y for step in range(n // 10)])
+    assert len(torch.unique(seen, dim=0)) == (n // 10) * 10  # within an epoch, every example at most once
+    assert torch.equal(task.train_batch(5, 10, 3).x, build_task("forecast", small(csv_file[0]), 0).train_batch(5, 10, 3).x)
+
+
+def test_val_stride_and_train_fraction(csv_file):
+    full = build_task("forecast", small(csv_file[0]), 0)
+    strided = build_task("forecast", small(csv_file[0], val_stride=4, train_fraction=0.25), 0)
+    windows = full.windows["val"].shape[1]
+    assert strided.split_size("val") == 3 * len(range(0, windows, 4))
+    assert strided.split_size("test") == full.split_size("test")  # test is always every window
+    assert strided.split_size("train") == 3 * int(full.windows["train"].shape[1] * 0.25)
+    assert strided.spec.channel_mean == full.spec.channel_mean  # statistics from all training rows
+
+
+def test_univariate_features(csv_file):
+    task = build_task("forecast", small(csv_file[0], features="c1"), 0)
+    assert task.spec.channel_names == ("c1",) and task.windows["train"].shape[0] == 1
+
+
+@pytest.mark.parametrize("content, message", [
+    ("date,a\n", "no data rows"),
+    ("date,a,b\n2016,1,2\n2017,1,x\n", "line 3, column 'b': 'x' is not a number"),
+    ("date,a\n2016,1\n2017,nan\n", "NaN or inf"),
+    ("date,a\n2016,1,2\n", "has 3 fields"),
+])
+def test_bad_csv_is_named(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(FptError, match=message):
+        read_csv(path, "all")
+
+
+def test_bad_options_are_named(csv_file, tmp_path):
+    path = csv_file[0]
+    for options, message in [({"split": "0.5,0.5"}, "three positive fractions"),
+                             ({"features": "nope"}, "no such channel"),
+                             ({"patch_len": 100}, "longer than seq_len"),
+                             ({"train_fraction": 0}, "train_fraction"),
+                             ({"horizon": 200}, "fewer than seq_len"),
+                             ({"split": "ett-hour"}, "needs 20 months")]:
+        with pytest.raises(FptError, match=message):
+            build_task("forecast", small(path, **options), 0)
+    with pytest.raises(FptError, match="no such file"):
+        build_task("forecast", small(tmp_path / "missing.csv"), 0)
+    with pytest.raises(FptError, match="needs its data"):
+        build_task("forecast", {}, 0)
+    constant = tmp_path / "constant.csv"
+    constant.write_text("date,a,b\n" + "".join(f"{i},1,{i}\n" for i in range(200)))
+    with pytest.raises(FptError, match="channel 'a' is constant"):
+        build_task("forecast", small(constant), 0)
+
+
+def test_benchmark_names_download_once_and_verify(tmp_path, monkeypatch, csv_file):
+    source = csv_file[0]
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    monkeypatch.setitem(fc.BENCHMARKS, "etth1", Remote(source.as_uri(), "ETTh1.csv", digest, source.stat().st_size))
+    task = Forecast(ForecastOptions(**{**small("etth1"), "split": "0.7,0.1,0.2"}), 0, data_dir=tmp_path)
+    assert (tmp_path / "ett" / "ETTh1.csv").read_bytes() == source.read_bytes()
+    assert task.split_size("test") > 0
+    monkeypatch.setitem(fc.BENCHMARKS, "etth2", Remote(source.as_uri(), "ETTh2.csv", "0" * 64))
+    with pytest.raises(FptError, match="file is wrong"):
+        Forecast(ForecastOptions(**small("etth2")), 0, data_dir=tmp_path)
+    assert not (tmp_path / "ett" / "ETTh2.csv").exists()
+    monkeypatch.setitem(fc.BENCHMARKS, "ettm1", Remote("http://127.0.0.1:9/ETTm1.csv", "ETTm1.csv"))
+    with pytest.raises(FptError, match="put it at .*ETTm1.csv"):
+        Forecast(ForecastOptions(**small("ettm1")), 0, data_dir=tmp_path)
