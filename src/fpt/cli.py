@@ -159,9 +159,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fpt.storage.files import atomic_write, atomic_write_json
-    from fpt.experiments.bench import DEFAULT_VARIANTS, markdown, run_bench
+    from fpt.experiments.bench import ARM_VARIANTS, DEFAULT_VARIANTS, markdown, run_bench
 
-    variants = DEFAULT_VARIANTS + (("compile",) if args.compile else ())
+    variants = DEFAULT_VARIANTS + (("compile",) if args.compile else ()) + (ARM_VARIANTS if args.arms else ())
     record = run_bench(args.model, args.batch_size, args.tokens, args.dim, args.steps, variants, args.device,
                        threshold_seeds=args.threshold_seeds, padding=args.padding)
     command = "fpt bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "fpt bench"
@@ -228,6 +228,9 @@ def build_parser() -> Parser:
     p.add_argument("--dim", type=_positive_int, default=48, help="values per token (default 48)")
     p.add_argument("--steps", type=_positive_int, default=5, help="timed steps per variant (default 5)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on CPU)")
+    p.add_argument("--arms", action="store_true",
+                   help="also time the arena's arms (--method lora, ia3, ln-tuning, bitfit, no-lm, attention-1, "
+                        "block-1), each against the fpt step")
     p.add_argument("--threshold-seeds", type=int, default=5,
                    help="seeds of the bit-xor time-to-99%% comparison (default 5; 0 skips it)")
     p.add_argument("--padding", action=argparse.BooleanOptionalAction, default=True,

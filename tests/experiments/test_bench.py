@@ -24,6 +24,14 @@ def test_each_variant_times_a_step(tiny_gpt2):
     assert profile and all(p["ms"] >= 0 for p in profile)
 
 
+def test_the_arms_time_a_step_on_fpts_path(tiny_gpt2):
+    from fpt.experiments.bench import ARM_VARIANTS
+
+    for variant in ARM_VARIANTS:
+        result = one_variant(variant, str(tiny_gpt2), 2, 8, 4, 1, "cpu")
+        assert result["seconds_per_step"] > 0, variant
+
+
 def test_plain_is_the_model_as_transformers_builds_it_and_fpt_its_own_path(tiny_gpt2):
     from transformers.activations import NewGELUActivation
 

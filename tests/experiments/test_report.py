@@ -40,3 +40,47 @@ def test_report_of_a_wrong_directory_is_one_error(tmp_path):
     with pytest.raises(FptError, match="not a sweep directory"):
         report(tmp_path / "typo")
     assert not (tmp_path / "typo").exists()
+
+
+def fake_sweep(root, arms: dict[str, dict[float, list[tuple[float, float]]]], arena: bool = True):
+    """A sweep directory of result files alone: arm -> lr -> per seed (val score, test score)."""
+    import json
+
+    index = {}
+    for arm, by_lr in arms.items():
+        for lr, seeds in by_lr.items():
+            for seed, (val, test) in enumerate(seeds):
+                name = f"{arm}__lr={lr}__seed={seed}"
+                index[name] = {"variant": arm, "values": {"task": "toy", "lr": lr, "seed": seed}}
+                run = root / "runs" / name
+                run.mkdir(parents=True)
+                result = {"task_spec": {"name": "toy", "objective": "bits", "n_outputs": 1}, "seed": seed,
+                          "test": {"accuracy": test, "score": test}, "best_val": {"accuracy": val, "score": val, "step": 4},
+                          "steps": 4, "steps_run": 4, "wall_seconds": 1.0, "trainable_params": 10,
+                          "steps_to_threshold": None, "config": {"lr": lr}, "train_flops": {"per_step": 1e9, "total": 4e9},
+                          "versions": {"torch": "x", "transformers": "y", "fpt": "z"}}
+                (run / "result.json").write_text(json.dumps(result))
+                (run / "metrics.jsonl").write_text("".join(
+                    json.dumps({"step": s, "val": {"score": val * s / 4}, "wall_seconds": s}) + "\n" for s in (2, 4)))
+    (root / "index.json").write_text(json.dumps(index))
+    (root / "sweep.yaml").write_text("description: arena test\n" + ("arena: {reference: fpt}\n" if arena else ""))
+
+
+def test_arena_chooses_each_arms_lr_on_validation_and_pairs_seeds(tmp_path):
+    fpt = [(0.80, 0.50), (0.80, 0.60), (0.80, 0.70)]
+    fake_sweep(tmp_path, {
+        "fpt": {0.001: fpt, 0.01: [(0.1, 0.99)] * 3},                       # test never chooses: 0.001 it is
+        "better": {0.001: [(0.9, t + 0.1) for _, t in fpt]},                   # +10 points at every seed
+        "noisy": {0.001: [(0.9, t + d) for (_, t), d in zip(fpt, (0.05, -0.05, 0.01))]},
+        "worse": {0.01: [(0.7, t - 0.2) for _, t in fpt], 0.001: [(0.5, 0.99)] * 3},
+    })
+    text = report(tmp_path).read_text()
+    assert "| toy | - | better | 70.0% | 3 of 4 | -10.0 pts |" in text  # best arm, FPT's rank, margin
+    lines = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| toy | - | ")
+             and line.count("|") > 10}
+    assert "| 0.001 | 2 |" in lines["fpt"] and "reference" in lines["fpt"]
+    assert lines["better"].endswith("| wins |") and "+10.0 pts ± 0.0 (n=3)" in lines["better"]
+    assert lines["noisy"].endswith("| tie |")
+    assert "| 0.01 | 2 |" in lines["worse"] and lines["worse"].endswith("| loses |")
+    assert (tmp_path / "report").glob("compute-toy-*.png")
+    assert next((tmp_path / "report").glob("compute-toy-*.png")).stat().st_size > 1000

@@ -86,7 +86,8 @@ def test_forecast_training_defaults_apply_unless_given(series_csv):
     cfg = build_config({"task": "forecast", "task_options": {"path": str(series_csv)}})
     assert cfg.lr == FORECAST_TRAINING["*"]["lr"] and cfg.batch_size == FORECAST_TRAINING["*"]["batch_size"]
     linear = build_config({"task": "forecast", "model": "linear"})
-    assert linear.steps == FORECAST_TRAINING["linear"]["steps"] and linear.lr == FORECAST_TRAINING["*"]["lr"]
+    assert linear.steps == FORECAST_TRAINING["linear"]["steps"] and linear.lr == FORECAST_TRAINING["linear"]["lr"]
+    assert linear.batch_size == FORECAST_TRAINING["*"]["batch_size"]  # "*" applies under the model's own
     assert build_config({"task": "forecast", "lr": 0.5}).lr == 0.5
     assert build_config({"task": "bit-xor"}).lr == 1e-3  # other tasks keep fpt's own defaults
 

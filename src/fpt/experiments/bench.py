@@ -33,6 +33,8 @@ from fpt.precision import native_bf16
 from fpt.provenance import cpu_name
 
 DEFAULT_VARIANTS = ("plain", "naive", "full", "bf16", "fpt", "fpt-nodrop", "full-fpt")
+# The arena's arms (--method) on fpt's path, with `fpt bench --arms`: each step against fpt's.
+ARM_VARIANTS = ("arm-lora", "arm-ia3", "arm-ln-tuning", "arm-bitfit", "arm-no-lm", "arm-attention-1", "arm-block-1")
 # Variants that force bf16 whatever the hardware: on a CPU without native bf16 (AVX2 only) they run
 # emulated, many times slower than fp32 (one such step ran for over 9 minutes), and measure nothing a
 # user of that machine would run: fpt's own path is fp32 there (--precision auto).
@@ -61,7 +63,9 @@ def run_bench(model_name: str = "gpt2", batch: int = 32, tokens: int = 64, dim: 
                           in_subprocess(v, model_name, batch, tokens, dim, steps, device, profile=v == "fpt")
                           for v in variants]
     plain = record["variants"][0]["seconds_per_step"]
+    fpt_step = next((v["seconds_per_step"] for v in record["variants"] if v["variant"] == "fpt"), float("nan"))
     for v in record["variants"]:
+        v["vs_fpt"] = v["seconds_per_step"] / fpt_step
         v["samples_per_s"] = batch / v["seconds_per_step"]
         v["tokens_per_s"] = batch * tokens / v["seconds_per_step"]
         v["speedup_vs_plain"] = plain / v["seconds_per_step"]
@@ -195,15 +199,17 @@ def markdown(record: dict[str, Any], command: str) -> str:
         f"bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s",
         "- peak memory: the process's peak resident memory during the training steps (CPU), or "
         "torch's peak allocation (CUDA)", "",
-        "| variant | precision | s/step | samples/s | tokens/s | vs plain | FPT FLOPs / peak | peak memory MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | precision | s/step | samples/s | tokens/s | vs plain | step / fpt step | FPT FLOPs / peak | "
+        "peak memory MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for v in record["variants"]:
         if "error" in v:
-            lines.append(f"| {v['variant']} | {v['error'] if v['error'].startswith('skipped') else 'failed: ' + v['error']} | | | | | | |")
+            lines.append(f"| {v['variant']} | {v['error'] if v['error'].startswith('skipped') else 'failed: ' + v['error']} | | | | | | | |")
             continue
         lines.append(f"| {v['variant']} | {v['precision']} | {v['seconds_per_step']:.3f} | {v['samples_per_s']:.1f} | "
-                     f"{v['tokens_per_s']:.0f} | {v['speedup_vs_plain']:.2f}x | {v['fraction_of_peak']:.0%} | "
+                     f"{v['tokens_per_s']:.0f} | {v['speedup_vs_plain']:.2f}x | {v['vs_fpt']:.2f}x | "
+                     f"{v['fraction_of_peak']:.0%} | "
                      f"{v['peak_memory_mb']:.0f} |")
     lines += _memory_ratios(record) + _profile(record) + _time_to_threshold(record)
     o = record["output_only"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from fpt.experiments import figures
+from fpt.experiments import arena, figures
 from fpt.experiments.results import Row, collect, fmt, mean_se, score_of
 from fpt.storage.files import atomic_write
 from fpt.errors import FptError
@@ -172,6 +172,8 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
         parts.append(f"- paper column: {published['title']} ({published['source']}); the paper used "
                      "GPT-2 on the full tasks. 'does not reproduce' marks a mean more than 2 points (and 2 SE) "
                      "from the paper's: at this scale the claim did not hold")
+    if spec.get("arena"):
+        parts += ["", *arena.tables(rows + forecasts, spec)]
     if forecasts:
         cited = paper_numbers()["forecasting"]
         forecast_md, forecast_csv = forecast_table(forecasts)
@@ -190,7 +192,9 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
     if ratios:
         parts += ["## Steps to threshold, relative", "", *ratios, ""]
     parts += ["## Figures", ""]
-    for title, path in figures.draw_all(rows + forecasts, out):
+    drawn = figures.draw_all(rows + forecasts, out) + (arena.compute_figures(rows + forecasts, out)
+                                                       if spec.get("arena") else [])
+    for title, path in drawn:
         parts.append(f"![{title}]({path.name})")
     if table_csv:
         buffer = io.StringIO()

@@ -30,7 +30,7 @@ import torch
 
 
 def build(model_name: str, tokens: int, dim: int, classes: int, *, train_all: bool, fpt_path: bool,
-          device: torch.device, backbone_dropout: float | None = None) -> torch.nn.Module:
+          device: torch.device, backbone_dropout: float | None = None, method: str = "fpt") -> torch.nn.Module:
     """An FPT model on a synthetic spec; the backbone's weights are random unless it is bundled.
     Off fpt's path (the plain variants) it is fp32 with GPT-2's GELU as transformers writes it."""
     from fpt.backbones import load_backbone
@@ -41,7 +41,7 @@ def build(model_name: str, tokens: int, dim: int, classes: int, *, train_all: bo
     init = "pretrained" if model_name == "minilm" else "random"
     options = ModelOptions(model=model_name, init=init, train="all" if train_all else FPT_DEFAULT_GROUPS,
                            precision="auto" if fpt_path else "fp32",
-                           backbone_dropout="config" if backbone_dropout is None else backbone_dropout)
+                           backbone_dropout="config" if backbone_dropout is None else backbone_dropout, method=method)
     loaded = load_backbone(model_name, init, "auto", seed=0, fused_gelu=fpt_path)
     spec = TaskSpec(name="bench", seq_len=tokens, token_dim=dim, objective="classification", n_outputs=classes)
     return assemble_model(spec, options, device, loaded=loaded)
@@ -51,10 +51,13 @@ def one_variant(variant: str, model_name: str, batch: int, tokens: int, dim: int
                 device_name: str, profile: bool = False) -> dict[str, Any]:
     """Time `steps` training steps of one variant (run it in its own process)."""
     device = torch.device(device_name)
+    from fpt.options import METHODS
+
     train_all = variant in ("full", "full-fpt")
-    fpt_path = variant in ("fpt", "fpt-nodrop", "full-fpt", "compile")
+    arm = variant.removeprefix("arm-") if variant.startswith("arm-") and variant[4:] in METHODS else "fpt"
+    fpt_path = variant in ("fpt", "fpt-nodrop", "full-fpt", "compile") or arm != "fpt"
     model = build(model_name, tokens, dim, 10, train_all=train_all, fpt_path=fpt_path, device=device,
-                  backbone_dropout=0.0 if variant == "fpt-nodrop" else None)
+                  backbone_dropout=0.0 if variant == "fpt-nodrop" else None, method=arm)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if variant == "naive":  # the mistake: frozen weights still get gradients
         for p in model.parameters():

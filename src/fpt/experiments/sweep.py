@@ -11,6 +11,7 @@ A spec is YAML:
       random: {init: random}
     per_task:  {remote-homology: {lr: 1.0e-4}}     # optional settings for runs of one task
     paper:     {table: table2, rows: {fpt: language (FPT), random: random}}  # optional, for `fpt report`
+    arena:     {reference: fpt}                    # optional: lr chosen per arm on validation, paired verdicts
     tiny:      {steps: 4, eval_every: 2}           # optional: `--tiny` shrinks every run to a smoke test
     workers:   2
 
@@ -53,7 +54,7 @@ from fpt.errors import FptError
 LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
                       "ROLE_WORLD_SIZE", "GROUP_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
-SPEC_KEYS = {"description", "base", "grid", "variants", "per_task", "paper", "workers", "tiny"}
+SPEC_KEYS = {"description", "base", "grid", "variants", "per_task", "paper", "workers", "tiny", "arena"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class SweepSpec:
     variants: dict[str, dict[str, Any]] = field(default_factory=lambda: {"default": {}})
     per_task: dict[str, dict[str, Any]] = field(default_factory=dict)
     paper: dict[str, Any] = field(default_factory=dict)
+    arena: dict[str, Any] = field(default_factory=dict)  # the arena protocol in the report (fpt.experiments.arena)
     workers: int = 1
     tiny: dict[str, Any] = field(default_factory=dict)  # overrides that shrink every run to a smoke test
 
@@ -119,7 +121,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     unknown = set(data) - SPEC_KEYS
     if unknown:
         raise FptError(f"sweep spec '{path}': unknown key(s) {sorted(unknown)}; allowed: {sorted(SPEC_KEYS)}")
-    for key in ("base", "grid", "variants", "per_task", "tiny", "paper"):
+    for key in ("base", "grid", "variants", "per_task", "tiny", "paper", "arena"):
         if not isinstance(data.get(key) or {}, dict):
             raise FptError(f"sweep spec '{path}': {key} must be a mapping, got {type(data[key]).__name__}")
     for key in ("variants", "per_task"):

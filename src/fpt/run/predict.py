@@ -169,14 +169,14 @@ def predict_cli(run: str, input: str, out: str, batch_size: int = 64, device: st
         raise FptError(f"--out '{out}': must be a file in an existing directory, e.g. predictions.npy")
     model = open_run(run, device)
     forecasting = model.spec.objective == "forecast"
+    if out.endswith(".csv") and not forecasting:
+        raise FptError(f"--out '{out}': CSV output is for forecasts; write an .npy")
     if forecasting and input.endswith(".csv"):
         x, pad_id = read_window_csv(model.spec, Path(input)), None
     else:
         x, pad_id = load_input(input)
     result = predict_loaded(model, x, batch_size, probs, pad_id, progress=True, where=f"--input '{input}'")
     if out.endswith(".csv"):
-        if not forecasting:
-            raise FptError(f"--out '{out}': CSV output is for forecasts; write an .npy")
         atomic_write(out_path, forecast_csv(model.spec, result))
     else:
         buffer = io.BytesIO()
@@ -190,8 +190,10 @@ def predict_cli(run: str, input: str, out: str, batch_size: int = 64, device: st
 def add_predict_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="DIR", help="run directory (the --out of fpt train)")
     parser.add_argument("--input", required=True, metavar="FILE.npz",
-                        help="inputs: array x (or x_test) of an .npz, optional pad_id; or a .npy array")
-    parser.add_argument("--out", required=True, metavar="FILE.npy", help="where to write the predictions")
+                        help="inputs: array x (or x_test) of an .npz, optional pad_id; or a .npy array; for a "
+                             "forecasting run also a CSV with its channels (its last seq_len rows)")
+    parser.add_argument("--out", required=True, metavar="FILE.npy",
+                        help="where to write the predictions (.npy; for one forecast also .csv)")
     parser.add_argument("--batch-size", type=int, default=64, help="examples per forward pass (default: 64)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     parser.add_argument("--probs", action="store_true",

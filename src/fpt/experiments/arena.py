@@ -1,0 +1,140 @@
+"""The arena protocol in `fpt report`: each arm at its own best learning rate, paired against FPT.
+
+Turned on by the sweep spec's `arena` key, e.g. `arena: {reference: fpt}`:
+  - per task and arm (a variant), the learning rate (a grid value) with the best mean
+    validation score is chosen; its test scores are the arm's (test touched once per run);
+  - every other grid value (data fraction, ...) forms its own comparison;
+  - per seed, the arm's test score minus the reference arm's at the same seed; the verdict is
+    "wins" or "loses" only where the mean difference exceeds 2 standard errors, else "tie";
+  - the first table answers the user's question per task: the best arm, FPT's rank, the margin;
+  - one figure per task: validation score against training FLOPs and against seconds, one
+    curve per arm (its chosen lr, mean over seeds), from the metrics and result files.
+Scores are higher-is-better: accuracy, R^2, or minus the MSE for forecasts (shown as MSE).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fpt.experiments.results import Row, mean_se
+
+
+@dataclass
+class Arm:
+    variant: str
+    row: Row            # the seeds at the chosen lr
+    lr: Any
+    lrs_tried: int
+
+    def tests(self) -> dict[int, float]:
+        return {r["seed"]: r["test"]["score"] for r in self.row.results}
+
+
+def show(score: float, objective: str) -> str:
+    return f"{-score:.4f} MSE" if objective == "forecast" else f"{100 * score:.1f}%"
+
+
+def show_stats(scores: list[float], objective: str) -> str:
+    mean, se = mean_se(scores)
+    se_text = "" if math.isnan(se) else f" ± {se * (1 if objective == 'forecast' else 100):.{4 if objective == 'forecast' else 1}f}"
+    return show(mean, objective) + se_text
+
+
+def choose(rows: list[Row]) -> dict[tuple[str, str], dict[str, Arm]]:
+    """(task, other settings) -> arm name -> the arm at its best validation lr."""
+    candidates: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    for r in rows:
+        rest = {k: v for k, v in r.setting.items() if k != "lr"}
+        candidates[(r.task, json.dumps(rest, sort_keys=True), r.variant)].append(r)
+    arenas: dict[tuple[str, str], dict[str, Arm]] = defaultdict(dict)
+    for (task, rest, variant), options in sorted(candidates.items()):
+        best = max(options, key=lambda r: mean_se([x["best_val"]["score"] for x in r.results])[0])
+        arenas[(task, rest)][variant] = Arm(variant, best, best.setting.get("lr", best.results[0]["config"]["lr"]),
+                                            len(options))
+    return arenas
+
+
+def paired(arm: Arm, reference: Arm) -> tuple[float, float, int, str]:
+    """Mean and SE of the per-seed differences (arm - reference), their count, and the verdict."""
+    ours, theirs = arm.tests(), reference.tests()
+    diffs = [ours[s] - theirs[s] for s in sorted(ours.keys() & theirs.keys())]
+    if len(diffs) < 2:
+        return (diffs[0] if diffs else float("nan")), float("nan"), len(diffs), "too few paired seeds"
+    mean, se = mean_se(diffs)
+    verdict = "wins" if mean > 2 * se else "loses" if mean < -2 * se else "tie"
+    return mean, se, len(diffs), verdict
+
+
+def tables(rows: list[Row], spec: dict[str, Any]) -> list[str]:
+    """The arena's sections of REPORT.md."""
+    reference_name = (spec.get("arena") or {}).get("reference", "fpt")
+    arenas = choose(rows)
+    summary = ["| task | setting | best arm | its test score | FPT's rank | FPT vs best |", "|---|---|---|---|---|---|"]
+    detail = ["| task | setting | arm | lr (by val) | lrs tried | seeds | test score | trainable params | "
+              "train GFLOPs | train seconds | vs " + reference_name + " (paired) | verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (task, rest), arms in sorted(arenas.items()):
+        objective = next(iter(arms.values())).row.results[0]["task_spec"]["objective"]
+        means = {name: mean_se(list(a.tests().values()))[0] for name, a in arms.items()}
+        ranked = sorted(means, key=means.get, reverse=True)
+        setting = ", ".join(f"{k}={v}" for k, v in json.loads(rest).items()) or "-"
+        reference = arms.get(reference_name)
+        if reference is not None:
+            gap = means[reference_name] - means[ranked[0]]
+            margin = (f"{-gap:+.4f} MSE" if objective == "forecast" else f"{100 * gap:+.1f} pts")
+            summary.append(f"| {task} | {setting} | {ranked[0]} | {show(means[ranked[0]], objective)} | "
+                           f"{ranked.index(reference_name) + 1} of {len(ranked)} | {margin} |")
+        for name in ranked:
+            arm = arms[name]
+            results = arm.row.results
+            flops = mean_se([r.get("train_flops", {}).get("total", 0) / 1e9 for r in results])[0]
+            if reference is None or name == reference_name:
+                versus, verdict = "-", "reference" if name == reference_name else ""
+            else:
+                mean, se, n, verdict = paired(arm, reference)
+                scale = -1 if objective == "forecast" else 100
+                unit = " MSE" if objective == "forecast" else " pts"
+                versus = f"{scale * mean:+.{4 if objective == 'forecast' else 1}f}{unit} ± " \
+                         f"{abs(scale) * se:.{4 if objective == 'forecast' else 1}f} (n={n})"
+            detail.append(f"| {task} | {setting} | {name} | {arm.lr} | {arm.lrs_tried} | {len(results)} | "
+                          f"{show_stats(list(arm.tests().values()), objective)} | {results[0]['trainable_params']:,} | "
+                          f"{flops:,.1f} | {mean_se([r['wall_seconds'] for r in results])[0]:.0f} | {versus} | {verdict} |")
+    return ["## The arena: which arm wins, per task", "",
+            f"Each arm at its own learning rate, chosen on validation; verdicts from per-seed paired differences "
+            f"against {reference_name}: wins / loses only beyond 2 SE.", "", *summary, "",
+            "## Every arm", "", *detail, ""]
+
+
+def compute_figures(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
+    """Per task: validation score vs training FLOPs and vs seconds, one curve per arm (chosen lr)."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+    for (task, rest), arms in sorted(choose(rows).items()):
+        fig, (by_flops, by_time) = plt.subplots(1, 2, figsize=(10, 3.6))
+        forecast = next(iter(arms.values())).row.results[0]["task_spec"]["objective"] == "forecast"
+        for name, arm in arms.items():
+            result, curve = arm.row.results[0], arm.row.curves[0]
+            per_step = result.get("train_flops", {}).get("per_step", 0)
+            if not curve:
+                continue
+            scores = [(-c["val"]["score"] if forecast else c["val"]["score"]) for c in curve]
+            by_flops.plot([c["step"] * per_step for c in curve], scores, label=name)
+            by_time.plot([c["wall_seconds"] for c in curve], scores, label=name)
+        for ax, x in ((by_flops, "training FLOPs (counted)"), (by_time, "training seconds")):
+            ax.set(xlabel=x, ylabel="validation MSE" if forecast else "validation score", xscale="log")
+            ax.grid(alpha=0.3)
+        by_time.legend(fontsize=7)
+        fig.suptitle(f"{task}{' (' + rest + ')' if rest != '{}' else ''}: score against compute (first seed)")
+        path = out / f"compute-{task}-{hashlib.sha1(rest.encode()).hexdigest()[:6]}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        figures.append((f"{task} score against compute", path))
+    return figures
