@@ -89,3 +89,23 @@ def test_lora_run_saves_an_adapter_peft_loads(tmp_path, tiny_gpt2):
         expected = ours.backbone(inputs_embeds=embeds).last_hidden_state
         got = loaded(inputs_embeds=embeds).last_hidden_state
     assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_plain_baselines_read_the_flattened_input(tiny_gpt2):
+    logistic = build(tiny_gpt2, "logistic")
+    assert trained_by_group(logistic) == {"output": 10 * 4 * 3 + 3}  # one linear map of the 40 input values
+    x = torch.randn(2, 10, 4)
+    assert torch.allclose(logistic(x), logistic.head(x.flatten(1)), atol=1e-6)
+    mlp = build(tiny_gpt2, "mlp")
+    assert trained_by_group(mlp) == {"output": 40 * 256 + 256 + 256 * 3 + 3}
+    bits = assemble_model(TaskSpec(name="b", seq_len=10, objective="bits", n_outputs=1, token_dim=1, readout_tokens=5),
+                          ModelOptions(model=str(tiny_gpt2), method="logistic", precision="fp32"))
+    assert bits(torch.randn(3, 10, 1)).shape == (3, 5, 1)  # every output bit from the whole input
+
+
+def test_plain_baseline_run_saves_and_loads(tmp_path, tiny_gpt2):
+    out = tmp_path / "mlp"
+    train(build_config({"task": "bit-xor", "model": str(tiny_gpt2), "method": "mlp", "steps": 10, "eval_every": 5,
+                        "batch_size": 8, "progress": False, "out": str(out)}))
+    loaded = FPTModel.from_pretrained(out)
+    assert loaded.readout == "flatten" and loaded.counts["total"]["trainable"] == 10 * 256 + 256 + 256 * 5 + 5

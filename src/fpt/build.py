@@ -19,8 +19,9 @@ from fpt.backbones import BackboneInfo, load_backbone, set_dropout, weights_hash
 from fpt.errors import FptError
 from fpt.groups import backbone_groups, check_position_group, count_parameters, set_trainable
 from fpt.model import FPTModel
-from fpt.baselines import repeat_last, series_baseline
-from fpt.methods import PEFT_METHODS, REPLACEMENTS, attention_heads, inject, replacement, train_groups
+from fpt.baselines import NoBackbone, repeat_last, series_baseline
+from fpt.methods import (PEFT_METHODS, PLAIN, REPLACEMENTS, attention_heads, inject, make_plain, replacement,
+                         train_groups)
 from fpt.options import FPT_DEFAULT_GROUPS, OBJECTIVES, SERIES_BASELINES, ModelOptions
 from fpt.precision import resolve_precision, store_frozen_matmul_weights
 from fpt.tasks.base import TaskSpec
@@ -67,14 +68,24 @@ def assemble_model(spec: TaskSpec, options: ModelOptions, device: torch.device |
                                    position="none" if options.method == "no-lm" else "learned", attention_impl="",
                                    input_size=info.hidden_size, max_positions=max(spec.seq_len, 1),
                                    description=f"{options.method} in place of {info.name}, randomly initialised")
+    plain = options.method in PLAIN
+    if plain:  # the flattened input itself: float tokens as they are, ids through fpt's embedding
+        width = spec.token_dim or info.hidden_size
+        backbone = NoBackbone(width)
+        info = dataclasses.replace(info, model_type=options.method, causal=False, layers=0, position="none",
+                                   attention_impl="", hidden_size=width, input_size=width,
+                                   max_positions=max(spec.seq_len, 1),
+                                   description=f"{options.method} on the flattened input, no backbone")
     backbone_hash = weights_hash(backbone)
     if options.backbone_dropout != "config":
         set_dropout(backbone, float(options.backbone_dropout))
     # A baseline is one small matrix product: fp32, and no dropout on the raw window.
     precision = "fp32" if baseline else resolve_precision(options.precision, device)
     torch.manual_seed(options.seed)  # the new input layer and head
-    model = FPTModel(spec, backbone, info, readout=options.readout, dropout=0.0 if baseline else options.dropout,
-                     precision=precision, input_layer=not baseline)
+    model = FPTModel(spec, backbone, info, readout=options.readout, dropout=0.0 if baseline or plain else options.dropout,
+                     precision=precision, input_layer=not (baseline or (plain and spec.token_dim is not None)))
+    if plain:
+        make_plain(model, options.method)
     if options.model == "repeat-last":
         repeat_last(model.head)
     if options.method in PEFT_METHODS:  # after hashing: the hash is of the pretrained weights alone

@@ -8,6 +8,9 @@
     ln-tuning    peft LN tuning: trained copies of every normalisation layer
     bitfit       the backbone's bias terms (peft has no BitFit)
     no-lm        the backbone removed: input layer straight to the readout and head (Tan et al.)
+    logistic     plain baselines on the flattened input (no backbone, no input layer for float
+    mlp          tokens; integer ids go through fpt's embedding): one linear map (logistic
+                 regression for classes and bits) or a 256-unit ReLU MLP, to every output
     attention-1  one randomly initialised multi-head attention layer of the backbone's width
     block-1      one randomly initialised transformer block of the backbone's width
 
@@ -32,14 +35,16 @@ from fpt.options import METHODS
 
 PEFT_METHODS = ("lora", "ia3", "ln-tuning")
 REPLACEMENTS = ("no-lm", "attention-1", "block-1")
-assert set(METHODS) == {"fpt", "full", "output", "bitfit", *PEFT_METHODS, *REPLACEMENTS}
+PLAIN = ("logistic", "mlp")
+MLP_HIDDEN = 256
+assert set(METHODS) == {"fpt", "full", "output", "bitfit", *PEFT_METHODS, *REPLACEMENTS, *PLAIN}
 PEFT_INSTALL = "pip install peft"
 
 
 def default_train(method: str, fpt_default: str) -> str:
     """What --train left at its default means for `method`."""
     return {"full": "all", "output": "output", "bitfit": "input,output", **{m: "input,output" for m in PEFT_METHODS},
-            **{m: "all" for m in REPLACEMENTS}}.get(method, fpt_default)
+            **{m: "all" for m in (*REPLACEMENTS, *PLAIN)}}.get(method, fpt_default)
 
 
 # -- replacements --------------------------------------------------------------
@@ -92,6 +97,31 @@ def replacement(method: str, width: int, heads: int, positions: int, seed: int) 
         if method == "no-lm":
             return NoBackbone(width)
         return Replacement(width, heads, positions, block=method == "block-1")
+
+
+class FlatHead(nn.Module):
+    """The plain baselines' head: flattened features (B, F) -> (B, *outputs), linear or MLP."""
+
+    def __init__(self, features: int, outputs: tuple[int, ...], hidden: int = 0):
+        super().__init__()
+        size = int(torch.tensor(outputs).prod())
+        layers: list[nn.Module] = ([nn.Linear(features, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, size)]
+                                   if hidden else [nn.Linear(features, size)])
+        self.net = nn.Sequential(*layers)
+        self.outputs = outputs
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.net(features).view(features.shape[0], *self.outputs)
+
+
+def make_plain(model: nn.Module, method: str) -> None:
+    """Turn an FPTModel on a NoBackbone into the logistic / MLP baseline: every token's values
+    flattened into one head."""
+    spec = model.spec
+    outputs = (spec.readout_tokens, spec.n_outputs) if spec.readout_tokens > 1 else (spec.n_outputs,)
+    model.readout = "flatten"
+    with torch.random.fork_rng(devices=[]):
+        model.head = FlatHead(model.info.hidden_size * spec.seq_len, outputs, MLP_HIDDEN if method == "mlp" else 0)
 
 
 def attention_heads(backbone: nn.Module) -> int:
