@@ -109,7 +109,9 @@ def build_model(backbone: str = "minilm", *, token_dim: int | None = None, vocab
                 readout_tokens: int = 1, train: str = FPT_DEFAULT_GROUPS, init: str = "pretrained",
                 readout: str = "auto", attention: str = "auto", dropout: float = 0.1,
                 backbone_dropout: str | float = "config", precision: str = "auto", seed: int = 0, layers: int = 0,
-                pad_id: int | None = None, device: torch.device | str = "cpu", name: str = "custom") -> FPTModel:
+                method: str = "fpt", lora_rank: int = 8, lora_alpha: float = 16.0, lora_dropout: float = 0.0,
+                lora_targets: str = "attention", pad_id: int | None = None, device: torch.device | str = "cpu",
+                name: str = "custom") -> FPTModel:
     """A frozen pretrained transformer for your own data, ready for a plain PyTorch loop.
 
     Inputs are `token_dim` floats per token (x of shape (B, L, token_dim)) or integer ids
@@ -117,7 +119,8 @@ def build_model(backbone: str = "minilm", *, token_dim: int | None = None, vocab
     values for regression), or (B, readout_tokens, n_outputs) for the per-token `bits`
     objective. `seq_len` is the longest input it must take (default: every position the
     backbone has). `train`, `init`, `readout`, `attention`, `dropout`, `backbone_dropout`,
-    `precision`, `seed` and `layers` mean what the `fpt train` flags of the same names mean, with the
+    `precision`, `seed`, `layers`, `method` (the arm: lora, ia3, bitfit, ..., see fpt.methods) and the
+    `lora_*` settings mean what the `fpt train` flags of the same names mean, with the
     same defaults (the paper's: input, output, layer norms and positions train).
     Only the parameters of the chosen groups have requires_grad; pass those to the optimiser:
     `torch.optim.Adam(p for p in model.parameters() if p.requires_grad)`.
@@ -136,7 +139,8 @@ def build_model(backbone: str = "minilm", *, token_dim: int | None = None, vocab
                        "bits objective; use objective='bits' or readout_tokens=1")
     options = ModelOptions(model=backbone, init=init, train=train, readout=readout, attention=attention,
                            dropout=dropout, backbone_dropout=backbone_dropout, precision=precision, seed=seed,
-                           layers=layers)
+                           layers=layers, method=method, lora_rank=lora_rank, lora_alpha=lora_alpha,
+                           lora_dropout=lora_dropout, lora_targets=lora_targets)
     # seq_len 0: the backbone's own position count, known once it is loaded (assemble_model).
     spec = TaskSpec(name=name, seq_len=seq_len or 0, objective=objective,  # type: ignore[arg-type]
                     n_outputs=n_outputs, token_dim=token_dim, vocab_size=vocab_size,
