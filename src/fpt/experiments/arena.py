@@ -115,6 +115,8 @@ def compute_figures(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
     """Per task: validation score vs training FLOPs and vs seconds, one curve per arm (chosen lr)."""
     import matplotlib.pyplot as plt
 
+    from fpt.experiments.figures import save
+
     figures = []
     for (task, rest), arms in sorted(choose(rows).items()):
         fig, (by_flops, by_time) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -133,8 +135,5 @@ def compute_figures(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
         by_time.legend(fontsize=7)
         fig.suptitle(f"{task}{' (' + rest + ')' if rest != '{}' else ''}: score against compute (first seed)")
         path = out / f"compute-{task}-{hashlib.sha1(rest.encode()).hexdigest()[:6]}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        figures.append((f"{task} score against compute", path))
+        figures.append((f"{task} score against compute", save(fig, path)))
     return figures

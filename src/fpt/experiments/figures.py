@@ -25,6 +25,14 @@ from fpt.errors import FptError  # noqa: E402
 from fpt.experiments.results import Row, mean_se  # noqa: E402
 
 
+def save(fig, path: Path) -> Path:
+    """Write a figure as PNG and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _label(row: Row) -> str:
     extra = ", ".join(f"{k}={v}" for k, v in row.setting.items())
     return f"{row.variant}" + (f" ({extra})" if extra else "")
@@ -56,11 +64,7 @@ def learning_curves(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
                title=f"{task}: learning curves")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        path = out / f"curves-{task}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        figures.append((f"{task} learning curves", path))
+        figures.append((f"{task} learning curves", save(fig, out / f"curves-{task}.png")))
     return figures
 
 
@@ -77,11 +81,7 @@ def steps_to_threshold(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
     ax.bar(range(len(bars)), [b[1] for b in bars], yerr=[b[2] for b in bars], capsize=4)
     ax.set_xticks(range(len(bars)), [f"{b[0]}\n{b[3]}/{b[4]} reached" for b in bars], fontsize=7)
     ax.set(ylabel="steps to threshold", title="Gradient steps to reach the validation threshold")
-    path = out / "steps-to-threshold.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [("steps to threshold", path)]
+    return [("steps to threshold", save(fig, out / "steps-to-threshold.png"))]
 
 
 def bit_xor_attention(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
@@ -110,11 +110,7 @@ def bit_xor_attention(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
         ax.set_title(f"layer {layer + 1}", fontsize=8)
     fig.suptitle(f"bit-xor attention, rows = query tokens (y_i is read at b_i); "
                  f"{best['model']}, {best['init']}", fontsize=9)
-    path = out / "bit-xor-attention.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [("bit-xor attention", path)]
+    return [("bit-xor attention", save(fig, out / "bit-xor-attention.png"))]
 
 
 @torch.no_grad()
