@@ -28,7 +28,7 @@ from fpt.experiments import arena, figures
 from fpt.experiments.results import Row, collect, fmt, mean_se, score_of
 from fpt.storage.files import atomic_write
 from fpt.errors import FptError
-from fpt.provenance import cpu_name
+from fpt.provenance import cpu_flags, cpu_name
 
 
 def paper_numbers() -> dict[str, Any]:
@@ -132,6 +132,12 @@ def _versus(tests: list[float], published: Any) -> str:
     return f"consistent ({gap:+.1f} pts)" if abs(gap) <= margin else f"does not reproduce: {gap:+.1f} pts"
 
 
+def _bf16_flags() -> str:
+    """Which bf16 the CPU does natively: what decides fpt's default precision on it."""
+    flags = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    return "native bf16 (" + ", ".join(flags) + ")" if flags else "no native bf16 (fp32 by default)"
+
+
 def _markdown(header: list[str], body: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in body]
@@ -160,7 +166,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
         *(f"> {line}" for line in description.splitlines()),
         "",
         f"- command: `{command or f'fpt report {sweep_dir}'}`",
-        f"- machine: {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores; "
+        f"- machine: {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores, {_bf16_flags()}; "
         f"torch {versions['torch']}, transformers {versions['transformers']}, fpt {versions['fpt']}",
         f"- date: {time.strftime('%Y-%m-%d')}; runs: {sum(len(r.results) for r in rows)} finished",
         "- numbers: test score (full pass over the test split) and best validation score, in percent: "
