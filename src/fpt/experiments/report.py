@@ -62,7 +62,7 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
 def forecast_table(rows: list[Row]) -> tuple[str, list[list[Any]]]:
     """Forecasting runs: test MSE and MAE (mean ± SE over seeds) beside the published numbers."""
     published = paper_numbers()["forecasting"]["rows"]
-    settings = sorted({k for r in rows for k in r.setting})
+    settings = sorted({k for r in rows for k in r.setting if k != "task_options.horizon"})  # its own column
     references = list(published)
     header = ["variant", "data", "horizon", *settings, "seeds", "test MSE", "test MAE", "best val MSE",
               "train seconds", "trainable params", *(f"{name} MSE/MAE" for name in references),
