@@ -14,8 +14,6 @@ from fpt.run.config import build_config
 from fpt.experiments.sweep import check_runs, load_spec
 from fpt.run.train import train
 
-from tests.tasks.test_forecast import write_series
-
 ROOT = Path(__file__).resolve().parents[2]
 PRESETS = sorted((ROOT / "configs").glob("*/*.yaml"))
 GENERATED = {"bit-xor", "bit-memory"}
@@ -38,7 +36,7 @@ def test_there_are_presets():
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_preset_parses_and_every_variant_starts(preset, tmp_path, tiny_gpt2, tiny_bert):
+def test_preset_parses_and_every_variant_starts(preset, tmp_path, tiny_gpt2, tiny_bert, write_series):
     spec = load_spec(preset)
     runs = spec.runs()
     check_runs(runs, str(preset))  # every run's config is valid

@@ -16,14 +16,12 @@ from fpt.run.setup import load_run
 from fpt.run.train import evaluate, train
 from fpt.tasks.forecast import FORECAST_TRAINING, read_csv
 
-from tests.tasks.test_forecast import write_series
-
 OPTIONS = {"seq_len": 48, "horizon": 12, "patch_len": 8, "stride": 4}
 QUICK = {"steps": 30, "eval_every": 10, "batch_size": 16, "progress": False}
 
 
 @pytest.fixture(scope="module")
-def series_csv(tmp_path_factory) -> Path:
+def series_csv(tmp_path_factory, write_series) -> Path:
     path = tmp_path_factory.mktemp("data") / "series.csv"
     write_series(path, 400)
     return path

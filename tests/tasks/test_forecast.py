@@ -16,21 +16,8 @@ from fpt.tasks.forecast import Forecast, ForecastOptions, read_csv, split_rows
 from fpt.storage.downloads import Remote
 
 
-def write_series(path: Path, rows: int, channels: int = 3, seed: int = 0) -> np.ndarray:
-    """A CSV of `rows` hourly steps: a date column and `channels` noisy sinusoids; returns the values."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(rows)[:, None]
-    values = np.sin(2 * np.pi * t / 24 + np.arange(channels)) * (1 + np.arange(channels)) + \
-        0.1 * rng.standard_normal((rows, channels)) + np.arange(channels) * 10
-    lines = ["date," + ",".join(f"c{j}" for j in range(channels))]
-    for i in range(rows):
-        lines.append(f"2016-07-01 {i:05d}," + ",".join(f"{v:.6f}" for v in values[i]))
-    path.write_text("\n".join(lines) + "\n")
-    return np.array([[float(f"{v:.6f}") for v in row] for row in values])
-
-
 @pytest.fixture(scope="module")
-def csv_file(tmp_path_factory) -> tuple[Path, np.ndarray]:
+def csv_file(tmp_path_factory, write_series) -> tuple[Path, np.ndarray]:
     path = tmp_path_factory.mktemp("data") / "series.csv"
     return path, write_series(path, 400)
 
