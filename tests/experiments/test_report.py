@@ -84,3 +84,53 @@ def test_arena_chooses_each_arms_lr_on_validation_and_pairs_seeds(tmp_path):
     assert "| 0.01 | 2 |" in lines["worse"] and lines["worse"].endswith("| loses |")
     assert (tmp_path / "report").glob("compute-toy-*.png")
     assert next((tmp_path / "report").glob("compute-toy-*.png")).stat().st_size > 1000
+
+
+def test_arena_chooses_on_the_seeds_every_lr_ran_with(tmp_path):
+    # lr_seeds: [0]: the other seeds ran only at the chosen lr; their (worse) val must not unchoose it
+    fake_sweep(tmp_path, {
+        "fpt": {0.001: [(0.8, 0.5), (0.6, 0.6), (0.6, 0.7)], 0.01: [(0.7, 0.9)]},
+        "other": {0.001: [(0.8, 0.5), (0.8, 0.6), (0.8, 0.7)]},
+    })
+    text = report(tmp_path).read_text()
+    fpt_line = next(line for line in text.splitlines() if line.startswith("| toy | - | fpt |") and line.count("|") > 10)
+    assert "| 0.001 | 2 |" in fpt_line
+
+
+def test_sweep_with_lr_seeds_runs_other_seeds_only_at_the_chosen_lr(tmp_path, tiny_gpt2):
+    import json
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "description: |\n  two-stage lr choice\n  Command: fpt sweep spec.yaml\n"
+        f"base: {{task: bit-xor, model: {tiny_gpt2}, steps: 4, eval_every: 2}}\n"
+        "grid: {lr: [1.0e-5, 3.0e-2], seed: [0, 1]}\n"
+        "variants: {fpt: {}}\n"
+        "arena: {reference: fpt, lr_seeds: [0]}\n")
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(spec), "--out", str(out), "--no-progress"]) == 0
+    finished = sorted(p.parent.name for p in (out / "runs").glob("*/result.json"))
+    val = {lr: json.loads((out / "runs" / f"fpt__lr={lr}__seed=0" / "result.json").read_text())["best_val"]["score"]
+           for lr in ("1e-05", "0.03")}
+    assert len(finished) == 3 and "fpt__lr=1e-05__seed=0" in finished and "fpt__lr=0.03__seed=0" in finished
+    seed1 = next(name for name in finished if name.endswith("seed=1"))
+    best = max(val, key=lambda lr: val[lr])
+    assert seed1 == f"fpt__lr={best}__seed=1" or val["1e-05"] == val["0.03"]
+    assert main(["sweep", str(spec), "--out", str(out), "--no-progress"]) == 0  # resumes: nothing new runs
+    assert len(list((out / "runs").glob("*/result.json"))) == 3
+    assert "bit-xor" in report(out).read_text()  # the report builds from the three runs
+
+
+@pytest.mark.parametrize("arena, error", [
+    ("{reference: nope}", "arena.reference 'nope' is not a variant"),
+    ("{reference: fpt, lr_seeds: [5]}", "must be seeds of grid.seed"),
+    ("{reference: fpt, lr_seed: [0]}", "unknown arena key"),
+])
+def test_bad_arena_keys_are_one_error(tmp_path, arena, error):
+    from fpt.experiments.sweep import load_spec
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("description: x\nbase: {task: bit-xor}\ngrid: {lr: [0.001], seed: [0, 1]}\n"
+                    f"variants: {{fpt: {{}}}}\narena: {arena}\n")
+    with pytest.raises(FptError, match=error):
+        load_spec(spec)

@@ -2,7 +2,9 @@
 
 Turned on by the sweep spec's `arena` key, e.g. `arena: {reference: fpt}`:
   - per task and arm (a variant), the learning rate (a grid value) with the best mean
-    validation score is chosen; its test scores are the arm's (test touched once per run);
+    validation score is chosen (over the seeds every lr ran with: with `lr_seeds: [0]` the
+    sweep runs every lr on seed 0 and the other seeds only at the chosen lr); its test scores
+    are the arm's (test touched once per run);
   - every other grid value (data fraction, ...) forms its own comparison;
   - per seed, the arm's test score minus the reference arm's at the same seed; the verdict is
     "wins" or "loses" only where the mean difference exceeds 2 standard errors, else "tie";
@@ -54,10 +56,21 @@ def choose(rows: list[Row]) -> dict[tuple[str, str], dict[str, Arm]]:
         candidates[(r.task, json.dumps(rest, sort_keys=True), r.variant)].append(r)
     arenas: dict[tuple[str, str], dict[str, Arm]] = defaultdict(dict)
     for (task, rest, variant), options in sorted(candidates.items()):
-        best = max(options, key=lambda r: mean_se([x["best_val"]["score"] for x in r.results])[0])
+        best = max(options, key=lambda r: _val_on(r, _common_seeds(options)))
         arenas[(task, rest)][variant] = Arm(variant, best, best.setting.get("lr", best.results[0]["config"]["lr"]),
                                             len(options))
     return arenas
+
+
+def _common_seeds(options: list[Row]) -> set[int]:
+    """The seeds every lr was run with: with `lr_seeds`, the other seeds ran only at the chosen lr."""
+    seeds = [{x["seed"] for x in r.results} for r in options]
+    return set.intersection(*seeds) or set.union(*seeds)
+
+
+def _val_on(row: Row, seeds: set[int]) -> float:
+    scores = [x["best_val"]["score"] for x in row.results if x["seed"] in seeds]
+    return mean_se(scores)[0] if scores else float("-inf")
 
 
 def paired(arm: Arm, reference: Arm) -> tuple[float, float, int, str]:

@@ -11,7 +11,8 @@ A spec is YAML:
       random: {init: random}
     per_task:  {remote-homology: {lr: 1.0e-4}}     # optional settings for runs of one task
     paper:     {table: table2, rows: {fpt: language (FPT), random: random}}  # optional, for `fpt report`
-    arena:     {reference: fpt}                    # optional: lr chosen per arm on validation, paired verdicts
+    arena:     {reference: fpt, lr_seeds: [0]}     # optional: lr chosen per arm on validation, paired verdicts;
+                                                   # lr_seeds: every lr on these seeds, the rest at the chosen lr
     tiny:      {steps: 4, eval_every: 2}           # optional: `--tiny` shrinks every run to a smoke test
     workers:   2
 
@@ -139,7 +140,30 @@ def load_spec(path: str | Path) -> SweepSpec:
                            *((f"per_task.{n}", v or {}) for n, v in spec.per_task.items())]:
         check_keys([k for k in mapping if not k.startswith(TASK_OPTION)], f"'{path}' ({where})")
     spec.variants = {n: (v or {}) for n, v in spec.variants.items()}
+    _check_arena(spec, path)
     return spec
+
+
+ARENA_KEYS = {"reference", "lr_seeds"}
+
+
+def _check_arena(spec: SweepSpec, path: Path) -> None:
+    unknown = set(spec.arena) - ARENA_KEYS
+    if unknown:
+        raise FptError(f"sweep spec '{path}': unknown arena key(s) {sorted(unknown)}; allowed: {sorted(ARENA_KEYS)}")
+    reference = spec.arena.get("reference")
+    if reference is not None and reference not in spec.variants:
+        raise FptError(f"sweep spec '{path}': arena.reference '{reference}' is not a variant; "
+                       f"variants: {sorted(spec.variants)}")
+    lr_seeds = spec.arena.get("lr_seeds")
+    if lr_seeds is not None:
+        if not isinstance(lr_seeds, list) or not lr_seeds or not all(isinstance(s, int) for s in lr_seeds):
+            raise FptError(f"sweep spec '{path}': arena.lr_seeds must be a non-empty list of seeds, e.g. [0]")
+        if "lr" not in spec.grid or "seed" not in spec.grid:
+            raise FptError(f"sweep spec '{path}': arena.lr_seeds needs lr and seed in the grid")
+        if not set(lr_seeds) <= set(spec.grid["seed"]):
+            raise FptError(f"sweep spec '{path}': arena.lr_seeds {lr_seeds} must be seeds of grid.seed "
+                           f"{spec.grid['seed']}")
 
 
 def check_runs(runs: list[Run], where: str) -> None:
@@ -208,10 +232,35 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     print(f"sweep: {len(runs)} runs, {len(runs) - unfinished} already finished, {unfinished} to run{share} "
           f"on {workers} worker(s) -> {out}", file=sys.stderr)
     threads = max(1, (os.cpu_count() or 1) // (workers * world.size))
-    failed: list[str] = []
-    running: dict[str, subprocess.Popen] = {}
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="runs", disable=not progress,
                file=sys.stderr)
+    lr_seeds = spec.arena.get("lr_seeds")
+    try:
+        if lr_seeds is None:
+            failed = _run_queue(todo, out, workers, threads, world, bar)
+        else:  # the arena's two stages: every lr on the lr seeds, then the other seeds at each arm's chosen lr
+            first = [r for r in todo if _seed(r) in lr_seeds]
+            failed = _run_queue(first, out, workers, threads, world, bar)
+            if world.parallel:  # every rank's lr runs must be finished before any rank chooses
+                import torch.distributed as dist
+                dist.barrier()
+            chosen = chosen_lrs(runs, out, lr_seeds)
+            second = [r for r in todo if _seed(r) not in lr_seeds and chosen.get(_lr_group(r)) == _lr(r)]
+            skipped = len(todo) - len(first) - len(second)
+            print(f"sweep: learning rates chosen on seed(s) {lr_seeds}: {len(second)} run(s) at the chosen lrs "
+                  f"to run, {skipped} at other lrs skipped", file=sys.stderr)
+            bar.total -= skipped
+            bar.refresh()
+            failed += _run_queue(second, out, workers, threads, world, bar)
+    finally:
+        bar.close()
+    return failed if not world.parallel else _after_every_rank(failed, world)
+
+
+def _run_queue(todo: list[Run], out: Path, workers: int, threads: int, world: World, bar: tqdm) -> list[str]:
+    """Train these runs, `workers` at a time, each in its own process; return the names that failed."""
+    failed: list[str] = []
+    running: dict[str, subprocess.Popen] = {}
     queue = list(todo)
     try:
         while queue or running:
@@ -232,8 +281,35 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
             proc.send_signal(signal.SIGTERM)
         for proc in running.values():
             proc.wait()
-        bar.close()
-    return failed if not world.parallel else _after_every_rank(failed, world)
+    return failed
+
+
+def _seed(run: Run) -> Any:
+    return run.values.get("seed", run.config.get("seed", 0))
+
+
+def _lr(run: Run) -> Any:
+    return run.values.get("lr", run.config.get("lr"))
+
+
+def _lr_group(run: Run) -> str:
+    """The runs that compete for one lr: the same variant and grid values but lr and seed."""
+    rest = {k: v for k, v in run.values.items() if k not in ("lr", "seed")}
+    return json.dumps([run.variant, rest], sort_keys=True, default=str)
+
+
+def chosen_lrs(runs: list[Run], out: Path, lr_seeds: list[int]) -> dict[str, Any]:
+    """Per lr group, the lr whose finished runs on the lr seeds have the best mean validation score."""
+    scores: dict[str, dict[Any, list[float]]] = {}
+    for run in runs:
+        if _seed(run) not in lr_seeds:
+            continue
+        result = out / "runs" / run.name / "result.json"
+        if result.exists():
+            score = json.loads(result.read_text()).get("best_val", {}).get("score")
+            if score is not None and score == score:  # NaN never wins
+                scores.setdefault(_lr_group(run), {}).setdefault(_lr(run), []).append(score)
+    return {group: max(by_lr, key=lambda lr: sum(by_lr[lr]) / len(by_lr[lr])) for group, by_lr in scores.items()}
 
 
 def _join(world: World) -> None:
