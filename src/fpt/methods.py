@@ -11,6 +11,8 @@
     logistic     plain baselines on the flattened input (no backbone, no input layer for float
     mlp          tokens; integer ids go through fpt's embedding): one linear map (logistic
                  regression for classes and bits) or a 256-unit ReLU MLP, to every output
+    cnn          a small CNN: on image tasks a 2-D CNN on the image the patches came from,
+                 else a 1-D CNN over the tokens; two convolutions, a 128-unit layer, the outputs
     attention-1  one randomly initialised multi-head attention layer of the backbone's width
     block-1      one randomly initialised transformer block of the backbone's width
 
@@ -23,6 +25,7 @@ peft's own format and loads with `peft.PeftModel.from_pretrained(backbone, dir)`
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,8 +38,9 @@ from fpt.options import METHODS
 
 PEFT_METHODS = ("lora", "ia3", "ln-tuning")
 REPLACEMENTS = ("no-lm", "attention-1", "block-1")
-PLAIN = ("logistic", "mlp")
+PLAIN = ("logistic", "mlp", "cnn")
 MLP_HIDDEN = 256
+CNN_HIDDEN = 128
 assert set(METHODS) == {"fpt", "full", "output", "bitfit", *PEFT_METHODS, *REPLACEMENTS, *PLAIN}
 PEFT_INSTALL = "pip install peft"
 
@@ -114,14 +118,56 @@ class FlatHead(nn.Module):
         return self.net(features).view(features.shape[0], *self.outputs)
 
 
+class ConvHead(nn.Module):
+    """The small-CNN baseline on flattened tokens (B, L * D) -> (B, *outputs).
+
+    Image tasks (spec.image_patch = p): the tokens are put back into the (B, C, H, W) image
+    (the inverse of fpt.tasks.patches.patchify), then two 3x3 convolutions of 32 and 64
+    channels, each with ReLU and 2x2 max pooling. Other tasks: the same two convolutions in 1-D
+    (kernel 3) over the L tokens of D features, without pooling (L may be 1). Then flattened,
+    a 128-unit ReLU layer with dropout 0.1, and one linear map to every output: PyTorch's MNIST
+    example network, give or take."""
+
+    def __init__(self, tokens: int, width: int, outputs: tuple[int, ...], image_patch: int = 0):
+        super().__init__()
+        self.tokens, self.width, self.patch, self.outputs = tokens, width, image_patch, outputs
+        if image_patch:
+            side = math.isqrt(tokens)
+            if side * side != tokens or width % (image_patch * image_patch):
+                raise FptError(f"--method cnn: {tokens} tokens of {width} values are not a square image of "
+                               f"{image_patch}x{image_patch} patches")
+            channels, pixels = width // (image_patch * image_patch), side * image_patch
+            conv, pool, cells = nn.Conv2d, nn.MaxPool2d(2, ceil_mode=True), math.ceil(math.ceil(pixels / 2) / 2) ** 2
+        else:
+            channels, conv, pool, cells = width, nn.Conv1d, nn.Identity(), tokens
+        self.net = nn.Sequential(conv(channels, 32, 3, padding=1), nn.ReLU(), pool,
+                                 conv(32, 64, 3, padding=1), nn.ReLU(), pool, nn.Flatten(),
+                                 nn.Linear(64 * cells, CNN_HIDDEN), nn.ReLU(), nn.Dropout(0.1),
+                                 nn.Linear(CNN_HIDDEN, int(torch.tensor(outputs).prod())))
+
+    def forward(self, features: Tensor) -> Tensor:                      # (B, L * D)
+        b = features.shape[0]
+        x = features.view(b, self.tokens, self.width)                     # (B, L, D)
+        if self.patch:
+            g, p = math.isqrt(self.tokens), self.patch
+            c = self.width // (p * p)
+            x = x.view(b, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, g * p, g * p)  # (B, C, H, W)
+        else:
+            x = x.transpose(1, 2)                                         # (B, D, L)
+        return self.net(x).view(b, *self.outputs)
+
+
 def make_plain(model: nn.Module, method: str) -> None:
-    """Turn an FPTModel on a NoBackbone into the logistic / MLP baseline: every token's values
-    flattened into one head."""
+    """Turn an FPTModel on a NoBackbone into the logistic / MLP / CNN baseline: every token's
+    values flattened into one head."""
     spec = model.spec
     outputs = (spec.readout_tokens, spec.n_outputs) if spec.readout_tokens > 1 else (spec.n_outputs,)
     model.readout = "flatten"
     with torch.random.fork_rng(devices=[]):
-        model.head = FlatHead(model.info.hidden_size * spec.seq_len, outputs, MLP_HIDDEN if method == "mlp" else 0)
+        if method == "cnn":
+            model.head = ConvHead(spec.seq_len, model.info.hidden_size, outputs, spec.image_patch)
+        else:
+            model.head = FlatHead(model.info.hidden_size * spec.seq_len, outputs, MLP_HIDDEN if method == "mlp" else 0)
 
 
 def attention_heads(backbone: nn.Module) -> int:

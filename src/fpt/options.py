@@ -23,7 +23,7 @@ ATTENTIONS = ("auto", "causal", "bidirectional")
 PRECISIONS = ("auto", "fp32", "bf16")
 OBJECTIVES = ("classification", "regression", "bits")
 METHODS = ("fpt", "full", "output", "lora", "ia3", "ln-tuning", "bitfit", "no-lm", "attention-1", "block-1",
-           "logistic", "mlp")
+           "logistic", "mlp", "cnn")
 # Series baselines that replace the whole model (fpt.baselines): no backbone, no input layer.
 SERIES_BASELINES = ("linear", "repeat-last")
 # Models without pretrained weights, and what `--init` and `--train` left at their defaults
@@ -69,7 +69,7 @@ class ModelOptions:
     precision: str = "auto"         # auto | fp32 | bf16
     seed: int = 0                   # the input layer's and head's initialisation (and a random backbone's)
     method: str = "fpt"             # the arm (fpt.methods): fpt | full | output | lora | ia3 | ln-tuning | bitfit |
-                                    # no-lm | attention-1 | block-1 | logistic | mlp
+                                    # no-lm | attention-1 | block-1 | logistic | mlp | cnn
     lora_rank: int = 8              # lora: rank of each adapter
     lora_alpha: float = 16.0        # lora: scale alpha / rank
     lora_dropout: float = 0.0       # lora: dropout on the adapter's input

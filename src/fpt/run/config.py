@@ -75,7 +75,8 @@ class TrainConfig:
                    choices=INITS)
     method: str = _f(MODEL_DEFAULTS.method, "the arm: fpt (the paper's groups), full, output, lora, ia3, ln-tuning "
                      "(Hugging Face peft), bitfit, no-lm, attention-1, block-1 (the backbone replaced; Tan et al.), "
-                     "logistic, mlp (plain baselines on the flattened input); see fpt.methods", choices=METHODS)
+                     "logistic, mlp (plain baselines on the flattened input), cnn (a small CNN: 2-D on images, 1-D on "
+                     "sequences); see fpt.methods", choices=METHODS)
     train: str = _f(MODEL_DEFAULTS.train, f"comma-separated parameter groups to train: {', '.join(GROUPS)}, or all "
                     "(default per --method: the paper's groups for fpt, input,output for the peft arms and bitfit)")
     lora_rank: int = _f(MODEL_DEFAULTS.lora_rank, "--method lora: adapter rank")

