@@ -104,6 +104,8 @@ class TrainConfig:
                                 "counts as converged, for steps_to_threshold")
     seed: int = _f(MODEL_DEFAULTS.seed, "seed for the initialisation, training batches and dropout")
     data_seed: int = _f(0, "seed that fixes the validation and test sets")
+    train_fraction: float = _f(1.0, "train on this fraction of the training set (a subset fixed by --data-seed, the "
+                               "same for every arm and seed; e.g. 0.1); dataset tasks only")
     nan_policy: str = _f("stop", "when the loss is NaN/inf: stop (keeping the last good checkpoint) or skip the step "
                          "and count it", choices=("stop", "skip"), resumable=True)
     cache_features: bool = _f(True, "with --train output on a dataset task: run the frozen model once "
@@ -178,6 +180,8 @@ class TrainConfig:
             raise FptError("--weight-decay and --clip must be >= 0")
         if not 0 < self.threshold <= 1:
             raise FptError(f"--threshold must be in (0, 1], got {self.threshold!r}")
+        if not (isinstance(self.train_fraction, (int, float)) and 0 < self.train_fraction <= 1):
+            raise FptError(f"--train-fraction must be in (0, 1], got {self.train_fraction!r}")
         if self.batch_size % self.grad_accum:
             raise FptError(
                 f"--batch-size {self.batch_size} is not divisible by --grad-accum {self.grad_accum}: "

@@ -70,6 +70,8 @@ def setup(cfg: TrainConfig, on_device: bool = True) -> Setup:
     task = build_task(cfg.task, cfg.task_options, cfg.data_seed, data_dir(cfg))
     if isinstance(task, ArrayTask):
         task.bucketing = cfg.length_bucketing
+    if cfg.train_fraction < 1:
+        task.keep_train_fraction(cfg.train_fraction, cfg.data_seed)
     return assemble(cfg, task, device, on_device)
 
 

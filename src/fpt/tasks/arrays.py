@@ -112,6 +112,16 @@ class ArrayTask(Task):
         self.order = EpochOrder(spec.name, len(train))
         self._pool_cache: dict[tuple[int, int, int], Tensor] = {}
 
+    def keep_train_fraction(self, fraction: float, data_seed: int) -> None:
+        """A random subset of round(fraction * N) training examples (at least one), chosen by
+        the task and data seed alone, so every arm and training seed sees the same subset."""
+        train = self.splits["train"]
+        n = max(1, round(fraction * len(train)))
+        chosen = torch.randperm(len(train), generator=generator("train-fraction", self.spec.name, data_seed))[:n]
+        self.splits["train"] = train.take(chosen.sort().values)
+        self.order = EpochOrder(self.spec.name, n)
+        self._pool_cache.clear()
+
     def varies_in_length(self, split: str = "train") -> bool:
         lengths = self.splits[split].lengths
         return bool((lengths != lengths[0]).any())

@@ -107,6 +107,11 @@ class Task(ABC):
         """The spec of this task with these options, without loading any data."""
         raise NotImplementedError(f"{cls.__name__} does not describe itself without its data")
 
+    def keep_train_fraction(self, fraction: float, data_seed: int) -> None:
+        """Train on a fixed random `fraction` of the training set from now on (--train-fraction)."""
+        raise FptError(f"--train-fraction: task {self.spec.name} generates its training examples (every step "
+                       "draws new ones), so there is no training set to take a fraction of; use fewer --steps")
+
     @abstractmethod
     def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
         """The training batch of optimiser step `step`; a pure function of its arguments."""

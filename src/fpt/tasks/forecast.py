@@ -203,6 +203,13 @@ class Forecast(Task):
             channel_mean=tuple(float(v) for v in (mean if mean is not None else ())),
             channel_std=tuple(float(v) for v in (std if std is not None else ())))
 
+    def keep_train_fraction(self, fraction: float, data_seed: int) -> None:
+        """--train-fraction on a series: the first fraction of the training windows in time (as
+        the task option train_fraction and One Fits All's few-shot runs), not a random subset."""
+        view = self.windows["train"]
+        self.windows["train"] = view[:, :max(1, int(view.shape[1] * fraction))]
+        self.order = EpochOrder(self.spec.name, self.split_size("train"))
+
     def _examples(self, split: str) -> Tensor:
         """Indices of the examples of `split` that are used (val: every val_stride-th window)."""
         channels, windows = self.windows[split].shape[:2]
