@@ -134,3 +134,34 @@ def test_bad_arena_keys_are_one_error(tmp_path, arena, error):
                     f"variants: {{fpt: {{}}}}\narena: {arena}\n")
     with pytest.raises(FptError, match=error):
         load_spec(spec)
+
+
+def test_published_forecasting_numbers_stand_only_beside_runs_on_their_setting():
+    from fpt.experiments.report import on_published_protocol
+
+    def result(task_options: dict, **config) -> dict:
+        return {"config": {"task_options": {"path": "etth1", **task_options}, **config}}
+
+    assert on_published_protocol(result({"split": "ett-hour", "horizon": 192}))
+    assert on_published_protocol(result({}))  # the defaults are the published setting
+    assert not on_published_protocol(result({"features": "OT"}))  # univariate: another benchmark
+    assert not on_published_protocol(result({"seq_len": 96}))
+    assert not on_published_protocol(result({"split": "0.7,0.1,0.2"}))
+    assert not on_published_protocol(result({"train_fraction": 0.1}))
+    assert not on_published_protocol(result({}, train_fraction=0.1))
+
+
+def test_a_variant_may_have_its_own_grid_values(tmp_path):
+    from fpt.experiments.sweep import load_spec
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("description: x\nbase: {task: bit-xor}\ngrid: {lr: [0.001, 0.01], seed: [0, 1]}\n"
+                    "variants: {fpt: {}, full: {method: full, grid: {lr: [1.0e-5]}}}\n")
+    runs = load_spec(spec).runs()
+    assert sorted(r.name for r in runs if r.variant == "full") == ["full__lr=1e-05__seed=0", "full__lr=1e-05__seed=1"]
+    assert len([r for r in runs if r.variant == "fpt"]) == 4
+    assert all(r.config["method"] == "full" and "grid" not in r.config for r in runs if r.variant == "full")
+    spec.write_text("description: x\nbase: {task: bit-xor}\ngrid: {lr: [0.001]}\n"
+                    "variants: {full: {method: full, grid: {steps: [5]}}}\n")
+    with pytest.raises(FptError, match="variants.full.grid must map keys of the spec's grid"):
+        load_spec(spec)

@@ -4,11 +4,12 @@ A spec is YAML:
 
     description: what question the sweep answers, and the command that runs it
     base:      {steps: 1000, eval_every: 25}       # TrainConfig keys shared by every run
-    grid:      {task: [bit-xor], seed: [0, 1, 2]}  # TrainConfig keys -> lists; the product is the grid
+    grid:      {lr: [1.0e-3], seed: [0, 1, 2]}     # TrainConfig keys -> lists; the product is the grid
                                                    # (task_options.KEY: one task option, e.g. a horizon)
     variants:                                      # optional named settings, crossed with the grid
       fpt:    {}
       random: {init: random}
+      full:   {method: full, grid: {lr: [1.0e-5, 1.0e-4]}}  # a variant's own values for grid keys
     per_task:  {remote-homology: {lr: 1.0e-4}}     # optional settings for runs of one task
     paper:     {table: table2, rows: {fpt: language (FPT), random: random}}  # optional, for `fpt report`
     arena:     {reference: fpt, lr_seeds: [0]}     # optional: lr chosen per arm on validation, paired verdicts;
@@ -83,7 +84,9 @@ class SweepSpec:
         keys = list(self.grid)
         runs = []
         for variant, settings in self.variants.items():
-            for combo in itertools.product(*(self.grid[k] for k in keys)):
+            grid = {**self.grid, **(settings.get("grid") or {})}  # a variant may have its own values (lrs)
+            settings = {k: v for k, v in settings.items() if k != "grid"}
+            for combo in itertools.product(*(grid[k] for k in keys)):
                 values = dict(zip(keys, combo))
                 task = values.get("task", settings.get("task", self.base.get("task")))
                 layers = [self.base, settings, self.per_task.get(task, {}), values, self.tiny if tiny else {},
@@ -136,10 +139,19 @@ def load_spec(path: str | Path) -> SweepSpec:
     if not isinstance(spec.workers, int) or spec.workers < 1:
         raise FptError(f"sweep spec '{path}': workers must be a positive integer")
     for where, mapping in [("base", spec.base), ("grid", spec.grid), ("tiny", spec.tiny),
-                           *((f"variants.{n}", v or {}) for n, v in spec.variants.items()),
+                           *((f"variants.{n}", {k: x for k, x in (v or {}).items() if k != "grid"})
+                             for n, v in spec.variants.items()),
                            *((f"per_task.{n}", v or {}) for n, v in spec.per_task.items())]:
         check_keys([k for k in mapping if not k.startswith(TASK_OPTION)], f"'{path}' ({where})")
     spec.variants = {n: (v or {}) for n, v in spec.variants.items()}
+    for name, settings in spec.variants.items():
+        own = settings.get("grid")
+        if own is None:
+            continue
+        if not isinstance(own, dict) or not own or not set(own) <= set(spec.grid) or \
+                not all(isinstance(v, list) and v for v in own.values()):
+            raise FptError(f"sweep spec '{path}': variants.{name}.grid must map keys of the spec's grid "
+                           f"({', '.join(spec.grid) or 'none'}) to non-empty lists, got {own!r}")
     _check_arena(spec, path)
     return spec
 
