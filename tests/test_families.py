@@ -46,6 +46,11 @@ class Case:
     max_positions: int = 64
     eager: bool = False      # transformers has no SDPA path for it
     extra: dict[str, Any] = field(default_factory=dict)
+    variant: str = ""        # a second case of one model_type (OPT-350m's projections, Falcon's ALiBi, ...)
+
+    @property
+    def key(self) -> str:
+        return self.variant or self.model_type
 
 
 CASES = [
@@ -93,6 +98,19 @@ CASES = [
          {"unused": 3200, "layernorm": 2 * 64 + 64,
           "attention": 2 * (32 * (32 + 2 * 8) + 32 * 32),  # multi-query: one key and value head
           "feedforward": 2 * 2 * 32 * 128}, True, "rotary"),
+    # OPT-350m's layout: embeddings of width 16 projected in and out of the width-32 blocks, post-LN
+    Case("opt", dict(num_hidden_layers=2, hidden_size=32, ffn_dim=64, num_attention_heads=4, vocab_size=100,
+                     max_position_embeddings=64, word_embed_proj_dim=16, do_layer_norm_before=False),
+         {"unused": 1600, "position": 66 * 32, "layernorm": 2 * 2 * 64,  # no final norm when post-LN
+          "attention": 2 * 4 * LINEAR_32, "feedforward": 2 * BERT_FF + 16 * 32 + 32 * 16},
+         True, "learned", variant="opt-350m-like", extra={"width": 16}),  # in and out of the projections
+    # Falcon-7B/40B's predecessors (falcon-rw): ALiBi instead of rotary positions
+    Case("falcon", dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, vocab_size=100,
+                        max_position_embeddings=64, alibi=True, multi_query=False, parallel_attn=False,
+                        bias=True),
+         {"unused": 3200, "layernorm": 2 * 2 * 64 + 64,
+          "attention": 2 * ((32 * 96 + 96) + LINEAR_32),
+          "feedforward": 2 * ((32 * 128 + 128) + (128 * 32 + 32))}, True, "alibi", variant="falcon-alibi"),
     Case("bert", BERT_LIKE, {"unused": 3200, "position": 64 * 32 + 2 * 32, "layernorm": 64 + 2 * 2 * 64,
                              "attention": 2 * 4 * LINEAR_32, "feedforward": 2 * BERT_FF}, False, "learned"),
     Case("roberta", dict(BERT_LIKE, max_position_embeddings=66, type_vocab_size=1),
@@ -107,6 +125,13 @@ CASES = [
          {"unused": 3200, "layernorm": 64 + 2 * 2 * 64 + 64,  # + the relative table's norm
           "attention": 2 * 4 * LINEAR_32 + 2 * 16 * 32,     # + the shared relative-position table
           "feedforward": 2 * BERT_FF}, False, "relative", switchable=False, eager=True),
+    # DeBERTa-v2-xlarge's layout: a convolution beside the first block's output
+    Case("deberta-v2", dict(BERT_LIKE, relative_attention=True, position_biased_input=False, type_vocab_size=0,
+                            pos_att_type=["p2c", "c2p"], position_buckets=16, norm_rel_ebd="layer_norm",
+                            share_att_key=True, conv_kernel_size=3, conv_act="gelu"),
+         {"unused": 3200, "layernorm": 64 + 2 * 2 * 64 + 64 + 64,  # + the convolution's norm
+          "attention": 2 * 4 * LINEAR_32 + 2 * 16 * 32 + (32 * 32 * 3 + 32),  # + the convolution mixing tokens
+          "feedforward": 2 * BERT_FF}, False, "relative", switchable=False, eager=True, variant="deberta-v2-conv"),
     Case("electra", dict(BERT_LIKE, embedding_size=16),
          {"unused": 100 * 16, "position": 64 * 16 + 2 * 16, "layernorm": 32 + 2 * 2 * 64,
           "attention": 2 * 4 * LINEAR_32, "feedforward": 2 * BERT_FF + (16 * 32 + 32)}, False, "learned"),
@@ -118,8 +143,8 @@ CASES = [
          {"unused": 3200, "layernorm": 2 * 2 * 32 + 32, "attention": 2 * 4 * 32 * 32 + 32 * 2,
           "feedforward": 2 * 2 * 32 * 64}, False, "relative", switchable=False, max_positions=1 << 30),
 ]
-BY_TYPE = {c.model_type: c for c in CASES}
-IDS = [c.model_type for c in CASES]
+BY_TYPE = {c.key: c for c in CASES}
+IDS = [c.key for c in CASES]
 
 
 def _dropouts_to(config: Any, p: float) -> None:
@@ -136,16 +161,17 @@ def family_dir(tmp_path_factory):
 
     made: dict[str, Path] = {}
 
-    def make(model_type: str) -> Path:
-        if model_type not in made:
-            config = AutoConfig.for_model(model_type, **BY_TYPE[model_type].config)
+    def make(key: str) -> Path:
+        model_type = BY_TYPE[key].model_type
+        if key not in made:
+            config = AutoConfig.for_model(model_type, **BY_TYPE[key].config)
             _dropouts_to(config, 0.1)
             torch.manual_seed(0)
             model = (T5EncoderModel(config) if model_type == "t5" else
                      AutoModel.from_config(config, attn_implementation="eager"))
-            made[model_type] = tmp_path_factory.mktemp("families") / model_type
-            model.save_pretrained(made[model_type])
-        return made[model_type]
+            made[key] = tmp_path_factory.mktemp("families") / key
+            model.save_pretrained(made[key])
+        return made[key]
 
     return make
 
@@ -164,7 +190,7 @@ def sizes(backbone: torch.nn.Module) -> dict[str, int]:
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_group_table_is_exact(family_dir, case):
-    backbone, info = load(family_dir, case.model_type)
+    backbone, info = load(family_dir, case.key)
     groups = backbone_groups(backbone)
     assert set(groups) == {n for n, _ in backbone.named_parameters()}  # every parameter, once
     assert sizes(backbone) == case.groups
@@ -198,9 +224,9 @@ def test_causality_is_measured_and_switches_work_or_are_refused(family_dir, case
     expected = case.causal if attention == "auto" else attention == "causal"
     if attention != "auto" and expected != case.causal and not case.switchable:
         with pytest.raises(FptError, match=f"--attention {attention}: .* stays"):
-            load(family_dir, case.model_type, attention)
+            load(family_dir, case.key, attention)
         return
-    backbone, info = load(family_dir, case.model_type, attention)
+    backbone, info = load(family_dir, case.key, attention)
     assert info.causal is expected
     torch.manual_seed(0)
     model = FPTModel(SPEC, backbone, info, readout="mean", dropout=0.0).eval()
@@ -209,7 +235,7 @@ def test_causality_is_measured_and_switches_work_or_are_refused(family_dir, case
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_padding_changes_nothing(family_dir, case):
-    backbone, info = load(family_dir, case.model_type)
+    backbone, info = load(family_dir, case.key)
     torch.manual_seed(0)
     model = FPTModel(SPEC, backbone, info, dropout=0.0).eval()
     x = torch.randn(3, 12, 3)
@@ -227,7 +253,7 @@ def test_padding_changes_nothing(family_dir, case):
 def test_backbone_dropout_reaches_every_dropout(family_dir, case):
     """The tiny models have dropout 0.1 in every config field; train mode is then random, and
     set_dropout(0) must make it deterministic, float attention rates included."""
-    backbone, _ = load(family_dir, case.model_type)
+    backbone, _ = load(family_dir, case.key)
     backbone.train()
     width = backbone.get_input_embeddings().embedding_dim
     x, mask = torch.randn(2, 8, width), torch.ones(2, 8, dtype=torch.long)
@@ -248,20 +274,20 @@ def test_backbone_dropout_reaches_every_dropout(family_dir, case):
 def test_layers_keeps_the_first_blocks(family_dir, case):
     from fpt.families import FAMILIES, block_list
 
-    full, full_info = load(family_dir, case.model_type)
-    one, info = load(family_dir, case.model_type, layers=1)
+    full, full_info = load(family_dir, case.key)
+    one, info = load(family_dir, case.key, layers=1)
     second_block = sum(p.numel() for p in block_list(full, FAMILIES[case.model_type])[1].parameters())
     assert info.layers == 1 and full_info.layers == 2
     assert sum(p.numel() for p in one.parameters()) == sum(p.numel() for p in full.parameters()) - second_block
     assert weights_hash(one) != weights_hash(full)
     assert info.causal is case.causal  # still measured, on the truncated model
     with pytest.raises(FptError, match="--layers 3: .* has only 2 blocks"):
-        load(family_dir, case.model_type, layers=3)
+        load(family_dir, case.key, layers=3)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_stored_bf16_weights_compute_exactly_what_autocast_does(family_dir, case):
-    cfg = build_config({"task": "bit-xor", "model": str(family_dir(case.model_type)), "precision": "fp32",
+    cfg = build_config({"task": "bit-xor", "model": str(family_dir(case.key)), "precision": "fp32",
                         "dropout": 0.0, "backbone_dropout": "0"})
     model = setup(cfg).model
     stored = copy.deepcopy(model)
@@ -337,14 +363,15 @@ def test_unknown_and_refused_families(tmp_path):
 def test_fpt_train_runs_and_records_the_backbone(family_dir, tmp_path, case, capsys):
     out = tmp_path / "run"
     code = main(["train", "--task", "bit-xor", "--task-opt", "n_bits=3", "--task-opt", "n_val=8",
-                 "--task-opt", "n_test=8", "--model", str(family_dir(case.model_type)), "--steps", "4",
+                 "--task-opt", "n_test=8", "--model", str(family_dir(case.key)), "--steps", "4",
                  "--eval-every", "2", "--batch-size", "4", "--out", str(out), "--no-progress"])
     assert code == 0, capsys.readouterr().err
     result = json.loads((out / "result.json").read_text())
     backbone = result["backbone"]
     assert (backbone["causal"], backbone["position"], backbone["layers"]) == (case.causal, case.position, 2)
-    width = 16 if case.model_type == "electra" else 32  # of inputs_embeds
-    assert result["params_by_group"]["total"]["total"] == sum(case.groups.values()) + 2 * width + (32 + 1)
+    width = case.extra.get("width", 16 if case.model_type == "electra" else 32)  # of inputs_embeds (and output)
+    out_width = case.extra.get("width", 32)
+    assert result["params_by_group"]["total"]["total"] == sum(case.groups.values()) + 2 * width + (out_width + 1)
     assert result["steps_run"] == 4
 
 

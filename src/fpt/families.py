@@ -87,7 +87,8 @@ FAMILIES: dict[str, Family] = {
                          fixed_reason="DistilBERT has no decoder mode in transformers"),
     "deberta-v2": Family("DeBERTa-v2/v3", "encoder.layer", "relative", position_tables=_BERT_TABLES,
                          # the relative-position table is read by every layer's attention scores
-                         roles=(("encoder.rel_embeddings", "attention"),),
+                         # (and DeBERTa-v2-xlarge's convolution beside the first block mixes tokens)
+                         roles=(("encoder.rel_embeddings", "attention"), ("encoder.conv.conv", "attention")),
                          fixed_reason="DeBERTa's disentangled attention has no causal mode in transformers"),
     "mpnet": Family("MPNet", "encoder.layer", "learned+relative", position_tables=("embeddings.position_embeddings",),
                     roles=(("encoder.relative_attention_bias", "attention"),),
