@@ -35,6 +35,7 @@ import ctypes
 import fnmatch
 import itertools
 import json
+import math
 import os
 import signal
 import subprocess
@@ -319,7 +320,7 @@ def chosen_lrs(runs: list[Run], out: Path, lr_seeds: list[int]) -> dict[str, Any
         result = out / "runs" / run.name / "result.json"
         if result.exists():
             score = json.loads(result.read_text()).get("best_val", {}).get("score")
-            if score is not None and score == score:  # NaN never wins
+            if score is not None and not math.isnan(score):  # NaN never wins
                 scores.setdefault(_lr_group(run), {}).setdefault(_lr(run), []).append(score)
     return {group: max(by_lr, key=lambda lr: sum(by_lr[lr]) / len(by_lr[lr])) for group, by_lr in scores.items()}
 
