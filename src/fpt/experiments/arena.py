@@ -125,8 +125,10 @@ def tables(rows: list[Row], spec: dict[str, Any]) -> list[str]:
 
 
 def compute_figures(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
-    """Per task: validation score vs training FLOPs and vs seconds, one curve per arm (chosen lr)."""
+    """Per task: validation score vs training FLOPs and vs seconds, one curve per arm (chosen lr,
+    first seed), and each arm's test score (mean over seeds) as a cross at its whole run's cost."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     from fpt.experiments.figures import save
 
@@ -139,13 +141,22 @@ def compute_figures(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
             per_step = result.get("train_flops", {}).get("per_step", 0)
             if not curve:
                 continue
-            scores = [(-c["val"]["score"] if forecast else c["val"]["score"]) for c in curve]
-            by_flops.plot([c["step"] * per_step for c in curve], scores, label=name)
-            by_time.plot([c["wall_seconds"] for c in curve], scores, label=name)
+            sign = -1 if forecast else 1
+            scores = [sign * c["val"]["score"] for c in curve]
+            (line,) = by_flops.plot([c["step"] * per_step for c in curve], scores, label=name)
+            by_time.plot([c["wall_seconds"] for c in curve], scores, label=name, color=line.get_color())
+            results = arm.row.results
+            test = sign * mean_se([r["test"]["score"] for r in results])[0]
+            by_flops.scatter([mean_se([r.get("train_flops", {}).get("total", 0) for r in results])[0]], [test],
+                             marker="x", color=line.get_color())
+            by_time.scatter([mean_se([r["wall_seconds"] for r in results])[0]], [test], marker="x",
+                            color=line.get_color())
         for ax, x in ((by_flops, "training FLOPs (counted)"), (by_time, "training seconds")):
-            ax.set(xlabel=x, ylabel="validation MSE" if forecast else "validation score", xscale="log")
+            ax.set(xlabel=x, ylabel=("MSE" if forecast else "score") + " (lines: validation; x: test, mean)",
+                   xscale="log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.grid(alpha=0.3)
-        by_time.legend(fontsize=7)
+        by_time.legend(fontsize=7, ncol=2)
         fig.suptitle(f"{task}{' (' + rest + ')' if rest != '{}' else ''}: score against compute (first seed)")
         path = out / f"compute-{task}-{hashlib.sha1(rest.encode()).hexdigest()[:6]}.png"
         figures.append((f"{task} score against compute", save(fig, path)))
