@@ -16,16 +16,20 @@ def test_mean_and_standard_error():
     assert mean == 2.0 and se == pytest.approx(1.0 / 3 ** 0.5)
 
 
-def test_report_from_a_small_sweep(tmp_path, tiny_gpt2):
+def tiny_sweep(tmp_path, tiny_gpt2, description: str, rest: str):
+    """Run a 4-step bit-xor sweep on the tiny GPT-2 from spec lines after `base`; return its directory."""
     spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        "description: |\n  tiny report test\n  Command: fpt sweep spec.yaml\n"
-        f"base: {{task: bit-xor, model: {tiny_gpt2}, steps: 4, eval_every: 2}}\n"
-        "grid: {seed: [0, 1]}\n"
-        "variants: {fpt: {}, random: {init: random}}\n"
-        "paper: {table: table2, rows: {fpt: language (FPT), random: random}}\n")
+    spec.write_text(f"description: |\n  {description}\n  Command: fpt sweep spec.yaml\n"
+                    f"base: {{task: bit-xor, model: {tiny_gpt2}, steps: 4, eval_every: 2}}\n" + rest)
     out = tmp_path / "sweep"
     assert main(["sweep", str(spec), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_report_from_a_small_sweep(tmp_path, tiny_gpt2):
+    out = tiny_sweep(tmp_path, tiny_gpt2, "tiny report test", "grid: {seed: [0, 1]}\n"
+                     "variants: {fpt: {}, random: {init: random}}\n"
+                     "paper: {table: table2, rows: {fpt: language (FPT), random: random}}\n")
     path = report(out)
     text = path.read_text()
     assert "> tiny report test" in text and "| fpt | bit-xor | 2 |" in text and "| random | bit-xor | 2 |" in text
@@ -100,15 +104,9 @@ def test_arena_chooses_on_the_seeds_every_lr_ran_with(tmp_path):
 def test_sweep_with_lr_seeds_runs_other_seeds_only_at_the_chosen_lr(tmp_path, tiny_gpt2):
     import json
 
+    out = tiny_sweep(tmp_path, tiny_gpt2, "two-stage lr choice", "grid: {lr: [1.0e-5, 3.0e-2], seed: [0, 1]}\n"
+                     "variants: {fpt: {}}\narena: {reference: fpt, lr_seeds: [0]}\n")
     spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        "description: |\n  two-stage lr choice\n  Command: fpt sweep spec.yaml\n"
-        f"base: {{task: bit-xor, model: {tiny_gpt2}, steps: 4, eval_every: 2}}\n"
-        "grid: {lr: [1.0e-5, 3.0e-2], seed: [0, 1]}\n"
-        "variants: {fpt: {}}\n"
-        "arena: {reference: fpt, lr_seeds: [0]}\n")
-    out = tmp_path / "sweep"
-    assert main(["sweep", str(spec), "--out", str(out), "--no-progress"]) == 0
     finished = sorted(p.parent.name for p in (out / "runs").glob("*/result.json"))
     val = {lr: json.loads((out / "runs" / f"fpt__lr={lr}__seed=0" / "result.json").read_text())["best_val"]["score"]
            for lr in ("1e-05", "0.03")}
