@@ -134,17 +134,19 @@ def compute_figures(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
 
     figures = []
     for (task, rest), arms in sorted(choose(rows).items()):
-        fig, (by_flops, by_time) = plt.subplots(1, 2, figsize=(10, 3.6))
+        fig, (by_flops, by_time) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
         forecast = next(iter(arms.values())).row.results[0]["task_spec"]["objective"] == "forecast"
-        for name, arm in arms.items():
+        colours = plt.get_cmap("tab20").colors  # 20 distinct colours: one per arm
+        for i, (name, arm) in enumerate(arms.items()):
             result, curve = arm.row.results[0], arm.row.curves[0]
             per_step = result.get("train_flops", {}).get("per_step", 0)
             if not curve:
                 continue
             sign = -1 if forecast else 1
             scores = [sign * c["val"]["score"] for c in curve]
-            (line,) = by_flops.plot([c["step"] * per_step for c in curve], scores, label=name)
-            by_time.plot([c["wall_seconds"] for c in curve], scores, label=name, color=line.get_color())
+            colour = colours[(2 * i) % 20 + (2 * i) // 20 % 2]  # the dark shades first, then the light
+            (line,) = by_flops.plot([c["step"] * per_step for c in curve], scores, label=name, color=colour)
+            by_time.plot([c["wall_seconds"] for c in curve], scores, color=colour)
             results = arm.row.results
             test = sign * mean_se([r["test"]["score"] for r in results])[0]
             by_flops.scatter([mean_se([r.get("train_flops", {}).get("total", 0) for r in results])[0]], [test],
@@ -156,7 +158,7 @@ def compute_figures(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
                    xscale="log")
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.grid(alpha=0.3)
-        by_time.legend(fontsize=7, ncol=2)
+        fig.legend(*by_flops.get_legend_handles_labels(), loc="outside right center", fontsize=7)
         fig.suptitle(f"{task}{' (' + rest + ')' if rest != '{}' else ''}: score against compute (first seed)")
         path = out / f"compute-{task}-{hashlib.sha1(rest.encode()).hexdigest()[:6]}.png"
         figures.append((f"{task} score against compute", save(fig, path)))

@@ -27,7 +27,8 @@ from fpt.experiments.results import Row, mean_se  # noqa: E402
 
 def save(fig, path: Path) -> Path:
     """Write a figure as PNG and free it."""
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure made with layout="constrained" keeps it
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
