@@ -79,7 +79,7 @@ def test_arena_chooses_each_arms_lr_on_validation_and_pairs_seeds(tmp_path):
         "worse": {0.01: [(0.7, t - 0.2) for _, t in fpt], 0.001: [(0.5, 0.99)] * 3},
     })
     text = report(tmp_path).read_text()
-    assert "| toy | - | better | 70.0% | 3 of 4 | -10.0 pts |" in text  # best arm, FPT's rank, margin
+    assert "| toy | - | better | 70.0% | 60.0% | 3 of 4 | 10.0 pts |" in text  # best arm, FPT's score, rank, margin
     lines = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| toy | - | ")
              and line.count("|") > 10}
     assert "| 0.001 | 2 |" in lines["fpt"] and "reference" in lines["fpt"]

@@ -88,7 +88,8 @@ def tables(rows: list[Row], spec: dict[str, Any]) -> list[str]:
     """The arena's sections of REPORT.md."""
     reference_name = (spec.get("arena") or {}).get("reference", "fpt")
     arenas = choose(rows)
-    summary = ["| task | setting | best arm | its test score | FPT's rank | FPT vs best |", "|---|---|---|---|---|---|"]
+    summary = [f"| task | setting | best arm | its test score | {reference_name}'s score | {reference_name}'s rank | "
+               f"{reference_name} behind the best by |", "|---|---|---|---|---|---|---|"]
     detail = ["| task | setting | arm | lr (by val) | lrs tried | seeds | test score | trainable params | "
               "train GFLOPs | train seconds | vs " + reference_name + " (paired) | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -99,9 +100,10 @@ def tables(rows: list[Row], spec: dict[str, Any]) -> list[str]:
         setting = ", ".join(f"{k}={v}" for k, v in json.loads(rest).items()) or "-"
         reference = arms.get(reference_name)
         if reference is not None:
-            gap = means[reference_name] - means[ranked[0]]
-            margin = (f"{-gap:+.4f} MSE" if objective == "forecast" else f"{100 * gap:+.1f} pts")
+            gap = means[ranked[0]] - means[reference_name]  # >= 0: how far the reference is behind
+            margin = (f"{gap:.4f} MSE" if objective == "forecast" else f"{100 * gap:.1f} pts")
             summary.append(f"| {task} | {setting} | {ranked[0]} | {show(means[ranked[0]], objective)} | "
+                           f"{show(means[reference_name], objective)} | "
                            f"{ranked.index(reference_name) + 1} of {len(ranked)} | {margin} |")
         for name in ranked:
             arm = arms[name]
