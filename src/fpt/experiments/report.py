@@ -185,7 +185,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
         f"- command: `{command or f'fpt report {sweep_dir}'}`",
         f"- machine: {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores, {_bf16_flags()}; "
         f"torch {versions['torch']}, transformers {versions['transformers']}, fpt {versions['fpt']}",
-        f"- date: {time.strftime('%Y-%m-%d')}; runs: {sum(len(r.results) for r in rows)} finished",
+        f"- date: {time.strftime('%Y-%m-%d')}; runs: {sum(len(r.results) for r in rows + forecasts)} finished",
         "- numbers: test score (full pass over the test split) and best validation score, in percent: "
         "accuracy (per bit for bit tasks), or R^2 x 100 for regression; mean ± standard error over seeds; "
         "train seconds: wall-clock time of each run's training loop, evaluations included (comparable "
