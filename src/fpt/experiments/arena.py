@@ -88,8 +88,8 @@ def tables(rows: list[Row], spec: dict[str, Any]) -> list[str]:
     """The arena's sections of REPORT.md."""
     reference_name = (spec.get("arena") or {}).get("reference", "fpt")
     arenas = choose(rows)
-    summary = [f"| task | setting | best arm | its test score | {reference_name}'s score | {reference_name}'s rank | "
-               f"{reference_name} behind the best by |", "|---|---|---|---|---|---|---|"]
+    summary = [(f"| task | setting | best arm | its test score | {reference_name}'s score | {reference_name}'s rank | "
+                f"{reference_name} behind the best by |"), "|---|---|---|---|---|---|---|"]
     detail = ["| task | setting | arm | lr (by val) | lrs tried | seeds | test score | trainable params | "
               "train GFLOPs | train seconds | vs " + reference_name + " (paired) | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
