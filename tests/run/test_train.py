@@ -163,3 +163,21 @@ def test_resume_refuses_fewer_steps_than_already_run(tmp_path, tiny_gpt2, monkey
     monkeypatch.setattr(train_module, "evaluate", real)
     with pytest.raises(FptError, match="already at step 20, past --steps 10"):
         run(tmp_path, "r", tiny_gpt2, steps=10, resume=True)
+
+
+def test_time_budget_stops_with_a_last_evaluation(tmp_path, tiny_gpt2, monkeypatch):
+    import fpt.run.train as train_module
+
+    clock = iter(range(0, 10_000, 1))  # each reading of the clock: one more second
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: float(next(clock)))
+    result = run(tmp_path, "budget", tiny_gpt2, steps=1000, eval_every=100, time_budget=7)
+    assert result["out_of_time"] and not result["stopped_early"]
+    assert 0 < result["steps_run"] < 100  # stopped long before the first scheduled evaluation ...
+    lines = [json.loads(line) for line in (tmp_path / "budget" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [result["steps_run"]]  # ... after evaluating where it stopped
+    assert result["best_val"]["step"] == result["steps_run"] and "accuracy" in result["test"]
+
+
+def test_time_budget_must_be_seconds():
+    with pytest.raises(FptError, match="--time-budget must be a number of seconds"):
+        build_config({"task": "bit-xor", "time_budget": -1})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,9 @@ class TrainConfig:
                                "(17-31%% of a CPU step at 64 tokens; see docs/BENCHMARKS.md)")
     eval_every: int = _f(50, "validate every N steps (and at the last step)")
     patience: int = _f(0, "stop after this many evaluations without a better validation score (0: never)")
+    time_budget: float = _f(0.0, "stop after this many seconds of the training loop (evaluations included), with "
+                            "a last evaluation; 0: no limit. With --steps as a cap: a sweep's same wall-clock "
+                            "budget for every arm")
     threshold: float = _f(0.99, "validation score (accuracy; per-bit for bit tasks; R^2 for regression) that "
                                 "counts as converged, for steps_to_threshold")
     seed: int = _f(MODEL_DEFAULTS.seed, "seed for the initialisation, training batches and dropout")
@@ -180,6 +184,9 @@ class TrainConfig:
             raise FptError("--weight-decay and --clip must be >= 0")
         if not 0 < self.threshold <= 1:
             raise FptError(f"--threshold must be in (0, 1], got {self.threshold!r}")
+        if not (isinstance(self.time_budget, (int, float)) and math.isfinite(self.time_budget)
+                and self.time_budget >= 0):
+            raise FptError(f"--time-budget must be a number of seconds >= 0 (0: no limit), got {self.time_budget!r}")
         if not (isinstance(self.train_fraction, (int, float)) and 0 < self.train_fraction <= 1):
             raise FptError(f"--train-fraction must be in (0, 1], got {self.train_fraction!r}")
         if self.batch_size % self.grad_accum:

@@ -51,6 +51,7 @@ class TrainState:
     tokens: int = 0          # token positions the training steps processed, padding included
     padding_tokens: int = 0  # of which padding
     stopped_early: bool = False  # --patience ran out
+    out_of_time: bool = False    # --time-budget ran out
     flops_per_step: int = 0  # of one training step (forward + backward), counted by torch's FlopCounterMode
 
 
@@ -123,6 +124,7 @@ def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> di
     return {
         "task": cfg.task, "model": cfg.model, "init": built.info.init, "train_groups": cfg.train_groups,
         "seed": cfg.seed, "steps": cfg.steps, "steps_run": state.step, "stopped_early": state.stopped_early,
+        "out_of_time": state.out_of_time,
         "trainable_params": built.counts["total"]["trainable"],
         # counted on the first step by torch.utils.flop_counter (matrix products, convolutions,
         # attention): not an estimate from parameter counts

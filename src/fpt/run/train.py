@@ -162,7 +162,7 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
     bar = tqdm(total=cfg.steps, initial=state.step, desc=task.spec.name, disable=not (cfg.progress and world.is_main),
                dynamic_ncols=True, file=sys.stderr)
     for step in range(state.step, cfg.steps):
-        if state.stopped_early:
+        if state.stopped_early or state.out_of_time:
             break
         torch.manual_seed(derive_seed("dropout", cfg.seed, step, *([world.rank] if world.rank else [])))
         batch = task.train_batch(step, cfg.batch_size, cfg.seed)
@@ -193,7 +193,9 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
         bar.update(1)
 
         done = step + 1
-        if done % cfg.eval_every == 0 or done == cfg.steps:
+        out_of_time = cfg.time_budget > 0 and distributed.any_across(
+            time.perf_counter() - started >= cfg.time_budget, world, built.device)  # every rank stops together
+        if done % cfg.eval_every == 0 or done == cfg.steps or out_of_time:
             val = evaluate(built, "val", cfg.batch_size * 4)
             train_stats = distributed.merge_metrics(window, world, built.device, task.spec.n_outputs).compute()
             window = Metrics(objective)
@@ -206,6 +208,7 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
                 state.steps_to_threshold = done
             state.step = done
             state.stopped_early = cfg.patience > 0 and done - state.best_step >= cfg.patience * cfg.eval_every
+            state.out_of_time = out_of_time
             state.wall_seconds = time.perf_counter() - started
             if world.is_main:
                 record = {"step": done, "train": train_stats, "val": val, "wall_seconds": round(state.wall_seconds, 3)}
