@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fpt.experiments.results import Row, mean_se
+from fpt.experiments.results import Row, best_by_validation, mean_se
 
 
 @dataclass
@@ -56,21 +56,10 @@ def choose(rows: list[Row]) -> dict[tuple[str, str], dict[str, Arm]]:
         candidates[(r.task, json.dumps(rest, sort_keys=True), r.variant)].append(r)
     arenas: dict[tuple[str, str], dict[str, Arm]] = defaultdict(dict)
     for (task, rest, variant), options in sorted(candidates.items()):
-        best = max(options, key=lambda r: _val_on(r, _common_seeds(options)))
+        best = best_by_validation(options)
         arenas[(task, rest)][variant] = Arm(variant, best, best.setting.get("lr", best.results[0]["config"]["lr"]),
                                             len(options))
     return arenas
-
-
-def _common_seeds(options: list[Row]) -> set[int]:
-    """The seeds every lr was run with: with `lr_seeds`, the other seeds ran only at the chosen lr."""
-    seeds = [{x["seed"] for x in r.results} for r in options]
-    return set.intersection(*seeds) or set.union(*seeds)
-
-
-def _val_on(row: Row, seeds: set[int]) -> float:
-    scores = [x["best_val"]["score"] for x in row.results if x["seed"] in seeds]
-    return mean_se(scores)[0] if scores else float("-inf")
 
 
 def paired(arm: Arm, reference: Arm) -> tuple[float, float, int, str]:
@@ -138,23 +127,22 @@ def compute_figures(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
     for (task, rest), arms in sorted(choose(rows).items()):
         fig, (by_flops, by_time) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
         forecast = next(iter(arms.values())).row.results[0]["task_spec"]["objective"] == "forecast"
+        sign = -1 if forecast else 1  # scores are higher-is-better; forecasts are shown as MSE
         colours = plt.get_cmap("tab20").colors  # 20 distinct colours: one per arm
         for i, (name, arm) in enumerate(arms.items()):
             result, curve = arm.row.results[0], arm.row.curves[0]
             per_step = result.get("train_flops", {}).get("per_step", 0)
             if not curve:
                 continue
-            sign = -1 if forecast else 1
             scores = [sign * c["val"]["score"] for c in curve]
             colour = colours[(2 * i) % 20 + (2 * i) // 20 % 2]  # the dark shades first, then the light
-            (line,) = by_flops.plot([c["step"] * per_step for c in curve], scores, label=name, color=colour)
+            by_flops.plot([c["step"] * per_step for c in curve], scores, label=name, color=colour)
             by_time.plot([c["wall_seconds"] for c in curve], scores, color=colour)
             results = arm.row.results
             test = sign * mean_se([r["test"]["score"] for r in results])[0]
             by_flops.scatter([mean_se([r.get("train_flops", {}).get("total", 0) for r in results])[0]], [test],
-                             marker="x", color=line.get_color())
-            by_time.scatter([mean_se([r["wall_seconds"] for r in results])[0]], [test], marker="x",
-                            color=line.get_color())
+                             marker="x", color=colour)
+            by_time.scatter([mean_se([r["wall_seconds"] for r in results])[0]], [test], marker="x", color=colour)
         for ax, x in ((by_flops, "training FLOPs (counted)"), (by_time, "training seconds")):
             ax.set(xlabel=x, ylabel=("MSE" if forecast else "score") + " (lines: validation; x: test, mean)",
                    xscale="log")

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from fpt.experiments import arena, figures
-from fpt.experiments.results import Row, collect, fmt, mean_se, score_of
+from fpt.experiments.results import Row, best_by_validation, collect, fmt, mean_se, score_of
 from fpt.storage.files import atomic_write
 from fpt.errors import FptError
 from fpt.provenance import cpu_flags, cpu_name
@@ -88,8 +88,8 @@ def forecast_table(rows: list[Row]) -> tuple[str, list[list[Any]]]:
                                          json.dumps(r.setting, sort_keys=True))):
         horizon = r.results[0]["task_spec"]["n_outputs"]
         mses = [x["test"]["mse"] for x in r.results]
-        cited = [published[name].get(r.task, {}).get(horizon) if on_published_protocol(r.results[0]) else None
-                 for name in references]
+        comparable = on_published_protocol(r.results[0])
+        cited = [published[name].get(r.task, {}).get(horizon) if comparable else None for name in references]
         ofa = cited[0][0] if cited[0] else None
         body.append([r.variant, r.task, horizon, *[r.setting.get(k, "") for k in settings], len(r.results),
                      fmt(mses, 1.0, 3), fmt([x["test"]["mae"] for x in r.results], 1.0, 3),
@@ -112,7 +112,7 @@ def best_lr_table(rows: list[Row]) -> str:
     header = ["variant", "task", "best lr (by val)", "val %", "test %", "lrs tried"]
     body = []
     for (variant, task, _), candidates in sorted(by_key.items()):
-        best = max(candidates, key=lambda r: mean_se([score_of(x["best_val"]) for x in r.results])[0])
+        best = best_by_validation(candidates, score_of)
         body.append([variant, task, best.setting["lr"], fmt([score_of(x["best_val"]) for x in best.results]),
                      fmt([score_of(x["test"]) for x in best.results]), len(candidates)])
     return _markdown(header, body)

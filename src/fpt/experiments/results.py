@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -78,3 +78,17 @@ def collect(sweep_dir: Path) -> tuple[list[Row], dict[str, Any]]:
 def score_of(metrics: dict[str, float]) -> float:
     """The headline number of a metrics record: accuracy, or R^2 for regression."""
     return metrics.get("accuracy", metrics.get("r2", float("nan")))
+
+
+def best_by_validation(options: list[Row], score: Callable[[dict[str, float]], float] = lambda m: m["score"]) -> Row:
+    """Of rows that differ in one setting (an lr), the one with the best mean validation score,
+    compared over the seeds every row ran with: under a sweep's `arena.lr_seeds` the other seeds
+    ran only at the chosen lr, and their scores must not unchoose it."""
+    seeds = [{x["seed"] for x in r.results} for r in options]
+    common = set.intersection(*seeds) or set.union(*seeds)
+
+    def on_common_seeds(row: Row) -> float:
+        scores = [score(x["best_val"]) for x in row.results if x["seed"] in common]
+        return mean_se(scores)[0] if scores else float("-inf")
+
+    return max(options, key=on_common_seeds)
