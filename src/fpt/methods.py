@@ -108,7 +108,7 @@ class FlatHead(nn.Module):
 
     def __init__(self, features: int, outputs: tuple[int, ...], hidden: int = 0):
         super().__init__()
-        size = int(torch.tensor(outputs).prod())
+        size = math.prod(outputs)
         layers: list[nn.Module] = ([nn.Linear(features, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, size)]
                                    if hidden else [nn.Linear(features, size)])
         self.net = nn.Sequential(*layers)
@@ -131,26 +131,26 @@ class ConvHead(nn.Module):
     def __init__(self, tokens: int, width: int, outputs: tuple[int, ...], image_patch: int = 0):
         super().__init__()
         self.tokens, self.width, self.patch, self.outputs = tokens, width, image_patch, outputs
+        self.side = math.isqrt(tokens)                                  # patches per image side
         if image_patch:
-            side = math.isqrt(tokens)
-            if side * side != tokens or width % (image_patch * image_patch):
+            if self.side * self.side != tokens or width % (image_patch * image_patch):
                 raise FptError(f"--method cnn: {tokens} tokens of {width} values are not a square image of "
                                f"{image_patch}x{image_patch} patches")
-            channels, pixels = width // (image_patch * image_patch), side * image_patch
+            self.channels = width // (image_patch * image_patch)
+            pixels = self.side * image_patch
             conv, pool, cells = nn.Conv2d, nn.MaxPool2d(2, ceil_mode=True), math.ceil(math.ceil(pixels / 2) / 2) ** 2
         else:
-            channels, conv, pool, cells = width, nn.Conv1d, nn.Identity(), tokens
-        self.net = nn.Sequential(conv(channels, 32, 3, padding=1), nn.ReLU(), pool,
+            self.channels, conv, pool, cells = width, nn.Conv1d, nn.Identity(), tokens
+        self.net = nn.Sequential(conv(self.channels, 32, 3, padding=1), nn.ReLU(), pool,
                                  conv(32, 64, 3, padding=1), nn.ReLU(), pool, nn.Flatten(),
                                  nn.Linear(64 * cells, CNN_HIDDEN), nn.ReLU(), nn.Dropout(0.1),
-                                 nn.Linear(CNN_HIDDEN, int(torch.tensor(outputs).prod())))
+                                 nn.Linear(CNN_HIDDEN, math.prod(outputs)))
 
     def forward(self, features: Tensor) -> Tensor:                      # (B, L * D)
         b = features.shape[0]
         x = features.view(b, self.tokens, self.width)                     # (B, L, D)
         if self.patch:
-            g, p = math.isqrt(self.tokens), self.patch
-            c = self.width // (p * p)
+            g, p, c = self.side, self.patch, self.channels
             x = x.view(b, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, g * p, g * p)  # (B, C, H, W)
         else:
             x = x.transpose(1, 2)                                         # (B, D, L)

@@ -179,12 +179,11 @@ class Forecast(Task):
             if b - a < span:
                 raise FptError(f"'{file}': the {split} split has {b - a} rows, fewer than seq_len + horizon = "
                                f"{span}; use a shorter seq_len or horizon, or another split")
-            view = series[:, a:b].unfold(1, span, 1)
-            if split == "train" and o.train_fraction < 1:
-                view = view[:, :max(1, int(view.shape[1] * o.train_fraction))]
-            self.windows[split] = view
+            self.windows[split] = series[:, a:b].unfold(1, span, 1)
         self.spec = self.make_spec(o, names, mean, std, file, len(values))
         self.order = EpochOrder(self.spec.name, self.split_size("train"))
+        if o.train_fraction < 1:
+            self.keep_train_fraction(o.train_fraction, data_seed)
 
     @classmethod
     def make_spec(cls, options: ForecastOptions, names: list[str] | None = None, mean: np.ndarray | None = None,
@@ -204,8 +203,8 @@ class Forecast(Task):
             channel_std=tuple(float(v) for v in (std if std is not None else ())))
 
     def keep_train_fraction(self, fraction: float, data_seed: int) -> None:
-        """--train-fraction on a series: the first fraction of the training windows in time (as
-        the task option train_fraction and One Fits All's few-shot runs), not a random subset."""
+        """The first fraction of the training windows in time (the task option train_fraction and
+        --train-fraction alike, as One Fits All's few-shot runs), not a random subset."""
         view = self.windows["train"]
         self.windows["train"] = view[:, :max(1, int(view.shape[1] * fraction))]
         self.order = EpochOrder(self.spec.name, self.split_size("train"))
