@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from fpt.backbones import BackboneInfo
 from fpt.errors import FptError
 from fpt.groups import backbone_groups, count_parameters, format_counts
-from fpt.precision import autocast
+from fpt.precision import attention_kernel, autocast
 from fpt.series import SeriesInput, denormalise
 from fpt.tasks.base import TaskSpec
 
@@ -97,7 +97,7 @@ class FPTModel(nn.Module):
         """features() of inputs already normalised."""
         if self.series is not None:
             x, mask = self.series.patches(x, mask)                         # (B, P, patch_len * C), (B, P)
-        with autocast(x.device, self.precision):
+        with autocast(x.device, self.precision), attention_kernel(x.device, self.precision, x.shape[1]):
             embeds = self.input_dropout(self.input(x))                     # (B, L, H)
             hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
         return read_out(hidden, mask, self.readout, self.spec.readout_tokens, self.spec.seq_len).float()
