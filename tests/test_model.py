@@ -85,7 +85,34 @@ def test_input_layer_init(tiny_gpt2):
     model = build(tiny_gpt2)
     w = model.input.weight  # (H, D) = (32, 3): orthogonal columns scaled by 1.41
     torch.testing.assert_close(w.T @ w, 1.41 ** 2 * torch.eye(3), atol=1e-4, rtol=1e-4)
-    assert torch.count_nonzero(model.input.bias) == 0
+    assert torch.count_nonzero(model.input.bias) == 0  # the paper's zero bias: GPT-2 adds learned positions
+
+
+def test_zero_tokens_on_a_deep_rotary_decoder_keep_finite_gradients(tmp_path):
+    """All-zero tokens at the start of a causal, position-free, bias-free RMSNorm decoder would embed to
+    the zero vector under the paper's zero bias, a fixed point whose gradient grows 1/sqrt(eps) per norm
+    (NaN within 30 SmolLM2 blocks). Without a position table the bias starts at the word-embedding scale."""
+    from transformers import LlamaConfig, LlamaModel
+
+    torch.manual_seed(0)
+    path = tmp_path / "deep-llama"
+    # wide and large-init enough that the zero state's self-attention path gains ~1e3 a block, as SmolLM2's
+    LlamaModel(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=16, num_attention_heads=2,
+                           num_key_value_heads=1, vocab_size=50, max_position_embeddings=64,
+                           initializer_range=0.1)).save_pretrained(path)
+    model = build(path).train()
+    assert model.info.position == "rotary" and model.input.bias.abs().max() > 0
+    x = torch.zeros(4, 12, 3)
+    x[:, 6:] = torch.randn(4, 6, 3)  # the first half of every sequence is zeros (MNIST's top rows)
+    loss = model(x).square().mean()
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    with torch.no_grad():
+        model.input.bias.zero_()  # the paper's init, on this backbone: the failure the default avoids
+    model.zero_grad()
+    model(x).square().mean().backward()
+    assert not all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 def test_integer_tokens_use_an_embedding(tiny_bert):

@@ -34,6 +34,8 @@ from fpt.series import SeriesInput, denormalise
 from fpt.tasks.base import TaskSpec
 
 ORTHOGONAL_GAIN = 1.41  # the paper's input-layer init
+# Positions added to every token: with these the paper's zero input bias is safe (see __init__).
+POSITION_TABLES = ("learned", "learned+relative", "sinusoidal")
 
 
 if TYPE_CHECKING:
@@ -76,13 +78,20 @@ class FPTModel(nn.Module):
             self.input = nn.Linear(spec.token_dim, width)
             nn.init.orthogonal_(self.input.weight, gain=ORTHOGONAL_GAIN)
             nn.init.zeros_(self.input.bias)
+            if info.position not in POSITION_TABLES:
+                # No position vector is added, so with the paper's zero bias an all-zero token (an MNIST
+                # background patch, a masked bit) embeds to the zero vector. At the start of a causal
+                # sequence that vector stays zero through every bias-free pre-norm block (Llama, SmolLM2),
+                # where RMSNorm's derivative is 1/sqrt(eps): each block's attention path multiplies the
+                # gradient there by ~1e2-1e3 (SmolLM2), inf then NaN within its 30 blocks (measured:
+                # MNIST, pretrained and random, fp32 and bf16, NaN at step 2). A bias at the scale of the
+                # backbone's word embeddings keeps every token off that point.
+                nn.init.normal_(self.input.bias, std=word_embedding_std(backbone))
         else:
             assert spec.vocab_size is not None, "a task has real-valued or integer tokens"
             self.input = nn.Embedding(spec.vocab_size, width)
             # Start at the scale of the backbone's own word embeddings, which it was trained on.
-            words = backbone.get_input_embeddings()
-            std = float(words.weight.detach().std()) if words is not None else 0.02
-            nn.init.normal_(self.input.weight, std=std)
+            nn.init.normal_(self.input.weight, std=word_embedding_std(backbone))
         self.input_dropout = nn.Dropout(dropout)
         self.backbone = backbone
         self.head = nn.Linear(hidden * spec.seq_len if self.readout == "flatten" else hidden, spec.n_outputs)
@@ -209,3 +218,9 @@ def read_out(hidden: Tensor, mask: Tensor, mode: str, k: int = 1, seq_len: int =
         positions = lengths[:, None] - k + torch.arange(k, device=hidden.device)  # (B, k)
         return hidden[rows[:, None], positions]
     raise ValueError(f"unknown readout {mode!r}")
+
+
+def word_embedding_std(backbone: nn.Module) -> float:
+    """The standard deviation of the backbone's word embeddings (0.02 where it has none: the LSTM)."""
+    words = backbone.get_input_embeddings() if hasattr(backbone, "get_input_embeddings") else None
+    return float(words.weight.detach().float().std()) if words is not None else 0.02
