@@ -139,6 +139,45 @@ def steps_ratio_lines(rows: list[Row]) -> list[str]:
     return lines
 
 
+def paper_steps_lines(rows: list[Row], spec: dict[str, Any]) -> list[str]:
+    """The paper's compute-efficiency comparison, where a spec maps variants to the steps table's
+    FPT and random-init rows: random init's steps over FPT's, beside the paper's ratio. A random
+    init that did not reach the threshold in every seed gives a lower bound (its step budget)."""
+    paper = spec.get("paper") or {}
+    if paper.get("table") != "steps":
+        return []
+    by_row = {row: variant for variant, row in (paper.get("rows") or {}).items()}
+    fpt_variant, random_variant = by_row.get("FPT"), by_row.get("random init")
+    published = paper_numbers()["steps"]["rows"]
+    lines = []
+    for task in sorted({r.task for r in rows}):
+        found = {r.variant: r for r in rows if r.task == task and not r.setting}
+        fpt_row, random_row = found.get(fpt_variant), found.get(random_variant)
+        if fpt_row is None or random_row is None or len(fpt_row.reached) < len(fpt_row.results):
+            continue
+        base = mean_se([float(s) for s in fpt_row.reached])[0]
+        ours = _paper_ratio(published, task)
+        if len(random_row.reached) == len(random_row.results):
+            value = mean_se([float(s) for s in random_row.reached])[0]
+            lines.append(f"- {task}: {random_variant} (random init) needs {value / base:.1f}x the steps of "
+                         f"{fpt_variant} (FPT): {value:.0f} vs {base:.0f}, mean over seeds{ours}")
+        else:
+            budget = max(int(x["steps"]) for x in random_row.results)
+            n, reached = len(random_row.results), random_row.reached
+            at_least = (sum(reached) + budget * (n - len(reached))) / n  # the unreached seeds at their budget
+            lines.append(f"- {task}: {random_variant} (random init) reached the threshold in {len(reached)} of "
+                         f"{n} seeds within {budget} steps, {fpt_variant} (FPT) in {base:.0f} on average: at "
+                         f"least {at_least / base:.1f}x the steps{ours}")
+    return lines
+
+
+def _paper_ratio(published: dict[str, dict[str, float]], task: str) -> str:
+    fpt, random = published.get("FPT", {}).get(task), published.get("random init", {}).get(task)
+    if not fpt or not random:
+        return ""
+    return f" (paper, GPT-2: {random:.0f} vs {fpt:.0f} steps, {random / fpt:.0f}x)"
+
+
 def _versus(tests: list[float], published: Any) -> str:
     """'consistent' when within 2 points (or 2 SE) of the paper, else the gap: it did not reproduce here."""
     if published == "" or not tests:
@@ -212,7 +251,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
     best = best_lr_table(rows)
     if best:
         parts += ["## Best learning rate by validation", "", best, ""]
-    ratios = steps_ratio_lines(rows)
+    ratios = paper_steps_lines(rows, spec) + steps_ratio_lines(rows)
     if ratios:
         parts += ["## Steps to threshold, relative", "", *ratios, ""]
     parts += ["## Figures", ""]
