@@ -113,6 +113,8 @@ def test_zero_tokens_on_a_deep_rotary_decoder_keep_finite_gradients(tmp_path):
     model.zero_grad()
     model(x).square().mean().backward()
     assert not all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    # run bidirectionally, every token attends to the others: no fixed point, the paper's zero bias
+    assert torch.count_nonzero(build(path, attention="bidirectional").input.bias) == 0
 
 
 def test_integer_tokens_use_an_embedding(tiny_bert):

@@ -78,14 +78,15 @@ class FPTModel(nn.Module):
             self.input = nn.Linear(spec.token_dim, width)
             nn.init.orthogonal_(self.input.weight, gain=ORTHOGONAL_GAIN)
             nn.init.zeros_(self.input.bias)
-            if info.position not in POSITION_TABLES:
-                # No position vector is added, so with the paper's zero bias an all-zero token (an MNIST
-                # background patch, a masked bit) embeds to the zero vector. At the start of a causal
-                # sequence that vector stays zero through every bias-free pre-norm block (Llama, SmolLM2),
-                # where RMSNorm's derivative is 1/sqrt(eps): each block's attention path multiplies the
-                # gradient there by ~1e2-1e3 (SmolLM2), inf then NaN within its 30 blocks (measured:
-                # MNIST, pretrained and random, fp32 and bf16, NaN at step 2). A bias at the scale of the
-                # backbone's word embeddings keeps every token off that point.
+            if info.causal and info.attention_impl and info.position not in POSITION_TABLES:
+                # A causal transformer without positions (rotary, ALiBi) adds no position vector, so
+                # with the paper's zero bias an all-zero token (an MNIST background patch, a masked bit)
+                # embeds to the zero vector. At the start of a sequence that vector stays zero through
+                # every bias-free pre-norm block (Llama, SmolLM2), where RMSNorm's derivative is
+                # 1/sqrt(eps): each block's attention path multiplies the gradient there by ~1e2-1e3
+                # (SmolLM2), inf then NaN within its 30 blocks (measured: MNIST, pretrained and random,
+                # fp32 and bf16, NaN at step 2). A bias at the scale of the backbone's word embeddings
+                # keeps every token off that point.
                 nn.init.normal_(self.input.bias, std=word_embedding_std(backbone))
         else:
             assert spec.vocab_size is not None, "a task has real-valued or integer tokens"
