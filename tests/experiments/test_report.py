@@ -176,10 +176,10 @@ def test_steps_to_threshold_beside_the_papers_ratio_with_a_lower_bound_when_not_
     spec = {"paper": {"table": "steps", "rows": {"pre": "FPT", "rand": "random init"}}}
     lines = paper_steps_lines([row("pre", [400, 500, 600]), row("rand", [1500, None, None])], spec)
     # seeds that never reached count at the 2,000-step budget: (1500 + 2000 + 2000) / 3 / 500 = 3.7
-    assert lines == ["- bit-xor: rand (random init) reached the threshold in 1 of 3 seeds within 2000 steps, "
-                     "pre (FPT) in 500 on average: at least 3.7x the steps (paper, GPT-2: 20000 vs 500 steps, 40x)"]
+    assert lines == [("- bit-xor: rand (random init) reached the threshold in 1 of 3 seeds within 2000 steps, "
+                      "pre (FPT) in 500 on average: at least 3.7x the steps (paper, GPT-2: 20000 vs 500 steps, 40x)")]
     lines = paper_steps_lines([row("pre", [400, 500, 600]), row("rand", [4000, 5000, 6000])], spec)
-    assert lines == ["- bit-xor: rand (random init) needs 10.0x the steps of pre (FPT): 5000 vs 500, mean over "
-                     "seeds (paper, GPT-2: 20000 vs 500 steps, 40x)"]
+    assert lines == [("- bit-xor: rand (random init) needs 10.0x the steps of pre (FPT): 5000 vs 500, mean over "
+                      "seeds (paper, GPT-2: 20000 vs 500 steps, 40x)")]
     assert paper_steps_lines([row("pre", [400, None, 600]), row("rand", [1500])], spec) == []  # FPT must reach
     assert paper_steps_lines([row("pre", [400])], {"paper": {"table": "table2"}}) == []
