@@ -91,7 +91,7 @@ def test_input_layer_init(tiny_gpt2):
 def test_zero_tokens_on_a_deep_rotary_decoder_keep_finite_gradients(tmp_path):
     """All-zero tokens at the start of a causal, position-free, bias-free RMSNorm decoder would embed to
     the zero vector under the paper's zero bias, a fixed point whose gradient grows 1/sqrt(eps) per norm
-    (NaN within 30 SmolLM2 blocks). Without a position table the bias starts at the word-embedding scale."""
+    (NaN within 30 SmolLM2 blocks). There the bias starts small and random (std 0.02)."""
     from transformers import LlamaConfig, LlamaModel
 
     torch.manual_seed(0)

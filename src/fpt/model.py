@@ -36,6 +36,7 @@ from fpt.tasks.base import TaskSpec
 ORTHOGONAL_GAIN = 1.41  # the paper's input-layer init
 # Positions added to every token: with these the paper's zero input bias is safe (see __init__).
 POSITION_TABLES = ("learned", "learned+relative", "sinusoidal")
+INPUT_BIAS_STD = 0.02  # the input bias's init where positions are not added (see FPTModel.__init__)
 
 
 if TYPE_CHECKING:
@@ -85,9 +86,11 @@ class FPTModel(nn.Module):
                 # every bias-free pre-norm block (Llama, SmolLM2), where RMSNorm's derivative is
                 # 1/sqrt(eps): each block's attention path multiplies the gradient there by ~1e2-1e3
                 # (SmolLM2), inf then NaN within its 30 blocks (measured: MNIST, pretrained and random,
-                # fp32 and bf16, NaN at step 2). A bias at the scale of the backbone's word embeddings
-                # keeps every token off that point.
-                nn.init.normal_(self.input.bias, std=word_embedding_std(backbone))
+                # fp32 and bf16, NaN at step 2). A small random bias keeps every token off that point:
+                # GPT-2's initializer scale 0.02 (or the word embeddings' std if smaller), well above
+                # sqrt(eps) and below what the orthogonal weights give a +/-1 token on 576 dimensions
+                # (0.06 a dimension; SmolLM2's word-embedding std 0.136 would drown it).
+                nn.init.normal_(self.input.bias, std=min(INPUT_BIAS_STD, word_embedding_std(backbone)))
         else:
             assert spec.vocab_size is not None, "a task has real-valued or integer tokens"
             self.input = nn.Embedding(spec.vocab_size, width)
