@@ -51,9 +51,10 @@ def autocast(device: torch.device, precision: str) -> ContextManager:
     return nullcontext()
 
 
-# On CPU under bf16, PyTorch's fused (flash) SDPA kernel is slower than its plain "math" kernel
-# (two batched matmuls and a softmax) for short sequences, backward pass above all. Measured on a
-# 2-core Xeon with AMX (forward + backward, frozen weights, bf16 autocast): MiniLM 64 x 42 tokens
+# On CPU under bf16, PyTorch's fused (flash) SDPA kernel, its choice whenever attention has no
+# dropout (Llama-family models; every evaluation pass), is slower than its plain "math" kernel (two
+# batched matmuls and a softmax) for short sequences, backward pass above all. Measured on a 2-core
+# Xeon with AMX (forward + backward, no dropout, frozen weights, bf16 autocast): MiniLM 64 x 42 tokens
 # 1.13 s flash vs 0.33 s math, 448 x 42 8.2 s vs 3.6 s, 64 x 128 2.9 s vs 1.9 s; SmolLM2 16 x 10
 # 0.69 s vs 0.47 s, 16 x 64 2.5 s vs 1.8 s. Flash wins from about 256 tokens (MiniLM 16 x 256:
 # 1.15 s vs 1.60 s) and in fp32 the two are within 10%. Same maths either way (the math kernel
