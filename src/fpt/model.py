@@ -225,6 +225,7 @@ def read_out(hidden: Tensor, mask: Tensor, mode: str, k: int = 1, seq_len: int =
 
 
 def word_embedding_std(backbone: nn.Module) -> float:
-    """The standard deviation of the backbone's word embeddings (0.02 where it has none: the LSTM)."""
-    words = backbone.get_input_embeddings() if hasattr(backbone, "get_input_embeddings") else None
+    """The standard deviation of the backbone's word embeddings (0.02 where it has none: the LSTM,
+    fpt's replacements; every backbone fpt builds has get_input_embeddings)."""
+    words = backbone.get_input_embeddings()
     return float(words.weight.detach().float().std()) if words is not None else 0.02

@@ -18,6 +18,7 @@ from typing import ContextManager
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from fpt.provenance import cpu_flags
 
@@ -65,8 +66,6 @@ MATH_ATTENTION_MAX_TOKENS = 128
 def attention_kernel(device: torch.device, precision: str, tokens: int) -> ContextManager:
     """The SDPA kernel choice around a backbone call: math for short bf16 sequences on CPU."""
     if device.type == "cpu" and precision == "bf16" and tokens <= MATH_ATTENTION_MAX_TOKENS:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
         return sdpa_kernel(SDPBackend.MATH)
     return nullcontext()
 
