@@ -183,3 +183,26 @@ def test_steps_to_threshold_beside_the_papers_ratio_with_a_lower_bound_when_not_
                       "seeds (paper, GPT-2: 20000 vs 500 steps, 40x)")]
     assert paper_steps_lines([row("pre", [400, None, 600]), row("rand", [1500])], spec) == []  # FPT must reach
     assert paper_steps_lines([row("pre", [400])], {"paper": {"table": "table2"}}) == []
+
+
+def test_forecasts_at_several_horizons_are_pivoted_one_column_per_horizon():
+    from fpt.experiments.report import horizon_table
+    from fpt.experiments.results import Row
+
+    def row(variant: str, horizon: int, mses: list[float], **options) -> Row:
+        results = [{"task_spec": {"n_outputs": horizon}, "test": {"mse": m, "mae": m / 2},
+                    "config": {"task_options": {"split": "ett-hour", "horizon": horizon, **options}}} for m in mses]
+        return Row(variant, "ETTh1", {"task_options.horizon": horizon}, results, [], [])
+
+    rows = [row("linear", 96, [0.38, 0.40]), row("linear", 192, [0.41, 0.43]), row("fpt", 96, [0.39])]
+    table = horizon_table(rows, {"variants": {"fpt": {}, "linear": {}}})
+    lines = table.splitlines()
+    assert lines[0] == "| arm | ETTh1 96 | ETTh1 192 |"
+    assert lines[2] == "| fpt | 0.390 / 0.195 (1 of 2 seeds) | not run |"  # the spec's order; a missing horizon said
+    assert lines[3] == "| linear | 0.390 ± 0.010 / 0.195 | 0.420 ± 0.010 / 0.210 |"
+    assert "| published: One Fits All (GPT-2, 6 blocks) | 0.376 / 0.397 | 0.416 / 0.418 |" in lines
+    assert "| published: DLinear | 0.386 / 0.400 | - |" in lines  # published at 96 only
+    # off the published setting (one target channel) nothing published stands beside the runs
+    univariate = [row("linear", h, [0.05], features="OT") for h in (96, 192)]
+    assert "published" not in horizon_table(univariate, {})
+    assert horizon_table([row("linear", 96, [0.38])], {}) == ""  # one horizon: the main table says it all

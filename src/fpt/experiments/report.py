@@ -100,6 +100,41 @@ def forecast_table(rows: list[Row]) -> tuple[str, list[list[Any]]]:
     return _markdown(header, body), [header, *body]
 
 
+def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
+    """Forecasting runs pivoted: one line per variant (and setting), one column per horizon, test
+    MSE ± SE / MAE over seeds ('not run' where no run finished); the published numbers below, for
+    the horizons the sweep ran ('-' where none is published). Empty unless a task was forecast at more than one horizon."""
+    settings = sorted({k for r in rows for k in r.setting if k != "task_options.horizon"})
+    order = list(spec.get("variants") or {})  # the spec's own order of arms
+    published = paper_numbers()["forecasting"]["rows"]
+    lines: list[str] = []
+    for task in sorted({r.task for r in rows}):
+        of_task = [r for r in rows if r.task == task]
+        horizons = sorted({r.results[0]["task_spec"]["n_outputs"] for r in of_task})
+        if len(horizons) < 2:
+            continue
+        most_seeds = max(len(r.results) for r in of_task)
+        cells: dict[str, dict[int, str]] = defaultdict(dict)
+        for r in sorted(of_task, key=lambda r: (order.index(r.variant) if r.variant in order else len(order),
+                                                r.variant, json.dumps(r.setting, sort_keys=True))):
+            extra = ", ".join(f"{k}={r.setting[k]}" for k in settings if k in r.setting)
+            name = f"{r.variant} ({extra})" if extra else r.variant
+            mses, maes = ([x["test"][m] for x in r.results] for m in ("mse", "mae"))
+            fewer = f" ({len(r.results)} of {most_seeds} seeds)" if len(r.results) < most_seeds else ""
+            cells[name][r.results[0]["task_spec"]["n_outputs"]] = f"{fmt(mses, 1.0, 3)} / {mean_se(maes)[0]:.3f}{fewer}"
+        comparable = any(on_published_protocol(x) for r in of_task for x in r.results)
+        for reference, numbers in published.items():
+            cited = numbers.get(task, {}) if comparable else {}
+            if any(h in cited for h in horizons):
+                cells[f"published: {reference}"] = {h: f"{cited[h][0]:.3f} / {cited[h][1]:.3f}"
+                                                    for h in horizons if h in cited}
+        header = ["arm", *(f"{task} {h}" for h in horizons)]
+        missing = {name: "-" if name.startswith("published: ") else "not run" for name in cells}
+        lines += [_markdown(header, [[name, *(by_h.get(h, missing[name]) for h in horizons)]
+                                     for name, by_h in cells.items()]), ""]
+    return "\n".join(lines)
+
+
 def best_lr_table(rows: list[Row]) -> str:
     """Per (variant, task): the lr with the best mean validation score, and its test accuracy."""
     by_key: dict[tuple, list[Row]] = defaultdict(list)
@@ -243,6 +278,11 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
                   f"mean ± SE over seeds; published columns (only for runs on the published setting: all "
                   f"channels, 336 steps in, the benchmark's split, every training window): {cited['source']}", "", "## Forecasting", "",
                   forecast_md, ""]
+        pivot = horizon_table(forecasts, spec)
+        if pivot:
+            parts += ["## Forecasting by horizon", "",
+                      "Test MSE ± SE / MAE (mean over seeds); published numbers only beside runs on their setting.",
+                      "", pivot]
         buffer = io.StringIO()
         csv.writer(buffer).writerows(forecast_csv)
         atomic_write(out / "forecasts.csv", buffer.getvalue().encode())
