@@ -134,7 +134,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from fpt.experiments.report import report
 
-    command = " ".join(["fpt report", args.dir, *(["--out", args.out] if args.out else [])])
+    command = " ".join(["fpt report", *args.dir, *(["--out", args.out] if args.out else [])])
     print(report(args.dir, args.out, command=command))
     return 0
 
@@ -238,8 +238,10 @@ def build_parser() -> Parser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--out", help="write the Markdown table here (and the JSON beside it)")
     p = parsers["report"]
-    p.add_argument("dir", help="a sweep directory (written by fpt sweep)")
-    p.add_argument("--out", help="where to write REPORT.md, results.csv and PNGs (default: DIR/report)")
+    p.add_argument("dir", nargs="+", help="a sweep directory (written by fpt sweep, or a report's own "
+                   "directory: it keeps the result files); several are merged into one report")
+    p.add_argument("--out", help="where to write REPORT.md, results.csv, PNGs and the result files' archive "
+                   "(default: the first DIR/report)")
     return parser
 
 

@@ -38,6 +38,10 @@ def test_report_from_a_small_sweep(tmp_path, tiny_gpt2):
     assert rows[0][:2] == ["variant", "task"] and len(rows) == 3
     for figure in ("curves-bit-xor.png", "bit-xor-attention.png"):
         assert (path.parent / figure).stat().st_size > 1000
+    # rebuilt from the result files kept beside the report: the same table; no checkpoint, so no attention map
+    again = report(path.parent, tmp_path / "again")
+    assert list(csv.reader((again.parent / "results.csv").open())) == rows
+    assert not (again.parent / "bit-xor-attention.png").exists()
 
 
 def test_report_of_a_wrong_directory_is_one_error(tmp_path):
@@ -206,3 +210,44 @@ def test_forecasts_at_several_horizons_are_pivoted_one_column_per_horizon():
     univariate = [row("linear", h, [0.05], features="OT") for h in (96, 192)]
     assert "published" not in horizon_table(univariate, {})
     assert horizon_table([row("linear", 96, [0.38])], {}) == ""  # one horizon: the main table says it all
+
+
+def test_a_report_keeps_its_result_files_so_it_can_be_rebuilt_and_merged_without_the_sweep(tmp_path):
+    fake_sweep(tmp_path / "old", {"fpt": {1e-3: [(0.8, 0.7), (0.9, 0.8)]}, "lstm": {1e-3: [(0.6, 0.5), (0.7, 0.6)]}})
+    published = tmp_path / "docs"
+    report(tmp_path / "old", published)
+    archived = sorted(p.relative_to(published / "runs").as_posix() for p in (published / "runs").rglob("*") if p.is_file())
+    assert archived == [f"{arm}__lr=0.001__seed={s}/{f}" for arm in ("fpt", "lstm") for s in (0, 1)
+                        for f in ("metrics.jsonl", "result.json")]
+    table = (published / "results.csv").read_text()
+    # the sweep is gone (a fresh clone): the report's own directory rebuilds the same table
+    import shutil
+    shutil.rmtree(tmp_path / "old")
+    report(published, published)
+    assert (published / "results.csv").read_text() == table
+    # new runs join the archived ones; the archive then holds both
+    fake_sweep(tmp_path / "new", {"mlp": {1e-3: [(0.5, 0.4), (0.6, 0.5)]}})
+    assert main(["report", str(published), str(tmp_path / "new"), "--out", str(published)]) == 0
+    merged = list(csv.reader((published / "results.csv").open()))
+    assert [r[0] for r in merged[1:]] == ["fpt", "lstm", "mlp"]
+    assert len(list((published / "runs").iterdir())) == 6
+    assert "fpt report" in (published / "REPORT.md").read_text()
+    # reporting fewer runs into it drops the archived runs it no longer shows
+    report(tmp_path / "new", published)
+    assert sorted(p.name for p in (published / "runs").iterdir()) == ["mlp__lr=0.001__seed=0", "mlp__lr=0.001__seed=1"]
+
+
+def test_a_run_finished_in_two_merged_directories_is_one_error(tmp_path):
+    for where in ("a", "b"):
+        fake_sweep(tmp_path / where, {"fpt": {1e-3: [(0.8, 0.7)]}})
+    with pytest.raises(FptError, match=r"run 'fpt__lr=0.001__seed=0' is finished in both .*a' and .*b'"):
+        report([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_report_written_into_a_live_sweep_directory_leaves_its_index_alone(tmp_path):
+    fake_sweep(tmp_path, {"fpt": {1e-3: [(0.8, 0.7)]}})
+    (tmp_path / "logs").mkdir()  # what `fpt sweep` writes beside runs/
+    index = (tmp_path / "index.json").read_text()
+    report(tmp_path, tmp_path)
+    assert (tmp_path / "index.json").read_text() == index and (tmp_path / "REPORT.md").exists()

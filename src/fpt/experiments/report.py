@@ -21,12 +21,12 @@ import time
 from collections import defaultdict
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
 from fpt.experiments import arena, figures
-from fpt.experiments.results import Row, best_by_validation, collect, fmt, mean_se, score_of
+from fpt.experiments.results import Row, archive, best_by_validation, collect, fmt, mean_se, score_of
 from fpt.storage.files import atomic_write
 from fpt.errors import FptError
 from fpt.provenance import cpu_flags, cpu_name
@@ -235,11 +235,14 @@ def _markdown(header: list[str], body: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = "") -> Path:
-    """Write REPORT.md, results.csv and figures for a sweep directory; return the report's path."""
-    sweep_dir = Path(sweep_dir)
+def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None = None, command: str = "") -> Path:
+    """Write REPORT.md, results.csv, figures and an archive of the result files for one sweep
+    directory, or several merged (e.g. a committed report's archive and a sweep of new arms);
+    return the report's path."""
+    dirs = [Path(sweep_dirs)] if isinstance(sweep_dirs, (str, Path)) else [Path(d) for d in sweep_dirs]
+    sweep_dir = dirs[0]
     out = Path(out) if out else sweep_dir / "report"
-    rows, spec = collect(sweep_dir)  # fails on a wrong directory before anything is created
+    rows, spec = collect(dirs)  # fails on a wrong directory before anything is created
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -256,7 +259,7 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
         "",
         *(f"> {line}" for line in description.splitlines()),
         "",
-        f"- command: `{command or f'fpt report {sweep_dir}'}`",
+        f"- command: `{command or 'fpt report ' + ' '.join(map(str, dirs))}`",
         f"- machine: {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores, {_bf16_flags()}; "
         f"torch {versions['torch']}, transformers {versions['transformers']}, fpt {versions['fpt']}",
         f"- date: {time.strftime('%Y-%m-%d')}; runs: {sum(len(r.results) for r in rows + forecasts)} finished",
@@ -303,5 +306,10 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, command: str = 
         buffer = io.StringIO()
         csv.writer(buffer).writerows(table_csv)
         atomic_write(out / "results.csv", buffer.getvalue().encode())
+    archived = archive(rows + forecasts, sweep_dir / "sweep.yaml", out)
+    if archived:
+        parts += ["", f"Result files of the {archived} runs (no checkpoints) are in `runs/` beside this report, "
+                  f"indexed by `index.json`: `fpt report {out} --out {out}` rebuilds it, and "
+                  f"`fpt report {out} NEW_SWEEP_DIR --out {out}` adds new runs to it."]
     atomic_write(out / "REPORT.md", ("\n".join(parts) + "\n").encode())
     return out / "REPORT.md"

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import yaml
 
 from fpt.errors import FptError
-from fpt.storage.files import read_jsonl
+from fpt.storage.files import atomic_write, atomic_write_json, read_jsonl
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Row:
     results: list[dict[str, Any]]
     curves: list[list[dict[str, Any]]]
     run_dirs: list[Path]
+    entries: list[dict[str, Any]] = field(default_factory=list)  # each run's index.json entry
 
     @property
     def reached(self) -> list[int]:
@@ -50,28 +51,41 @@ def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{mean:.{digits}f}" if math.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
-def collect(sweep_dir: Path) -> tuple[list[Row], dict[str, Any]]:
-    """Group finished runs into rows; return them with the sweep spec."""
-    index_file = sweep_dir / "index.json"
-    if not index_file.is_file():
-        raise FptError(f"'{sweep_dir}' is not a sweep directory (no index.json); run `fpt sweep SPEC --out DIR` first")
-    index = json.loads(index_file.read_text())
-    spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) if (sweep_dir / "sweep.yaml").exists() else {}
+def collect(sweep_dirs: Path | Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
+    """Group the finished runs of one or more sweep directories into rows; return them with the
+    first directory's sweep spec. A run finished in two of the directories is an error: which
+    copy counts would be a guess."""
+    dirs = [Path(sweep_dirs)] if isinstance(sweep_dirs, (str, Path)) else [Path(d) for d in sweep_dirs]
     groups: dict[tuple, Row] = {}
-    for name, entry in index.items():
-        result_file = sweep_dir / "runs" / name / "result.json"
-        if not result_file.exists():
-            continue
-        result = json.loads(result_file.read_text())
-        task = result["task_spec"]["name"]
-        setting = {k: v for k, v in entry["values"].items() if k not in ("seed", "task")}
-        key = (entry["variant"], task, json.dumps(setting, sort_keys=True))
-        row = groups.setdefault(key, Row(entry["variant"], task, setting, [], [], []))
-        row.results.append(result)
-        row.curves.append(read_jsonl(sweep_dir / "runs" / name / "metrics.jsonl"))
-        row.run_dirs.append(sweep_dir / "runs" / name)
+    found_in: dict[str, Path] = {}
+    spec: dict[str, Any] = {}
+    for number, sweep_dir in enumerate(dirs):
+        index_file = sweep_dir / "index.json"
+        if not index_file.is_file():
+            raise FptError(f"'{sweep_dir}' is not a sweep directory (no index.json); run `fpt sweep SPEC --out DIR` first")
+        index = json.loads(index_file.read_text())
+        if number == 0 and (sweep_dir / "sweep.yaml").exists():
+            spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) or {}
+        for name, entry in index.items():
+            run_dir = sweep_dir / "runs" / name
+            if not (run_dir / "result.json").exists():
+                continue
+            if name in found_in:
+                raise FptError(f"run '{name}' is finished in both '{found_in[name]}' and '{sweep_dir}'; "
+                               "report one of the two directories, or delete one copy of the run")
+            found_in[name] = sweep_dir
+            result = json.loads((run_dir / "result.json").read_text())
+            task = result["task_spec"]["name"]
+            setting = {k: v for k, v in entry["values"].items() if k not in ("seed", "task")}
+            key = (entry["variant"], task, json.dumps(setting, sort_keys=True))
+            row = groups.setdefault(key, Row(entry["variant"], task, setting, [], [], []))
+            row.results.append(result)
+            row.curves.append(read_jsonl(run_dir / "metrics.jsonl"))
+            row.run_dirs.append(run_dir)
+            row.entries.append(entry)
     if not groups:
-        raise FptError(f"no finished runs in '{sweep_dir}/runs'; let `fpt sweep` finish some first")
+        where = " or ".join(f"'{d}/runs'" for d in dirs)
+        raise FptError(f"no finished runs in {where}; let `fpt sweep` finish some first")
     return list(groups.values()), spec
 
 
@@ -92,3 +106,36 @@ def best_by_validation(options: list[Row], score: Callable[[dict[str, float]], f
         return mean_se(scores)[0] if scores else float("-inf")
 
     return max(options, key=on_common_seeds)
+
+
+def archive(rows: list[Row], spec_file: Path, out: Path) -> int:
+    """Copy each run's result files (result.json, metrics.jsonl: kilobytes, no checkpoints) into
+    OUT/runs/NAME/, with an index.json and the sweep spec beside them, so that OUT is itself a
+    directory `fpt report` reads: a committed report can be rebuilt, or merged with new runs,
+    on a machine that never had the sweep. Runs archived there before and not reported now are
+    removed, so the archive always matches the report. Returns how many runs were archived;
+    0 (and nothing touched) when OUT is a live sweep directory, whose index lists its whole grid."""
+    if (out / "configs").is_dir() or (out / "logs").is_dir():
+        return 0
+    index: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        for run_dir, entry in zip(row.run_dirs, row.entries):
+            target = out / "runs" / run_dir.name
+            index[run_dir.name] = entry
+            if target.resolve() == run_dir.resolve():  # reporting the archive into itself
+                continue
+            target.mkdir(parents=True, exist_ok=True)
+            for name in ("result.json", "metrics.jsonl"):
+                if (run_dir / name).exists():
+                    atomic_write(target / name, (run_dir / name).read_bytes())
+    if spec_file.exists() and spec_file.resolve() != (out / "sweep.yaml").resolve():
+        atomic_write(out / "sweep.yaml", spec_file.read_bytes())
+    earlier = json.loads((out / "index.json").read_text()) if (out / "index.json").is_file() else {}
+    atomic_write_json(out / "index.json", index)
+    for name in set(earlier) - set(index):
+        stale = out / "runs" / name
+        for file in ("result.json", "metrics.jsonl"):
+            (stale / file).unlink(missing_ok=True)
+        if stale.is_dir() and not any(stale.iterdir()):
+            stale.rmdir()
+    return len(index)
