@@ -210,6 +210,16 @@ def test_forecasts_at_several_horizons_are_pivoted_one_column_per_horizon():
     univariate = [row("linear", h, [0.05], features="OT") for h in (96, 192)]
     assert "published" not in horizon_table(univariate, {})
     assert horizon_table([row("linear", 96, [0.38])], {}) == ""  # one horizon: the main table says it all
+    # all four benchmark horizons: an average column, as the papers' tables have (PatchTST published only so)
+    full = [row("linear", h, [m, m + 0.02]) for h, m in zip((96, 192, 336, 720), (0.38, 0.41, 0.44, 0.45))]
+    lines = horizon_table(full + [row("fpt", 96, [0.39, 0.40])], {}).splitlines()
+    assert lines[0] == "| arm | ETTh1 96 | ETTh1 192 | ETTh1 336 | ETTh1 720 | ETTh1 average |"
+    se = (4 * 0.01 ** 2) ** 0.5 / 4  # each horizon's SE is 0.010; four independent runs
+    assert lines[2].startswith("| fpt | 0.395 ± 0.005 / 0.198 |") and lines[2].endswith("| not run | - |")
+    assert lines[3].endswith(f"| 0.430 ± {se:.3f} / 0.215 |") and lines[3].startswith("| linear |")
+    assert "| published: PatchTST | - | - | - | - | 0.413 / 0.430 |" in lines
+    assert "| published: One Fits All (GPT-2, 6 blocks) | 0.376 / 0.397 | 0.416 / 0.418 | 0.442 / 0.433 | 0.477 / 0.456 | 0.427 / 0.426 |" in lines
+    assert "| published: closed-form linear | 0.370 / 0.392 | 0.403 / 0.411 | 0.428 / 0.426 | 0.434 / 0.450 | 0.409 / 0.420 |" in lines
 
 
 def test_a_report_keeps_its_result_files_so_it_can_be_rebuilt_and_merged_without_the_sweep(tmp_path):
