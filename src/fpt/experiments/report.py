@@ -132,10 +132,11 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
             extra = ", ".join(f"{k}={r.setting[k]}" for k in settings if k in r.setting)
             name = f"{r.variant} ({extra})" if extra else r.variant
             mses, maes = ([x["test"][m] for x in r.results] for m in ("mse", "mae"))
+            mae = mean_se(maes)[0]
             fewer = f" ({len(r.results)} of {most_seeds} seeds)" if len(r.results) < most_seeds else ""
             horizon = r.results[0]["task_spec"]["n_outputs"]
-            cells[name][horizon] = f"{fmt(mses, 1.0, 3)} / {mean_se(maes)[0]:.3f}{fewer}"
-            stats[name][horizon] = (*mean_se(mses), mean_se(maes)[0])
+            cells[name][horizon] = f"{fmt(mses, 1.0, 3)} / {mae:.3f}{fewer}"
+            stats[name][horizon] = (*mean_se(mses), mae)
         for name, by_h in stats.items():
             if averaged and all(h in by_h for h in BENCHMARK_HORIZONS):
                 cells[name]["average"] = _average_cell([by_h[h] for h in BENCHMARK_HORIZONS])

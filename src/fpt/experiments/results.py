@@ -51,11 +51,10 @@ def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{mean:.{digits}f}" if math.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
-def collect(sweep_dirs: Path | Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
+def collect(dirs: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
     """Group the finished runs of one or more sweep directories into rows; return them with the
     first directory's sweep spec. A run finished in two of the directories is an error: which
     copy counts would be a guess."""
-    dirs = [Path(sweep_dirs)] if isinstance(sweep_dirs, (str, Path)) else [Path(d) for d in sweep_dirs]
     groups: dict[tuple, Row] = {}
     found_in: dict[str, Path] = {}
     spec: dict[str, Any] = {}
