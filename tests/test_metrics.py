@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fpt.metrics import Metrics
+from fpt.objectives import objective
 
 
 def test_r2_is_per_target_then_averaged():
@@ -13,7 +14,7 @@ def test_r2_is_per_target_then_averaged():
     pred = y.clone()
     pred[:, 0] = 2.5          # target 0 predicted by its mean: R^2 = 0
     pred[:, 1] += 10.0        # target 1 off by 10 everywhere: R^2 = 1 - 100 / 12500
-    m = Metrics("regression")
+    m = Metrics(objective("regression"))
     m.update(pred[:2].float(), y[:2].float())  # in two batches, like an evaluation pass
     m.update(pred[2:].float(), y[2:].float())
     r = m.compute()
@@ -24,14 +25,14 @@ def test_r2_is_per_target_then_averaged():
 def test_bits_accuracy_and_sequence_accuracy():
     y = torch.tensor([[[1.0], [0.0]], [[1.0], [1.0]]])          # (B=2, k=2, n=1)
     logits = torch.tensor([[[3.0], [-1.0]], [[2.0], [-2.0]]])   # second example has one wrong bit
-    m = Metrics("bits")
+    m = Metrics(objective("bits"))
     m.update(logits, y)
     r = m.compute()
     assert r["accuracy"] == 0.75 and r["sequence_accuracy"] == 0.5
 
 
 def r2_of_batches(y: torch.Tensor, pred: torch.Tensor, cuts: list[int]) -> float:
-    m = Metrics("regression")
+    m = Metrics(objective("regression"))
     for a, b in zip([0, *cuts], [*cuts, len(y)]):
         m.update(pred[a:b], y[a:b])
     return m.compute()["r2"]
@@ -57,16 +58,16 @@ def test_r2_matches_sklearn_including_constant_targets(case):
 def test_shards_merge_into_the_metrics_of_the_whole_pass():
     gen = torch.Generator().manual_seed(0)
     y, pred = torch.randn(50, 2, generator=gen) + 1e4, torch.randn(50, 2, generator=gen) + 1e4
-    whole, parts = Metrics("regression"), [Metrics("regression") for _ in range(3)]
+    whole, parts = Metrics(objective("regression")), [Metrics(objective("regression")) for _ in range(3)]
     whole.update(pred, y)
     for part, index in zip(parts, torch.arange(50).chunk(3)):
         part.update(pred[index], y[index])
-    merged = Metrics("regression")
+    merged = Metrics(objective("regression"))
     for part in parts:  # as the runner does across processes: through state vectors
-        merged.absorb(Metrics.from_state("regression", part.state(2)))
+        merged.absorb(Metrics.from_state(objective("regression"), part.state(2)))
     for key, value in whole.compute().items():
         assert merged.compute()[key] == pytest.approx(value, rel=1e-6)  # loss: float32 per batch
 
 
 def test_a_regression_pass_over_no_examples_is_nan_not_an_error():
-    assert Metrics("regression").compute()["r2"] != Metrics("regression").compute()["r2"]  # NaN
+    assert Metrics(objective("regression")).compute()["r2"] != Metrics(objective("regression")).compute()["r2"]  # NaN

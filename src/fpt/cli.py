@@ -71,14 +71,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
+    from fpt.objectives import objective
     from fpt.tasks import REGISTRY, describe_task, option_help
 
     print(f"{'task':<17}{'tokens x dim':<28}{'outputs':<22}{'metric':<20}data")
     for name in REGISTRY:
         spec = describe_task(name)
-        kind = {"classification": "classes", "forecast": "steps ahead"}.get(spec.objective, "targets")
-        outputs = (f"{spec.readout_tokens} x {spec.n_outputs} bits" if spec.objective == "bits"
-                   else f"{spec.n_outputs} {kind}")
+        outputs = objective(spec.objective).describe_outputs(spec.n_outputs, spec.readout_tokens)
         print(f"{name:<17}{spec.shape:<28}{outputs:<22}{spec.metric:<20}{spec.source}")
         print(f"{'':<17}{spec.description}; options: {option_help(name)}")
     print(f"{'PATH.npz':<17}{'x (N, L, D) or ids (N, L)':<28}{'classes or K targets':<22}"

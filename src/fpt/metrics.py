@@ -1,92 +1,69 @@
-"""Loss and metrics for each objective.
+"""Metrics over a whole pass: sums accumulated batch by batch, so a pass gives exact dataset metrics.
 
-bits            logits (B, k, n) vs 0/1 targets: binary cross-entropy per bit;
-                `accuracy` per bit, `sequence_accuracy` for whole examples.
-classification  logits (B, C) vs class ids (B,): cross-entropy; `accuracy`.
-regression      outputs (B, K) vs targets (B, K): mean squared error; `rmse` over all targets,
-                `r2` computed per target and averaged, as sklearn's r2_score(multioutput=
-                "uniform_average") does: a target that never varies scores 1 if predicted
-                exactly, else 0 (sklearn's force_finite), instead of a division by zero.
-                Each target's variance is merged from centred per-batch sums (Chan et al.),
-                never as E[y^2] - E[y]^2, whose rounding noise made R^2 explode.
+What is accumulated, and what the sums mean, is each objective's business (fpt.objectives):
+`Metrics.update` and `Metrics.compute` hand the counts to the objective's entry. This module
+holds the counts themselves, how shards of one pass combine (`state`, `absorb`), and the
+pairwise merge of per-target statistics that regression uses.
 
-forecast        forecasts (B, horizon) vs the true values (B, horizon): mean squared error;
-                `mse` and `mae` over every value of every window (the benchmarks' protocol).
-
-`score` is the number that model selection and steps_to_threshold look at, higher is better:
-accuracy, R^2 for regression, minus the MSE for forecasts.
+`score` (in every computed record) is the number that model selection and steps_to_threshold
+look at, higher is better: accuracy, R^2 for regression, minus the MSE for forecasts.
 """
 
 from __future__ import annotations
 
-import math
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-
-
-def loss_fn(objective: str, outputs: Tensor, y: Tensor) -> Tensor:
-    if objective == "bits":
-        return F.binary_cross_entropy_with_logits(outputs, y)
-    if objective == "classification":
-        return F.cross_entropy(outputs, y)
-    return F.mse_loss(outputs.reshape(y.shape), y)
+if TYPE_CHECKING:
+    from fpt.objectives import Objective
 
 
 class Metrics:
-    """Accumulates sums over batches, so a full pass gives exact dataset metrics.
+    """Accumulates sums over batches for one objective.
 
     `state()` and `absorb()` let a caller combine the metrics of shards of one pass (the
     runner does so across data-parallel processes) into exactly the metrics of the whole."""
 
     SCALARS = ("examples", "loss_sum", "correct", "units", "all_correct", "targets", "sq_sum", "abs_sum")
-    VECTORS = ("sq_err", "y_mean", "y_m2", "y_min", "y_max")  # regression, each (K,) float64
+    FLOATS = ("loss_sum", "correct", "sq_sum", "abs_sum")
+    VECTORS = ("sq_err", "y_mean", "y_m2", "y_min", "y_max")  # per-target objectives, each (K,) float64
 
-    def __init__(self, objective: str):
+    def __init__(self, objective: "Objective"):
         self.objective = objective
         self.examples = 0
         self.loss_sum = 0.0
         self.correct = 0.0        # bits or examples
-        self.units = 0            # bits or examples
+        self.units = 0            # bits, examples or forecast values
         self.all_correct = 0      # bits: examples with every bit right
-        # regression, per target in float64 (so R^2 does not mix targets' scales): squared error,
-        # running mean, sum of squared deviations from it, and the range (to know a constant target)
+        # per target in float64 (so R^2 does not mix targets' scales): squared error, running mean,
+        # sum of squared deviations from it, and the range (to know a constant target)
         self.sq_err = self.y_mean = self.y_m2 = self.y_min = self.y_max = None
         self.targets = 0
-        self.sq_sum = self.abs_sum = 0.0  # forecast: over `units` values, in float64
+        self.sq_sum = self.abs_sum = 0.0  # over `units` values, in float64
 
     @torch.no_grad()
     def update(self, outputs: Tensor, y: Tensor, loss: Tensor | None = None) -> None:
         outputs = outputs.float()
         n = y.shape[0]
         self.examples += n
-        self.loss_sum += float(loss if loss is not None else loss_fn(self.objective, outputs, y)) * n
-        if self.objective == "bits":
-            right = (outputs > 0) == (y > 0.5)                              # (B, k, bits)
-            self.correct += float(right.sum())
-            self.units += right.numel()
-            self.all_correct += int(right.flatten(1).all(dim=1).sum())
-        elif self.objective == "classification":
-            self.correct += float((outputs.argmax(dim=-1) == y).sum())
-            self.units += n
-        elif self.objective == "forecast":
-            error = outputs.reshape(y.shape).double() - y.double()         # (B, horizon)
-            self.sq_sum += float((error ** 2).sum())
-            self.abs_sum += float(error.abs().sum())
-            self.units += error.numel()
-        elif n:
-            y = y.reshape(n, -1).double()                                   # (B, K)
-            outputs = outputs.reshape(y.shape).double()
-            batch = Metrics(self.objective)
-            batch.targets, batch.sq_err = n, ((outputs - y) ** 2).sum(0)
-            batch.y_mean = y.mean(0)
-            batch.y_m2 = ((y - batch.y_mean) ** 2).sum(0)
-            batch.y_min, batch.y_max = y.min(0).values, y.max(0).values
-            self._merge_regression(batch)
+        self.loss_sum += float(loss if loss is not None else self.objective.loss(outputs, y)) * n
+        self.objective.accumulate(self, outputs, y)
 
-    def _merge_regression(self, other: "Metrics") -> None:
+    def compute(self) -> dict[str, float]:
+        return {"loss": self.loss_sum / max(self.examples, 1), **self.objective.summarise(self)}
+
+    def add_targets(self, outputs: Tensor, y: Tensor) -> None:
+        """Per-target sums of one batch, outputs and y (B, K) float64, merged into these."""
+        batch = Metrics(self.objective)
+        batch.targets, batch.sq_err = y.shape[0], ((outputs - y) ** 2).sum(0)
+        batch.y_mean = y.mean(0)
+        batch.y_m2 = ((y - batch.y_mean) ** 2).sum(0)
+        batch.y_min, batch.y_max = y.min(0).values, y.max(0).values
+        self._merge_targets(batch)
+
+    def _merge_targets(self, other: "Metrics") -> None:
         """Chan et al.'s pairwise update of count, mean and centred sum of squares."""
         if other.targets == 0:
             return
@@ -106,57 +83,28 @@ class Metrics:
 
     def absorb(self, other: "Metrics") -> "Metrics":
         """Add the counts of another shard of the same pass into this one."""
-        self.examples += other.examples
-        self.loss_sum += other.loss_sum
-        self.correct += other.correct
-        self.units += other.units
-        self.all_correct += other.all_correct
-        self.sq_sum += other.sq_sum
-        self.abs_sum += other.abs_sum
-        if self.objective == "regression":
-            self._merge_regression(other)
+        for key in ("examples", "loss_sum", "correct", "units", "all_correct", "sq_sum", "abs_sum"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+        if self.objective.per_target:
+            self._merge_targets(other)
         return self
 
     def state(self, n_targets: int) -> Tensor:
-        """Every count as one float64 vector (6 + 5 * n_targets for regression, else 6)."""
+        """Every count as one float64 vector (8 + 5 * n_targets for per-target objectives, else 8)."""
         scalars = torch.tensor([float(getattr(self, k)) for k in self.SCALARS], dtype=torch.float64)
-        if self.objective != "regression":
+        if not self.objective.per_target:
             return scalars
         vectors = [torch.zeros(n_targets, dtype=torch.float64) if getattr(self, k) is None
                    else getattr(self, k).cpu() for k in self.VECTORS]
         return torch.cat([scalars, *vectors])
 
     @classmethod
-    def from_state(cls, objective: str, state: Tensor) -> "Metrics":
+    def from_state(cls, objective: "Objective", state: Tensor) -> "Metrics":
         metrics = cls(objective)
         scalars, rest = state[:len(cls.SCALARS)].tolist(), state[len(cls.SCALARS):].cpu()
         for key, value in zip(cls.SCALARS, scalars):
-            setattr(metrics, key, value if key in ("loss_sum", "correct", "sq_sum", "abs_sum") else int(value))
-        if objective == "regression" and metrics.targets:
+            setattr(metrics, key, value if key in cls.FLOATS else int(value))
+        if objective.per_target and metrics.targets:
             for key, value in zip(cls.VECTORS, rest.chunk(len(cls.VECTORS))):
                 setattr(metrics, key, value.clone())
         return metrics
-
-    def compute(self) -> dict[str, float]:
-        result = {"loss": self.loss_sum / max(self.examples, 1)}
-        if self.objective == "regression":
-            if not self.targets:
-                result.update(rmse=float("nan"), r2=float("nan"), score=float("nan"))
-                return result
-            result["rmse"] = math.sqrt(float(self.sq_err.mean() / self.targets))
-            constant = self.y_min == self.y_max                              # (K,) exactly, not by rounding
-            r2 = 1 - self.sq_err / torch.where(constant, torch.ones_like(self.y_m2), self.y_m2)
-            r2 = torch.where(constant, (self.sq_err == 0).double(), r2)  # sklearn's force_finite
-            result["r2"] = float(r2.mean())
-            result["score"] = result["r2"]
-            return result
-        if self.objective == "forecast":
-            units = max(self.units, 1)
-            result.update(mse=self.sq_sum / units, mae=self.abs_sum / units)
-            result["score"] = -result["mse"]
-            return result
-        result["accuracy"] = self.correct / max(self.units, 1)
-        if self.objective == "bits":
-            result["sequence_accuracy"] = self.all_correct / max(self.examples, 1)
-        result["score"] = result["accuracy"]
-        return result

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from fpt.backbones import BackboneInfo
 from fpt.errors import FptError
 from fpt.groups import backbone_groups, count_parameters, format_counts
+from fpt.objectives import objective
 from fpt.precision import attention_kernel, autocast
 from fpt.series import SeriesInput, denormalise
 from fpt.tasks.base import TaskSpec
@@ -125,7 +126,7 @@ class FPTModel(nn.Module):
             return self.head(self._features(x, mask))
         x, scale = self.series.normalise(x, mask)
         out = self.head(self._features(x, mask))
-        return denormalise(out, scale) if self.spec.objective == "forecast" else out
+        return denormalise(out, scale) if objective(self.spec.objective).horizon else out
 
     # -- PEFT-style conveniences ----------------------------------------------
     def trained_state(self) -> dict[str, Tensor]:

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from fpt.run.distributed import World, launched_world, merge_metrics
 from fpt.metrics import Metrics
+from fpt.objectives import objective
 from fpt.tasks.base import Batch
 
 SETTINGS = ["--task", "bit-xor", "--steps", "12", "--eval-every", "4", "--batch-size", "8", "--dropout", "0",
@@ -74,7 +75,7 @@ def test_world_from_the_launcher_environment(monkeypatch):
 
 
 def test_metrics_of_one_process_are_left_alone():
-    metrics = Metrics("classification")
+    metrics = Metrics(objective("classification"))
     metrics.update(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
     assert merge_metrics(metrics, World(), torch.device("cpu"), 2).compute()["accuracy"] == 0.5
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +35,6 @@ class Arm:
 
     def tests(self) -> dict[int, float]:
         return {r["seed"]: r["test"]["score"] for r in self.row.results}
-
-
-def show(score: float, objective: str) -> str:
-    return f"{-score:.4f} MSE" if objective == "forecast" else f"{100 * score:.1f}%"
-
-
-def show_stats(scores: list[float], objective: str) -> str:
-    mean, se = mean_se(scores)
-    se_text = "" if math.isnan(se) else f" ± {se * (1 if objective == 'forecast' else 100):.{4 if objective == 'forecast' else 1}f}"
-    return show(mean, objective) + se_text
 
 
 def choose(rows: list[Row]) -> dict[tuple[str, str], dict[str, Arm]]:
@@ -83,17 +72,16 @@ def tables(rows: list[Row], spec: dict[str, Any]) -> list[str]:
               "train GFLOPs | train seconds | vs " + reference_name + " (paired) | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (task, rest), arms in sorted(arenas.items()):
-        objective = next(iter(arms.values())).row.results[0]["task_spec"]["objective"]
+        kind = next(iter(arms.values())).row.objective
         means = {name: mean_se(list(a.tests().values()))[0] for name, a in arms.items()}
         ranked = sorted(means, key=means.get, reverse=True)
         setting = ", ".join(f"{k}={v}" for k, v in json.loads(rest).items()) or "-"
         reference = arms.get(reference_name)
         if reference is not None:
             gap = means[ranked[0]] - means[reference_name]  # >= 0: how far the reference is behind
-            margin = (f"{gap:.4f} MSE" if objective == "forecast" else f"{100 * gap:.1f} pts")
-            summary.append(f"| {task} | {setting} | {ranked[0]} | {show(means[ranked[0]], objective)} | "
-                           f"{show(means[reference_name], objective)} | "
-                           f"{ranked.index(reference_name) + 1} of {len(ranked)} | {margin} |")
+            summary.append(f"| {task} | {setting} | {ranked[0]} | {kind.show(means[ranked[0]])} | "
+                           f"{kind.show(means[reference_name])} | "
+                           f"{ranked.index(reference_name) + 1} of {len(ranked)} | {kind.show_gap(gap)} |")
         for name in ranked:
             arm = arms[name]
             results = arm.row.results
@@ -102,12 +90,9 @@ def tables(rows: list[Row], spec: dict[str, Any]) -> list[str]:
                 versus, verdict = "-", "reference" if name == reference_name else ""
             else:
                 mean, se, n, verdict = paired(arm, reference)
-                scale = -1 if objective == "forecast" else 100
-                unit = " MSE" if objective == "forecast" else " pts"
-                versus = f"{scale * mean:+.{4 if objective == 'forecast' else 1}f}{unit} ± " \
-                         f"{abs(scale) * se:.{4 if objective == 'forecast' else 1}f} (n={n})"
+                versus = kind.show_difference(mean, se, n)
             detail.append(f"| {task} | {setting} | {name} | {arm.lr} | {arm.lrs_tried} | {len(results)} | "
-                          f"{show_stats(list(arm.tests().values()), objective)} | {results[0]['trainable_params']:,} | "
+                          f"{kind.show_stats(*mean_se(list(arm.tests().values())))} | {results[0]['trainable_params']:,} | "
                           f"{flops:,.1f} | {mean_se([r['wall_seconds'] for r in results])[0]:.0f} | {versus} | {verdict} |")
     return ["## The arena: which arm wins, per task", "",
             f"Each arm at its own learning rate, chosen on validation; verdicts from per-seed paired differences "
@@ -126,8 +111,8 @@ def compute_figures(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
     figures = []
     for (task, rest), arms in sorted(choose(rows).items()):
         fig, (by_flops, by_time) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
-        forecast = next(iter(arms.values())).row.results[0]["task_spec"]["objective"] == "forecast"
-        sign = -1 if forecast else 1  # scores are higher-is-better; forecasts are shown as MSE
+        kind = next(iter(arms.values())).row.objective
+        sign = -1 if kind.lower_is_better else 1  # scores are higher-is-better; forecasts are shown as MSE
         colours = plt.get_cmap("tab20").colors  # 20 distinct colours: one per arm
         for i, (name, arm) in enumerate(arms.items()):
             result, curve = arm.row.results[0], arm.row.curves[0]
@@ -144,7 +129,7 @@ def compute_figures(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
                              marker="x", color=colour)
             by_time.scatter([mean_se([r["wall_seconds"] for r in results])[0]], [test], marker="x", color=colour)
         for ax, x in ((by_flops, "training FLOPs (counted)"), (by_time, "training seconds")):
-            ax.set(xlabel=x, ylabel=("MSE" if forecast else "score") + " (lines: validation; x: test, mean)",
+            ax.set(xlabel=x, ylabel=kind.axis + " (lines: validation; x: test, mean)",
                    xscale="log")
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.grid(alpha=0.3)

@@ -46,6 +46,7 @@ def learning_curves(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
     figures = []
     for task, task_rows in sorted(by_task.items()):
         fig, ax = plt.subplots(figsize=(6, 3.6))
+        kind = task_rows[0].objective
         for r in task_rows:
             curves = [c for c in r.curves if c]
             if not curves:
@@ -53,15 +54,14 @@ def learning_curves(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
             by_step: dict[int, list[float]] = defaultdict(list)   # the seeds' scores at each step
             for c in curves:
                 for line in c:
-                    by_step[line["step"]].append(line["val"].get("mse", line["val"]["score"]))
+                    by_step[line["step"]].append(kind.curve(line["val"]))
             steps = sorted(by_step)
             stats = [mean_se(by_step[s]) for s in steps]
             mean = np.array([m for m, _ in stats])
             se = np.array([0.0 if np.isnan(e) else e for _, e in stats])  # one seed: no band
             ax.plot(steps, mean, label=_label(r))
             ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
-        forecast = task_rows[0].results[0]["task_spec"]["objective"] == "forecast"
-        ax.set(xlabel="step", ylabel="validation MSE" if forecast else "validation score",
+        ax.set(xlabel="step", ylabel=f"validation {kind.axis}",
                title=f"{task}: learning curves")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import yaml
 
 from fpt.experiments import arena, figures
-from fpt.experiments.results import Row, archive, best_by_validation, collect, fmt, mean_se, score_of
+from fpt.experiments.results import Row, archive, best_by_validation, collect, fmt, mean_se
 from fpt.storage.files import atomic_write
 from fpt.errors import FptError
 from fpt.provenance import cpu_flags, cpu_name
@@ -46,8 +46,8 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
               "train seconds", "trainable params", f"paper ({unit})", "ours vs paper"]
     body = []
     for r in sorted(rows, key=lambda r: (r.task, r.variant, json.dumps(r.setting, sort_keys=True))):
-        tests = [score_of(x["test"]) for x in r.results]
-        vals = [score_of(x["best_val"]) for x in r.results]
+        tests = [r.objective.headline_of(x["test"]) for x in r.results]
+        vals = [r.objective.headline_of(x["best_val"]) for x in r.results]
         reached = r.reached
         steps = (fmt([float(s) for s in reached], 1.0, 0) + f" ({len(reached)}/{len(r.results)} reached)"
                  if reached else f"not reached in {r.results[0]['steps']}")
@@ -178,9 +178,10 @@ def best_lr_table(rows: list[Row]) -> str:
     header = ["variant", "task", "best lr (by val)", "val %", "test %", "lrs tried"]
     body = []
     for (variant, task, _), candidates in sorted(by_key.items()):
-        best = best_by_validation(candidates, score_of)
-        body.append([variant, task, best.setting["lr"], fmt([score_of(x["best_val"]) for x in best.results]),
-                     fmt([score_of(x["test"]) for x in best.results]), len(candidates)])
+        headline = candidates[0].objective.headline_of
+        best = best_by_validation(candidates, headline)
+        body.append([variant, task, best.setting["lr"], fmt([headline(x["best_val"]) for x in best.results]),
+                     fmt([headline(x["test"]) for x in best.results]), len(candidates)])
     return _markdown(header, body)
 
 
@@ -278,7 +279,7 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise FptError(f"cannot create the report directory '{out}': {err.strerror}; choose another --out") from None
-    forecasts = [r for r in rows if r.results[0]["task_spec"]["objective"] == "forecast"]
+    forecasts = [r for r in rows if r.objective.horizon]  # tabled by horizon, MSE and MAE
     rows = [r for r in rows if r not in forecasts]
     table_md, table_csv = main_table(rows, spec) if rows else ("", [])
     versions = (rows or forecasts)[0].results[0]["versions"]

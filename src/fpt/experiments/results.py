@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from fpt.errors import FptError
+from fpt.objectives import Objective, objective
 from fpt.storage.files import atomic_write, atomic_write_json, read_jsonl
 
 
@@ -28,6 +29,11 @@ class Row:
     curves: list[list[dict[str, Any]]]
     run_dirs: list[Path]
     entries: list[dict[str, Any]] = field(default_factory=list)  # each run's index.json entry
+
+    @property
+    def objective(self) -> Objective:
+        """The objective entry of the row's task, as its result files recorded it."""
+        return objective(self.results[0]["task_spec"]["objective"])
 
     @property
     def reached(self) -> list[int]:
@@ -86,11 +92,6 @@ def collect(dirs: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
         where = " or ".join(f"'{d}/runs'" for d in dirs)
         raise FptError(f"no finished runs in {where}; let `fpt sweep` finish some first")
     return list(groups.values()), spec
-
-
-def score_of(metrics: dict[str, float]) -> float:
-    """The headline number of a metrics record: accuracy, or R^2 for regression."""
-    return metrics.get("accuracy", metrics.get("r2", float("nan")))
 
 
 def best_by_validation(options: list[Row], score: Callable[[dict[str, float]], float] = lambda m: m["score"]) -> Row:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from fpt.errors import FptError
 from fpt.model import FPTModel
+from fpt.objectives import objective
 from fpt.pretrained import load_pretrained
 from fpt.run.predict_series import check_series, forecast, forecast_csv, read_window_csv
 from fpt.run.setup import Setup, load_model
@@ -99,7 +100,8 @@ def predict_loaded(model: FPTModel | Setup, x: np.ndarray | torch.Tensor, batch_
     spec, device = model.spec, next(model.parameters()).device
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise FptError(f"--batch-size must be a positive integer, got {batch_size!r}")
-    if probs and spec.objective in ("regression", "forecast"):
+    kind = objective(spec.objective)
+    if probs and not kind.probabilities:
         raise FptError(f"--probs: task {spec.name} is a regression, its outputs are values; drop --probs")
     if pad_id is None and spec.vocab_size:
         pad_id = model.pad_id  # the training file's (npz tasks)
@@ -111,29 +113,19 @@ def predict_loaded(model: FPTModel | Setup, x: np.ndarray | torch.Tensor, batch_
         for start in tqdm(starts, desc="predict", unit="batch", disable=not progress, file=sys.stderr):
             batch = inputs.batch(torch.arange(start, min(start + batch_size, len(inputs)))).to(device)
             out = model(batch.x, batch.mask).cpu()                          # (B, C) | (B, k, n) | (B, K)
-            outputs.append(_convert(spec, out, probs))
+            outputs.append(kind.predict(out, probs).numpy())
         return np.concatenate(outputs)
 
     if spec.series_len:
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
-        if spec.objective == "forecast":
-            if probs:
-                raise FptError("--probs: a forecast is values, not probabilities; drop --probs")
+        if kind.horizon:
             return forecast(spec, x, lambda w: torch.from_numpy(run(Arrays.full_length(w, torch.zeros(len(w))),
                                                                     False)), where)
         series = torch.from_numpy(check_series(spec, x, where).astype(np.float32))
         return run(Arrays.full_length(series, torch.zeros(len(series))), probs)
     tokens, lengths = prepare(spec, x, pad_id, where)
     return run(Arrays(tokens, torch.zeros(len(tokens)), lengths), probs)  # no targets: y is a placeholder
-
-
-def _convert(spec: TaskSpec, out: torch.Tensor, probs: bool) -> np.ndarray:
-    if spec.objective == "classification":
-        return (out.softmax(dim=-1) if probs else out.argmax(dim=-1)).numpy()
-    if spec.objective == "bits":
-        return out.sigmoid().numpy() if probs else (out > 0).to(torch.uint8).numpy()
-    return out.reshape(len(out), spec.n_outputs).numpy()
 
 
 def predict(run_dir: str | Path, x: np.ndarray | torch.Tensor, batch_size: int = 64, device: str = "auto",
@@ -168,7 +160,7 @@ def predict_cli(run: str, input: str, out: str, batch_size: int = 64, device: st
     if out_path.is_dir() or not out_path.parent.is_dir():
         raise FptError(f"--out '{out}': must be a file in an existing directory, e.g. predictions.npy")
     model = open_run(run, device)
-    forecasting = model.spec.objective == "forecast"
+    forecasting = objective(model.spec.objective).horizon
     if out.endswith(".csv") and not forecasting:
         raise FptError(f"--out '{out}': CSV output is for forecasts; write an .npy")
     if forecasting and input.endswith(".csv"):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from fpt.errors import FptError
+from fpt.objectives import objective
 from fpt.tasks.base import TaskSpec
 from fpt.tasks.inputs import first_bad
 
@@ -27,11 +28,12 @@ from fpt.tasks.inputs import first_bad
 def check_series(spec: TaskSpec, x: np.ndarray, where: str) -> np.ndarray:
     """x (N, T, channels) float64, checked against the run's series format and standardised."""
     x = np.asarray(x)
-    channels = len(spec.channel_names) if spec.objective == "forecast" else spec.channels
+    horizon = objective(spec.objective).horizon  # forecasts read every channel; classifiers their own
+    channels = len(spec.channel_names) if horizon else spec.channels
     if x.dtype.kind not in "fiu" or x.ndim != 3 or x.shape[2] != channels:
         raise FptError(f"{where}: the run reads series of shape (N, T, {channels}) (windows x steps x channels), "
                        f"got {x.dtype} {x.shape}")
-    if spec.objective == "forecast" and x.shape[1] != spec.series_len:
+    if horizon and x.shape[1] != spec.series_len:
         raise FptError(f"{where}: the run forecasts from windows of exactly {spec.series_len} steps, got "
                        f"{x.shape[1]}; pass the last {spec.series_len} rows")
     if x.shape[1] > spec.series_len or x.shape[0] == 0:

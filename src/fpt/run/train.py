@@ -23,8 +23,9 @@ from tqdm import tqdm
 
 from fpt.errors import FptError
 from fpt.groups import format_counts
-from fpt.metrics import Metrics, loss_fn
+from fpt.metrics import Metrics
 from fpt.model import FPTModel
+from fpt.objectives import Objective, objective
 from fpt.pretrained import load_trained, save_adapter
 from fpt.run import distributed, rundir
 from fpt.run.cache import cached, can_cache
@@ -48,7 +49,7 @@ def evaluate(built: Setup, split: str, batch_size: int) -> dict[str, float]:
     model, spec, world = built.model, built.task.spec, built.world
     was_training = model.training
     model.eval()
-    metrics = Metrics(spec.objective)
+    metrics = Metrics(objective(spec.objective))
     for round_ in _rounds(built.task.eval_batches(split, batch_size), world.size):
         mine = world.rank < len(round_)
         batch = round_[world.rank if mine else 0].to(built.device)
@@ -150,13 +151,13 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
         out: Path, loggers: Sequence[Logger] = ()) -> tuple[TrainState, dict[str, torch.Tensor]]:
     """The optimisation loop: train steps, periodic validation and checkpoints."""
     cfg, model, task, world = built.config, built.model, built.task, built.world
-    objective = task.spec.objective
+    kind = objective(task.spec.objective)
     trainable = [p for p in model.parameters() if p.requires_grad]
     # Under torchrun the trained parameters' gradients are averaged over the ranks' batch shards:
     # by DDP, or (with --parallel fsdp, whose frozen weights are sharded) by one all_reduce per step.
     ddp = world.parallel and cfg.parallel == "ddp"
     forward = distributed.data_parallel(model) if ddp else model
-    window = Metrics(objective)  # training metrics since the last evaluation
+    window = Metrics(kind)  # training metrics since the last evaluation
     model.train()
     started = time.perf_counter() - state.wall_seconds
     bar = tqdm(total=cfg.steps, initial=state.step, desc=task.spec.name, disable=not (cfg.progress and world.is_main),
@@ -174,7 +175,7 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
         count = not state.flops_per_step and not (world.parallel and cfg.parallel == "fsdp")
         counter = FlopCounterMode(display=False) if count else nullcontext()
         with counter:
-            finite, loss = _accumulate(micro_batches, forward, built, world, ddp, cfg, objective, window)
+            finite, loss = _accumulate(micro_batches, forward, built, world, ddp, cfg, kind, window)
         if isinstance(counter, FlopCounterMode):
             state.flops_per_step = int(counter.get_total_flops()) * world.size
         if not finite and cfg.nan_policy == "stop":
@@ -198,7 +199,7 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
         if done % cfg.eval_every == 0 or done == cfg.steps or out_of_time:
             val = evaluate(built, "val", cfg.batch_size * 4)
             train_stats = distributed.merge_metrics(window, world, built.device, task.spec.n_outputs).compute()
-            window = Metrics(objective)
+            window = Metrics(kind)
             if not state.best_val or val["score"] > state.best_val["score"]:
                 state.best_val, state.best_step = val, done
                 best_params = built.trained_state()
@@ -216,19 +217,18 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
                 for logger in loggers:
                     logger.log(done, record)
                 rundir.save_last(built, optimizer, state, out)
-            shown = {"val_mse": val["mse"]} if objective == "forecast" else {"val": val["score"]}
-            bar.set_postfix(loss=f"{train_stats['loss']:.4f}", **{k: f"{v:.4f}" for k, v in shown.items()})
+            bar.set_postfix(loss=f"{train_stats['loss']:.4f}", **{k: f"{v:.4f}" for k, v in kind.progress(val).items()})
     bar.close()
     return state, best_params
 
 
 def _accumulate(micro_batches: list[Batch], forward: torch.nn.Module, built: Setup, world: distributed.World,
-                ddp: bool, cfg: TrainConfig, objective: str, window: Metrics) -> tuple[bool, torch.Tensor]:
+                ddp: bool, cfg: TrainConfig, kind: Objective, window: Metrics) -> tuple[bool, torch.Tensor]:
     """Forward and backward over one step's micro-batches, gradients summed; (all losses finite, last loss)."""
     for i, micro in enumerate(micro_batches):
         micro = micro.to(built.device)
         outputs = forward(micro.x, micro.mask)
-        loss = loss_fn(objective, outputs, micro.y)
+        loss = kind.loss(outputs, micro.y)
         if distributed.any_across(not math.isfinite(loss.item()), world, built.device):
             return False, loss
         sync_now = i == len(micro_batches) - 1 or not ddp

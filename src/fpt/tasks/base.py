@@ -12,14 +12,14 @@ import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor
 
 from fpt.errors import FptError
+from fpt.objectives import objective
 
-Objective = Literal["bits", "classification", "regression", "forecast"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class TaskSpec:
 
     name: str
     seq_len: int                  # tokens per example (the maximum, for variable length)
-    objective: Objective
+    objective: str                # a name in fpt.objectives.OBJECTIVES
     n_outputs: int                # classes | bits per read-out token | regression targets
     token_dim: int | None = None  # real-valued tokens of this many features ...
     vocab_size: int | None = None  # ... or integer token ids below this
@@ -57,8 +57,7 @@ class TaskSpec:
 
     @property
     def metric(self) -> str:
-        return {"bits": "per-bit accuracy", "classification": "accuracy", "regression": "RMSE, R^2",
-                "forecast": "MSE, MAE"}[self.objective]
+        return objective(self.objective).metric
 
     @property
     def shape(self) -> str:

@@ -1,0 +1,201 @@
+"""Objectives: what a task's outputs mean, one registry entry each.
+
+An entry owns everything that differs between objectives: the loss, what a pass accumulates
+and the metrics it computes (fpt.metrics holds the counts), the headline score and its
+direction, how a score is shown in the progress bar and in reports, and how raw outputs
+become predictions. Nothing outside an entry compares an objective's name; code asks the
+entry (`objective(spec.objective)`) instead.
+
+    bits            logits (B, k, n) vs 0/1 targets: binary cross-entropy per bit;
+                    `accuracy` per bit, `sequence_accuracy` for whole examples.
+    classification  logits (B, C) vs class ids (B,): cross-entropy; `accuracy`.
+    regression      outputs (B, K) vs targets (B, K): mean squared error; `rmse` over all targets,
+                    `r2` computed per target and averaged, as sklearn's r2_score(multioutput=
+                    "uniform_average") does: a target that never varies scores 1 if predicted
+                    exactly, else 0 (sklearn's force_finite), instead of a division by zero.
+                    Each target's variance is merged from centred per-batch sums (Chan et al.),
+                    never as E[y^2] - E[y]^2, whose rounding noise made R^2 explode.
+    forecast        forecasts (B, horizon) vs the true values (B, horizon): mean squared error;
+                    `mse` and `mae` over every value of every window (the benchmarks' protocol).
+
+`score` is the number that model selection and steps_to_threshold look at, higher is better:
+accuracy, R^2 for regression, minus the MSE for forecasts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fpt.errors import FptError
+from fpt.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    metric: str                       # what `fpt tasks` lists, e.g. "accuracy"
+    outputs: str                      # what the outputs are, for `fpt tasks`: classes, targets, ...
+    headline: str                     # the metric reports quote, a key of the computed record
+    loss: Callable[[Tensor, Tensor], Tensor]
+    accumulate: Callable[[Metrics, Tensor, Tensor], None]   # one batch's outputs and targets into the counts
+    summarise: Callable[[Metrics], dict[str, float]]        # the counts -> metrics, `score` among them
+    predict: Callable[[Tensor, bool], Tensor]               # outputs -> predictions (probabilities when asked)
+    lower_is_better: bool = False     # the headline (score = -headline when True)
+    percent: bool = True              # shown as a percentage (accuracy, R^2 x 100), else as the value
+    per_token: bool = False           # one output per read-out token (readout_tokens > 1 allowed)
+    per_target: bool = False          # accumulates per-target vectors (their shards merge pairwise)
+    probabilities: bool = True        # --probs gives class or bit probabilities
+    horizon: bool = False             # outputs continue the input series, in each window's own scale
+
+    # -- showing scores (higher-is-better `score` values) in progress bars and reports ----------
+    @property
+    def unit(self) -> str:
+        return " pts" if self.percent else f" {self.headline.upper()}"
+
+    def value(self, score: float) -> float:
+        """A score in the units it is shown in: percent, or the headline (MSE) itself."""
+        return (100 * score) if self.percent else (-score if self.lower_is_better else score)
+
+    def _digits(self) -> int:
+        return 1 if self.percent else 4
+
+    def show(self, score: float) -> str:
+        """'85.0%' or '0.3970 MSE'."""
+        text = f"{self.value(score):.{self._digits()}f}"
+        return f"{text}%" if self.percent else f"{text} {self.headline.upper()}"
+
+    def show_stats(self, mean: float, se: float) -> str:
+        """A mean score and its standard error (nan: not shown)."""
+        return self.show(mean) + ("" if math.isnan(se) else f" ± {abs(self.value(se)):.{self._digits()}f}")
+
+    def show_gap(self, gap: float) -> str:
+        """How far behind a score is (gap >= 0, in score units): '3.1 pts' or '0.0120 MSE'."""
+        return f"{abs(self.value(gap)):.{self._digits()}f}{self.unit}"
+
+    def show_difference(self, mean: float, se: float, n: int) -> str:
+        """A mean paired difference of scores (arm minus reference) with its SE, in shown units."""
+        d = self._digits()
+        return f"{self.value(mean):+.{d}f}{self.unit} ± {abs(self.value(se)):.{d}f} (n={n})"
+
+    def progress(self, val: dict[str, float]) -> dict[str, float]:
+        """What the progress bar shows of a validation record."""
+        return {f"val_{self.headline}": val[self.headline]} if self.lower_is_better else {"val": val["score"]}
+
+    def curve(self, val: dict[str, float]) -> float:
+        """The number learning curves plot for a validation record (MSE for forecasts, else score)."""
+        return val[self.headline] if self.lower_is_better else val["score"]
+
+    @property
+    def axis(self) -> str:
+        return self.headline.upper() if self.lower_is_better else "score"
+
+    def headline_of(self, metrics: dict[str, float]) -> float:
+        """The headline metric of a computed record (accuracy, R^2, MSE), nan where missing."""
+        return metrics.get(self.headline, float("nan"))
+
+    def describe_outputs(self, n_outputs: int, readout_tokens: int) -> str:
+        """'3 classes', '20 x 1 bits', '96 steps ahead' for `fpt tasks`."""
+        return f"{readout_tokens} x {n_outputs} {self.outputs}" if self.per_token else f"{n_outputs} {self.outputs}"
+
+
+OBJECTIVES: dict[str, Objective] = {}
+
+
+def register(entry: Objective) -> Objective:
+    if entry.name in OBJECTIVES:
+        raise ValueError(f"objective '{entry.name}' is registered twice")
+    OBJECTIVES[entry.name] = entry
+    return entry
+
+
+def objective(name: str) -> Objective:
+    """The registered objective called `name`, or one line naming the known ones."""
+    entry = OBJECTIVES.get(name)
+    if entry is None:
+        raise FptError(f"objective must be one of {', '.join(OBJECTIVES)}, got {name!r}")
+    return entry
+
+
+# -- the entries' functions -------------------------------------------------------------------
+
+def _accuracy(metrics: Metrics) -> dict[str, float]:
+    accuracy = metrics.correct / max(metrics.units, 1)
+    return {"accuracy": accuracy, "score": accuracy}
+
+
+def _bits_accumulate(m: Metrics, outputs: Tensor, y: Tensor) -> None:
+    right = (outputs > 0) == (y > 0.5)                                     # (B, k, bits)
+    m.correct += float(right.sum())
+    m.units += right.numel()
+    m.all_correct += int(right.flatten(1).all(dim=1).sum())
+
+
+def _bits_summarise(m: Metrics) -> dict[str, float]:
+    result = _accuracy(m)
+    return {"accuracy": result["accuracy"], "sequence_accuracy": m.all_correct / max(m.examples, 1),
+            "score": result["score"]}
+
+
+def _classification_accumulate(m: Metrics, outputs: Tensor, y: Tensor) -> None:
+    m.correct += float((outputs.argmax(dim=-1) == y).sum())
+    m.units += y.shape[0]
+
+
+def _mse(outputs: Tensor, y: Tensor) -> Tensor:
+    return F.mse_loss(outputs.reshape(y.shape), y)
+
+
+def _regression_accumulate(m: Metrics, outputs: Tensor, y: Tensor) -> None:
+    n = y.shape[0]
+    if n:
+        y = y.reshape(n, -1).double()                                      # (B, K)
+        m.add_targets(outputs.reshape(y.shape).double(), y)
+
+
+def _regression_summarise(m: Metrics) -> dict[str, float]:
+    if not m.targets:
+        return {"rmse": float("nan"), "r2": float("nan"), "score": float("nan")}
+    rmse = math.sqrt(float(m.sq_err.mean() / m.targets))
+    constant = m.y_min == m.y_max                                          # (K,) exactly, not by rounding
+    r2 = 1 - m.sq_err / torch.where(constant, torch.ones_like(m.y_m2), m.y_m2)
+    r2 = torch.where(constant, (m.sq_err == 0).double(), r2)              # sklearn's force_finite
+    return {"rmse": rmse, "r2": float(r2.mean()), "score": float(r2.mean())}
+
+
+def _forecast_accumulate(m: Metrics, outputs: Tensor, y: Tensor) -> None:
+    error = outputs.reshape(y.shape).double() - y.double()                 # (B, horizon)
+    m.sq_sum += float((error ** 2).sum())
+    m.abs_sum += float(error.abs().sum())
+    m.units += error.numel()
+
+
+def _forecast_summarise(m: Metrics) -> dict[str, float]:
+    units = max(m.units, 1)
+    mse = m.sq_sum / units
+    return {"mse": mse, "mae": m.abs_sum / units, "score": -mse}
+
+
+def _values(outputs: Tensor, probs: bool) -> Tensor:
+    return outputs.reshape(len(outputs), -1)                               # (B, K) or (B, horizon)
+
+
+register(Objective(
+    "bits", "per-bit accuracy", "bits", "accuracy", per_token=True,
+    loss=F.binary_cross_entropy_with_logits, accumulate=_bits_accumulate, summarise=_bits_summarise,
+    predict=lambda out, probs: out.sigmoid() if probs else (out > 0).to(torch.uint8)))
+register(Objective(
+    "classification", "accuracy", "classes", "accuracy",
+    loss=F.cross_entropy, accumulate=_classification_accumulate, summarise=_accuracy,
+    predict=lambda out, probs: out.softmax(dim=-1) if probs else out.argmax(dim=-1)))
+register(Objective(
+    "regression", "RMSE, R^2", "targets", "r2", per_target=True, probabilities=False,
+    loss=_mse, accumulate=_regression_accumulate, summarise=_regression_summarise, predict=_values))
+register(Objective(
+    "forecast", "MSE, MAE", "steps ahead", "mse", lower_is_better=True, percent=False, probabilities=False,
+    horizon=True, loss=_mse, accumulate=_forecast_accumulate, summarise=_forecast_summarise, predict=_values))
