@@ -137,6 +137,8 @@ def test_a_header_missing_a_part_is_one_clear_error(tmp_path, tiny_bert, drop):
     ({"token_dim": 2, "train": "input,heads"}, "unknown group"),
     ({"token_dim": 2, "backbone_dropout": 1.5}, "--backbone-dropout"),
     ({"token_dim": 2, "seq_len": 10_000}, "positions"),
+    ({"token_dim": 2, "lora_rnak": 4}, "unknown option 'lora_rnak'; did you mean 'lora_rank'"),
+    ({"token_dim": 2, "objective": "forecast"}, "forecasts series windows"),
 ])
 def test_build_model_refuses_what_fpt_train_refuses(tiny_bert, kwargs, message):
     with pytest.raises(FptError, match=message):

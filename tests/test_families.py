@@ -395,14 +395,14 @@ HUB_ARCHITECTURES = {
 def test_known_hub_backbones_match_their_architectures(name):
     from transformers import AutoConfig, AutoModel
 
-    from fpt.backbones import KNOWN_BACKBONES
+    from fpt.catalog import CATALOG
     from fpt.families import FAMILIES, max_positions, position_kind
 
     model_type, kwargs = HUB_ARCHITECTURES[name]
     config = AutoConfig.for_model(model_type, **kwargs)
     with torch.device("meta"):
         model = AutoModel.from_config(config)
-    known = KNOWN_BACKBONES[name]
+    known = CATALOG[name]
     family = FAMILIES[model_type]
     assert (known.family, known.layers, known.width) == (model_type, config.num_hidden_layers, config.hidden_size)
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 1) == known.params_m

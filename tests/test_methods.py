@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from fpt.build import assemble_model
+from fpt.model import assemble_model
 from fpt.errors import FptError
 from fpt.model import FPTModel
 from fpt.options import ModelOptions

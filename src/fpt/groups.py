@@ -28,13 +28,13 @@ from typing import Iterable
 
 from torch import nn
 
+from fpt.arms import adapter_markers
 from fpt.options import FPT_DEFAULT_GROUPS, GROUPS
 from fpt.errors import FptError
 from fpt.families import FAMILIES, Family
 
 UNUSED = "unused"
-ADAPTER = "adapter"  # parameters that Hugging Face peft adds (fpt.methods): LoRA, IA3, LN tuning
-ADAPTER_MARKERS = ("lora_", "ia3_l", "ln_tuning_layers")
+ADAPTER = "adapter"  # parameters that an arm's adapters add (fpt.arms: peft's LoRA, IA3, LN tuning)
 NORM_CLASS = re.compile(r"(LayerNorm|RMSNorm|LayerNorm2d)$")
 # Roles of whole sub-blocks, matched on the outermost module that has one.
 BLOCK_ROLES = (
@@ -52,8 +52,9 @@ def backbone_groups(backbone: nn.Module) -> dict[str, str]:
     family = FAMILIES.get(getattr(getattr(backbone, "config", None), "model_type", ""))
     words = backbone.get_input_embeddings() if hasattr(backbone, "get_input_embeddings") else None
     groups: dict[str, str] = {}
+    markers = adapter_markers()
     for name, _ in backbone.named_parameters():
-        if any(marker in name for marker in ADAPTER_MARKERS):
+        if any(marker in name for marker in markers):
             groups[name] = ADAPTER
             continue
         module_path = name.rsplit(".", 1)[0] if "." in name else ""

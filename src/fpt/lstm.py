@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import torch
 from torch import Tensor, nn
+
+from fpt.backbones import BackboneInfo
+from fpt.errors import FptError
 
 
 class LSTMBackbone(nn.Module):
@@ -34,3 +38,23 @@ class LSTMBackbone(nn.Module):
         for lstm, norm in zip(self.layers, self.norms):
             h = norm(self.dropout(lstm(h)[0]))                # (B, L, H)
         return SimpleNamespace(last_hidden_state=h)
+
+
+def load_lstm(name: str, init: str, attention: str, seed: int, layers: int) -> tuple[nn.Module, BackboneInfo]:
+    """`--model lstm` (width 768) or `lstm-N` (width N), randomly initialised from `seed`."""
+    if init == "stats":
+        raise FptError("--init stats needs pretrained weights to take statistics from; the LSTM has none")
+    if layers:
+        raise FptError("--layers applies to transformer backbones; the LSTM baseline has its 3 layers")
+    if attention == "bidirectional":
+        raise FptError("--attention bidirectional: the LSTM baseline is causal by construction")
+    width = name.partition("-")[2] or "768"
+    if not width.isdigit() or int(width) <= 0:
+        raise FptError(f"--model {name}: write lstm or lstm-N with N the hidden width, e.g. lstm-256")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LSTMBackbone(hidden_size=int(width))
+    info = BackboneInfo(name=name, source="fpt.lstm", init="random", model_type="lstm",
+                        hidden_size=int(width), max_positions=1 << 30, causal=True, family="LSTM",
+                        position="none", layers=len(model.layers), attention_impl="", input_size=int(width))
+    return model, info

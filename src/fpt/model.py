@@ -15,22 +15,33 @@ Padding (mask False, always on the right) is never attended to and never read ou
 An FPTModel is an ordinary nn.Module: build one with `fpt.build_model(...)`, train it in any
 loop, `save_pretrained(dir)` writes only the trained tensors, `FPTModel.from_pretrained(dir)`
 rebuilds it on the very backbone it was trained on (also from an `fpt train` run directory).
+
+`assemble_model` is the one function that turns a task's spec and `ModelOptions` into a
+model: it asks the catalogue (fpt.catalog) for the backbone, the arm (fpt.arms) for what
+replaces or is added to it, builds the model and sets the groups. `fpt.build_model`, `fpt
+train` and `from_pretrained` all call it, so they share every default and every check.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from fpt.backbones import BackboneInfo
+from fpt.arms import arm
+from fpt.backbones import BackboneInfo, load_backbone, set_dropout, weights_hash
+from fpt.catalog import lookup
 from fpt.errors import FptError
-from fpt.groups import backbone_groups, count_parameters, format_counts
+from fpt.groups import backbone_groups, check_position_group, count_parameters, format_counts, set_trainable
 from fpt.objectives import objective
-from fpt.precision import attention_kernel, autocast
+from fpt.options import ModelOptions
+from fpt.precision import (attention_kernel, autocast, resolve_device, resolve_precision,
+                           store_frozen_matmul_weights)
+from fpt.saved import attach, read_saved, save_pretrained
 from fpt.series import SeriesInput, denormalise
 from fpt.tasks.base import TaskSpec
 
@@ -40,20 +51,16 @@ POSITION_TABLES = ("learned", "learned+relative", "sinusoidal")
 INPUT_BIAS_STD = 0.02  # the input bias's init where positions are not added (see FPTModel.__init__)
 
 
-if TYPE_CHECKING:
-    from fpt.options import ModelOptions
-
-
 class FPTModel(nn.Module):
     """input layer -> backbone -> readout -> head; see the module docstring for shapes."""
 
-    # Set by fpt.build.assemble_model (what save_pretrained records and from_pretrained checks).
-    options: "ModelOptions | None" = None
+    # Set by assemble_model (what save_pretrained records and from_pretrained checks).
+    options: ModelOptions | None = None
     backbone_hash: str = ""
     group_of: dict[str, str]
     counts: dict[str, dict[str, int]]
     pad_id: int | None = None
-    peft_config: Any = None  # the peft arms' adapter config (fpt.methods), else None
+    peft_config: Any = None  # the peft arms' adapter config (fpt.arms.adapters), else None
 
     def __init__(self, spec: TaskSpec, backbone: nn.Module, info: BackboneInfo,
                  readout: str = "auto", dropout: float = 0.1, precision: str = "fp32", input_layer: bool = True):
@@ -145,7 +152,6 @@ class FPTModel(nn.Module):
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write DIR/model.safetensors (trained tensors only, plus what identifies the backbone)
         and DIR/config.json (the same description, readable); returns the safetensors path."""
-        from fpt.pretrained import save_pretrained
         return save_pretrained(self, directory)
 
     @classmethod
@@ -153,8 +159,13 @@ class FPTModel(nn.Module):
         """The model saved in `path` (a save_pretrained directory or an `fpt train` run directory)
         on the backbone whose weights hash it recorded; refuses another. Reads only safetensors
         and JSON: never executes code from the file. precision: as saved (None), or auto/fp32/bf16."""
-        from fpt.pretrained import load_pretrained
-        return load_pretrained(path, device, precision)
+        tensors, backbone, config, spec, pad_id = read_saved(path)
+        options = ModelOptions.of(config)
+        if precision is not None:
+            options = dataclasses.replace(options, precision=precision)
+        model = assemble_model(spec, options, device, pad_id)
+        attach(model, tensors, backbone, Path(path))
+        return model
 
     def identity(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
         """The header a saved model carries: backbone (with its hash), config, groups, input format."""
@@ -230,3 +241,47 @@ def word_embedding_std(backbone: nn.Module) -> float:
     fpt's replacements; every backbone fpt builds has get_input_embeddings)."""
     words = backbone.get_input_embeddings()
     return float(words.weight.detach().float().std()) if words is not None else 0.02
+
+
+def assemble_model(spec: TaskSpec, options: ModelOptions, device: torch.device | str = "cpu",
+                   pad_id: int | None = None, move: bool = True,
+                   loaded: tuple[nn.Module, BackboneInfo] | None = None,
+                   cache_dir: Path | None = None) -> FPTModel:
+    """The FPT model for `spec`: backbone loaded, weights hashed, groups frozen, its precision
+    chosen for `device` and (unless move=False, for FSDP, which moves only shards) moved there.
+    loaded: a backbone already loaded for these options (`fpt bench` loads GPT-2's unfused GELU).
+    cache_dir: where GGUF backbones are dequantised to (default $FPT_DATA_DIR or ~/.cache/fpt).
+
+    The returned model knows its own `options`, `backbone_hash`, `group_of` and `pad_id`:
+    what `save_pretrained` records and `from_pretrained` checks."""
+    options = options.validate()
+    device = resolve_device(device)
+    named = lookup(options.model)
+    hooks = (named.whole_model_hooks() if named is not None else None) or arm(options.method).hooks()
+    if hooks.whole_model:  # a baseline in place of fpt's whole model: nothing to load
+        spec = hooks.adapt_spec(spec, options)
+        backbone, info = hooks.replace_backbone(None, None, spec, options)
+    else:
+        backbone, info = loaded or load_backbone(options.model, options.init, options.attention, options.seed,
+                                                 layers=options.layers, cache_dir=cache_dir)
+        if spec.seq_len == 0:  # build_model without seq_len: as long as the backbone allows
+            spec = dataclasses.replace(spec, seq_len=info.max_positions)
+        backbone, info = hooks.replace_backbone(backbone, info, spec, options)
+    backbone_hash = weights_hash(backbone)
+    if options.backbone_dropout != "config":
+        set_dropout(backbone, float(options.backbone_dropout))
+    # A whole-model baseline is one small matrix product: fp32.
+    precision = "fp32" if hooks.whole_model else resolve_precision(options.precision, device)
+    torch.manual_seed(options.seed)  # the new input layer and head
+    model = FPTModel(spec, backbone, info, readout=options.readout, dropout=hooks.input_dropout(options),
+                     precision=precision, input_layer=hooks.input_layer(spec))
+    hooks.finish(model, options)  # after hashing: the hash is of the pretrained weights alone
+    group_of = model.parameter_groups()
+    check_position_group(options.train, group_of, info.position)
+    set_trainable(model, group_of, hooks.train_groups(options.train_groups))
+    hooks.after_freeze(model)
+    if precision == "bf16":  # after hashing and freezing: only the backbone's frozen matmul weights
+        store_frozen_matmul_weights(model.backbone, torch.bfloat16)
+    model.options, model.backbone_hash, model.group_of, model.pad_id = options, backbone_hash, group_of, pad_id
+    model.counts = count_parameters(model, group_of)
+    return model.to(device) if move else model

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fpt.errors import FptError
 from fpt.metrics import Metrics
+from fpt.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -104,22 +104,13 @@ class Objective:
         return f"{readout_tokens} x {n_outputs} {self.outputs}" if self.per_token else f"{n_outputs} {self.outputs}"
 
 
-OBJECTIVES: dict[str, Objective] = {}
-
-
-def register(entry: Objective) -> Objective:
-    if entry.name in OBJECTIVES:
-        raise ValueError(f"objective '{entry.name}' is registered twice")
-    OBJECTIVES[entry.name] = entry
-    return entry
+OBJECTIVES: Registry[Objective] = Registry("objective", "objective")
+register = OBJECTIVES.register
 
 
 def objective(name: str) -> Objective:
     """The registered objective called `name`, or one line naming the known ones."""
-    entry = OBJECTIVES.get(name)
-    if entry is None:
-        raise FptError(f"objective must be one of {', '.join(OBJECTIVES)}, got {name!r}")
-    return entry
+    return OBJECTIVES.find(name)
 
 
 # -- the entries' functions -------------------------------------------------------------------

@@ -10,9 +10,12 @@ This module imports nothing heavy (no torch), so the CLI can read it at start-up
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import difflib
+from dataclasses import dataclass, field
 from typing import Any
 
+from fpt.arms import ARMS, arm
+from fpt.catalog import lookup
 from fpt.errors import FptError
 
 GROUPS = ("input", "output", "layernorm", "position", "attention", "feedforward")  # and peft's "adapter"
@@ -21,14 +24,13 @@ INITS = ("pretrained", "random", "stats")
 READOUTS = ("auto", "last", "first", "mean", "last-k", "flatten")
 ATTENTIONS = ("auto", "causal", "bidirectional")
 PRECISIONS = ("auto", "fp32", "bf16")
-OBJECTIVES = ("classification", "regression", "bits")
-METHODS = ("fpt", "full", "output", "lora", "ia3", "ln-tuning", "bitfit", "no-lm", "attention-1", "block-1",
-           "logistic", "mlp", "cnn")
-# Series baselines that replace the whole model (fpt.baselines): no backbone, no input layer.
-SERIES_BASELINES = ("linear", "repeat-last")
-# Models without pretrained weights, and what `--init` and `--train` left at their defaults
-# mean for them: built at random; trained whole (patchtst), the head alone (linear), nothing.
-FROM_SCRATCH = {"patchtst": "all", "linear": "output", "repeat-last": "none"}
+DEFAULT_ARM = "fpt"  # the paper's recipe (fpt.arms)
+
+
+def check_device(name: str) -> None:
+    """--device: auto, cpu, cuda or cuda:N (whether it is there is fpt.precision.resolve_device's to say)."""
+    if not isinstance(name, str) or not (name in ("auto", "cpu", "cuda") or name.startswith("cuda:")):
+        raise FptError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
 
 
 def parse_groups(train: str) -> list[str]:
@@ -54,26 +56,46 @@ def canonical_backbone_dropout(value: Any) -> str | float:
     raise FptError(f"--backbone-dropout must be config or a probability in [0, 1), got {value!r}")
 
 
-@dataclass(frozen=True)
-class ModelOptions:
-    """Everything besides the task's shape that decides the model fpt builds."""
+def option(default: Any, help: str, choices: Any = None) -> Any:
+    """A model option: its default, and its `fpt train --help` text (the flag is --NAME-WITH-DASHES)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
 
-    model: str = "minilm"           # backbone: short name, hub name, local directory or .gguf file
-    layers: int = 0                 # keep the first K transformer blocks (0: all)
-    init: str = "pretrained"        # pretrained | random | stats
-    train: str = FPT_DEFAULT_GROUPS  # comma-separated groups, or all
-    readout: str = "auto"           # auto | last | first | mean | last-k | flatten (every token, concatenated)
-    attention: str = "auto"         # auto (the backbone's own) | causal | bidirectional
-    dropout: float = 0.1            # after the input layer
-    backbone_dropout: str | float = "config"  # config (the backbone's own) or a probability
-    precision: str = "auto"         # auto | fp32 | bf16
-    seed: int = 0                   # the input layer's and head's initialisation (and a random backbone's)
-    method: str = "fpt"             # the arm (fpt.methods): fpt | full | output | lora | ia3 | ln-tuning | bitfit |
-                                    # no-lm | attention-1 | block-1 | logistic | mlp | cnn
-    lora_rank: int = 8              # lora: rank of each adapter
-    lora_alpha: float = 16.0        # lora: scale alpha / rank
-    lora_dropout: float = 0.0       # lora: dropout on the adapter's input
-    lora_targets: str = "attention"  # lora, ia3: attention, feedforward or attention,feedforward
+
+@dataclass
+class ModelOptions:
+    """Everything besides the task's shape that decides the model fpt builds. The one declaration
+    of these options: `fpt train`'s config (fpt.run.config.TrainConfig) extends this class, and
+    `fpt.build_model` takes its fields as keywords."""
+
+    model: str = option("minilm", "backbone: minilm (bundled, offline), smollm2 (offline causal LM, see README), "
+                        "gpt2, gpt2-medium, ..., a hub name, a local directory or a .gguf file (see `fpt models`)")
+    layers: int = option(0, "keep only the first K transformer blocks of the backbone (One Fits All keeps 6 of "
+                         "GPT-2's 12); 0 keeps them all")
+    init: str = option("pretrained", "backbone weights: pretrained; random (same architecture, nothing downloaded "
+                       "but its config); stats (random, drawn with each pretrained tensor's mean and std)",
+                       choices=INITS)
+    method: str = option(DEFAULT_ARM, "the arm: what trains, or what replaces the backbone (`fpt arms` lists each "
+                         "with a line on what it is): " + ", ".join(ARMS), choices=ARMS)  # the live registry
+    train: str = option(FPT_DEFAULT_GROUPS, f"comma-separated parameter groups to train: {', '.join(GROUPS)}, or "
+                        "all (default per --method: the paper's groups for fpt, input,output for the peft arms and "
+                        "bitfit)")
+    lora_rank: int = option(8, "--method lora: adapter rank")
+    lora_alpha: float = option(16.0, "--method lora: alpha (the update is scaled by alpha / rank)")
+    lora_dropout: float = option(0.0, "--method lora: dropout on the adapters' input")
+    lora_targets: str = option("attention", "--method lora / ia3: the layers adapted: attention, feedforward or "
+                               "attention,feedforward")
+    readout: str = option("auto", "how the head reads the sequence: auto (the task's), last, first, mean, last-k",
+                          choices=READOUTS)
+    attention: str = option("auto", "attention mask: auto (the backbone's own), causal or bidirectional",
+                            choices=ATTENTIONS)
+    dropout: float = option(0.1, "dropout after the input layer (the backbone keeps its own config)")
+    backbone_dropout: str | float = option("config", "dropout inside the frozen backbone: config (its own, 0.1 for "
+                                           "GPT-2 and BERT, as in the paper's code) or a probability; 0 skips its "
+                                           "random masks (17-31%% of a CPU step at 64 tokens; see docs/BENCHMARKS.md)")
+    precision: str = option("auto", "auto (bf16 autocast where the CPU/GPU does bf16 natively, else fp32), fp32, "
+                            "bf16", choices=PRECISIONS)
+    seed: int = option(0, "seed for the initialisation (input layer, head, a random backbone), training batches "
+                       "and dropout")
 
     @property
     def train_groups(self) -> list[str]:
@@ -94,7 +116,9 @@ class ModelOptions:
         if unknown or (not groups and self.train.strip() != "none"):
             raise FptError(f"--train: unknown group(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
                            f"choose from {', '.join(GROUPS)} or 'all'")
-        if self.train.strip() == "none" and self.model != "repeat-last":
+        named = lookup(self.model)
+        scratch = named if named is not None and named.from_scratch else None
+        if self.train.strip() == "none" and (scratch is None or scratch.default_train != "none"):
             raise FptError("--train none trains nothing, which only the repeat-last baseline does; "
                            f"choose groups from {', '.join(GROUPS)} or 'all'")
         dropout = self.dropout
@@ -104,25 +128,34 @@ class ModelOptions:
             raise FptError(f"--layers must be a non-negative integer, got {self.layers!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise FptError(f"--seed must be an integer, got {self.seed!r}")
-        from fpt.methods import default_train
-        if self.method not in METHODS:
-            raise FptError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        chosen = arm(self.method)
         if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank <= 0:
             raise FptError(f"--lora-rank must be a positive integer, got {self.lora_rank!r}")
         if not 0 <= self.lora_dropout < 1:
             raise FptError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout!r}")
-        if self.method != "fpt" and self.model in FROM_SCRATCH:
+        if scratch is not None and chosen.name != DEFAULT_ARM:
             raise FptError(f"--method {self.method} applies to pretrained backbones; --model {self.model} is "
-                           "a model of its own (use --method fpt)")
+                           f"a model of its own (use --method {DEFAULT_ARM})")
         changes: dict[str, Any] = {"backbone_dropout": canonical_backbone_dropout(self.backbone_dropout)}
-        if self.train == FPT_DEFAULT_GROUPS and self.method != "fpt":
-            changes["train"] = default_train(self.method, FPT_DEFAULT_GROUPS)
-        if self.model in FROM_SCRATCH:
+        if self.train == FPT_DEFAULT_GROUPS and chosen.default_train:
+            changes["train"] = chosen.default_train
+        if scratch is not None:  # no pretrained weights: built at random, trained as the catalogue says
             if self.init == "pretrained":
                 changes["init"] = "random"
             if self.train == FPT_DEFAULT_GROUPS:
-                changes["train"] = FROM_SCRATCH[self.model]
+                changes["train"] = scratch.default_train
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def build(cls, values: dict[str, Any], where: str, **fixed: Any) -> "ModelOptions":
+        """Options from keyword values, refusing a name that is not an option (closest one suggested)."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in fixed]
+        for key in values:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"the options: {', '.join(names)}"
+                raise FptError(f"{where}: unknown option {key!r}; {hint}")
+        return cls(**values, **fixed)
 
     @classmethod
     def of(cls, values: dict[str, Any]) -> "ModelOptions":

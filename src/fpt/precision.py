@@ -20,12 +20,27 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from fpt.errors import FptError
+from fpt.options import check_device
 from fpt.provenance import cpu_flags
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 # /proc/cpuinfo flags meaning bf16 arithmetic in hardware (x86 and Arm spellings).
 CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """auto -> cuda when available, else cpu; a CUDA device that is not there is an error."""
+    if isinstance(name, torch.device):
+        return name
+    check_device(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FptError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise FptError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
 
 
 def native_bf16(device: torch.device) -> bool:

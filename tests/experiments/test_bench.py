@@ -8,7 +8,7 @@ import torch
 
 from fpt.experiments import bench
 from fpt.experiments.bench import markdown, padding_before_after, run_bench
-from fpt.experiments.steps import build, one_variant, step_flops
+from fpt.experiments.bench_variants import build, one_variant, step_flops
 
 
 def test_flops_count_only_what_fpt_computes(tiny_gpt2):

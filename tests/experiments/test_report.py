@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -261,3 +262,45 @@ def test_a_report_written_into_a_live_sweep_directory_leaves_its_index_alone(tmp
     index = (tmp_path / "index.json").read_text()
     report(tmp_path, tmp_path)
     assert (tmp_path / "index.json").read_text() == index and (tmp_path / "REPORT.md").exists()
+
+
+def test_a_recorded_protocol_decides_and_older_result_files_are_judged_from_their_config():
+    from fpt.experiments.report import on_published_protocol
+
+    # runs since 2026-12-03 record it: the report imports no task to decide
+    assert on_published_protocol({"protocol": {"published": True}, "config": {"task_options": {"seq_len": 96}}})
+    assert not on_published_protocol({"protocol": {"published": False}, "config": {"task_options": {}}})
+    assert not on_published_protocol({"protocol": {}, "config": {"task_options": {}}})  # a task without one
+
+
+def test_the_forecasting_task_records_its_protocol(tmp_path):
+    from fpt.tasks.forecast import Forecast, ForecastOptions
+
+    def protocol(**options) -> dict:
+        task = Forecast.__new__(Forecast)  # the protocol is a function of the options alone
+        task.options = ForecastOptions(**options)
+        return task.protocol()
+
+    assert protocol(path="etth1")["published"]
+    assert protocol(path="ETTm2.csv", horizon=720)["published"]
+    assert not protocol(path="etth1", seq_len=96)["published"]
+    assert not protocol(path="etth1", features="OT")["published"]
+    assert not protocol(path="etth1", train_fraction=0.1)["published"]
+    assert not protocol(path="data/ETT-small/ETTh1.csv")["published"]  # auto gives 70/10/20 for that path
+    assert not protocol(path="weather.csv")["published"]
+
+
+def test_every_committed_report_with_result_files_rebuilds_to_identical_tables(tmp_path):
+    """docs/results/*/* reports that keep their runs' result files come out of `fpt report` with the
+    same tables and CSV files as committed: the code that reads result files has not drifted."""
+    root = Path(__file__).resolve().parents[2] / "docs" / "results"
+    archives = sorted(p.parent for p in root.glob("*/*/index.json"))
+    assert archives, "no committed report keeps its result files"
+    for committed in archives:
+        out = tmp_path / committed.name
+        report([committed], out)
+        tables = [line for line in (committed / "REPORT.md").read_text().splitlines() if line.startswith("|")]
+        assert tables == [line for line in (out / "REPORT.md").read_text().splitlines() if line.startswith("|")]
+        for name in ("results.csv", "forecasts.csv"):
+            if (committed / name).exists():
+                assert (out / name).read_bytes() == (committed / name).read_bytes(), f"{committed.name}/{name}"

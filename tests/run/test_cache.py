@@ -86,7 +86,7 @@ def test_cached_features_on_an_image_task(tmp_path, tiny_gpt2):
 
 def test_cached_training_keeps_the_plain_epoch_order(tiny_bert, sign_task):
     """Features have no padding: batches of cached training are not length-bucketed."""
-    from fpt.run.cache import cached
+    from fpt.run.cached_features import cached
     from fpt.run.setup import setup
 
     built = setup(build_config({"task": "sign", "model": str(tiny_bert), "train": "output", "progress": False}))

@@ -163,8 +163,6 @@ def test_regression_values(tmp_path, tiny_gpt2):
 
 def test_an_older_checkpoint_without_its_input_format_still_loads_through_its_data(tmp_path, tiny_gpt2):
     from fpt.storage.checkpoints import load_tensors, save_tensors
-    from fpt.run.setup import load_model
-
     rng = np.random.default_rng(3)
     x = rng.integers(1, 6, size=(30, 6)).astype(np.int64)
     data = tmp_path / "old.npz"
@@ -175,14 +173,8 @@ def test_an_older_checkpoint_without_its_input_format_still_loads_through_its_da
     del meta["task"]  # as written before checkpoints recorded the input format
     save_tensors(tmp_path / "r" / "model.safetensors", tensors, meta)
     before = predict(tmp_path / "r", x[20:])
-    assert np.array_equal(before, predict_loaded(load_model(tmp_path / "r"), x[20:]))
+    assert np.array_equal(before, predict_loaded(load_run(tmp_path / "r"), x[20:]))
     shutil.move(data, tmp_path / "moved.npz")
     with pytest.raises(FptError, match=r"was trained on '.*old\.npz', which predict reads again .*not there"):
         predict(tmp_path / "r", x[20:])
 
-
-def test_a_model_loaded_without_data_refuses_to_evaluate(xor_run):
-    from fpt.run.setup import load_model
-
-    with pytest.raises(FptError, match="loaded without its data"):
-        evaluate(load_model(xor_run), "test", 64)

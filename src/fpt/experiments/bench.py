@@ -1,6 +1,6 @@
 """`fpt bench`: where a training step's time and memory go on this machine, side by side in one run.
 
-1. Step variants (experiments/steps.py), each in its own process, on one shape (default: the
+1. Step variants (experiments/bench_variants.py), each in its own process, on one shape (default: the
    GPT-2 small architecture with random weights, batch 32 x 64 tokens of 48 values, CIFAR-10's
    shape): plain / naive / full / bf16 / fpt / fpt-nodrop / full-fpt (/ compile). Throughput, peak memory
    of training, achieved FLOP/s against the matmul peak measured in the same run, and a
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from fpt.experiments.steps import build, in_subprocess, matmul_peak, step_flops
+from fpt.experiments.bench_variants import build, in_subprocess, matmul_peak, step_flops
 from fpt.precision import native_bf16
 from fpt.provenance import cpu_name
 

@@ -11,7 +11,6 @@ next to ours.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import math
@@ -62,14 +61,19 @@ def main_table(rows: list[Row], spec: dict[str, Any]) -> tuple[str, list[list[An
 
 # The setting of the published forecasting numbers: every other run's published columns stay empty.
 PUBLISHED_PROTOCOL = {"seq_len": 336, "features": "all", "train_fraction": 1.0}
+# The forecasting task's option defaults when runs did not yet record their protocol (before
+# 2026-12-03): what an option left out of those runs' config meant.
+DEFAULTS_BEFORE_THE_RECORD = {"seq_len": 336, "features": "all", "split": "auto", "train_fraction": 1.0}
 
 
 def on_published_protocol(result: dict[str, Any]) -> bool:
     """Whether a forecasting run used the published numbers' setting (all channels, 336 steps in,
-    the benchmark's own split, every training window)."""
-    from fpt.tasks.forecast import ForecastOptions
-
-    options = {**dataclasses.asdict(ForecastOptions()), **(result.get("config", {}).get("task_options") or {})}
+    the benchmark's own split, every training window), as its result file records it; result
+    files from before that record are judged from their config."""
+    recorded = result.get("protocol")
+    if recorded is not None:
+        return bool(recorded.get("published"))
+    options = {**DEFAULTS_BEFORE_THE_RECORD, **(result.get("config", {}).get("task_options") or {})}
     return (all(options.get(k) == v for k, v in PUBLISHED_PROTOCOL.items())
             and options.get("split") in ("auto", "ett-hour", "ett-minute")
             and result.get("config", {}).get("train_fraction", 1.0) == 1.0)

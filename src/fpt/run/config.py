@@ -17,10 +17,7 @@ from typing import Any
 import yaml
 
 from fpt.errors import FptError
-from fpt.options import (ATTENTIONS, GROUPS, INITS, METHODS, PRECISIONS, READOUTS, ModelOptions,
-                         canonical_backbone_dropout, parse_groups)
-
-MODEL_DEFAULTS = ModelOptions()  # the library's defaults: fpt train builds models exactly as build_model does
+from fpt.options import DEFAULT_ARM, ModelOptions, canonical_backbone_dropout, check_device
 
 
 # Keys added after runs were already being saved, with the behaviour those runs had: a config
@@ -62,43 +59,18 @@ def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None, flag:
 
 
 @dataclass
-class TrainConfig:
-    """Everything that defines a training run (and nothing that does not)."""
+class TrainConfig(ModelOptions):
+    """Everything that defines a training run (and nothing that does not): the model's options
+    (fpt.options.ModelOptions, declared there once) and the run's own, below."""
 
     task: str = _f("", "task name (see `fpt tasks`) or path to an .npz dataset")
     task_options: dict = _f({}, "task options as KEY=VALUE, e.g. n_bits=100 (see `fpt tasks`)", flag="--task-opt")
-    model: str = _f(MODEL_DEFAULTS.model, "backbone: minilm (bundled, offline), smollm2 (offline causal LM, see "
-                    "README), gpt2, gpt2-medium, ..., a hub name, a local directory or a .gguf file (see `fpt models`)")
-    layers: int = _f(MODEL_DEFAULTS.layers, "keep only the first K transformer blocks of the backbone (One Fits All "
-                     "keeps 6 of GPT-2's 12); 0 keeps them all")
-    init: str = _f(MODEL_DEFAULTS.init, "backbone weights: pretrained; random (same architecture, nothing downloaded but "
-                   "its config); stats (random, drawn with each pretrained tensor's mean and std)",
-                   choices=INITS)
-    method: str = _f(MODEL_DEFAULTS.method, "the arm: fpt (the paper's groups), full, output, lora, ia3, ln-tuning "
-                     "(Hugging Face peft), bitfit, no-lm, attention-1, block-1 (the backbone replaced; Tan et al.), "
-                     "logistic, mlp (plain baselines on the flattened input), cnn (a small CNN: 2-D on images, 1-D on "
-                     "sequences); see fpt.methods", choices=METHODS)
-    train: str = _f(MODEL_DEFAULTS.train, f"comma-separated parameter groups to train: {', '.join(GROUPS)}, or all "
-                    "(default per --method: the paper's groups for fpt, input,output for the peft arms and bitfit)")
-    lora_rank: int = _f(MODEL_DEFAULTS.lora_rank, "--method lora: adapter rank")
-    lora_alpha: float = _f(MODEL_DEFAULTS.lora_alpha, "--method lora: alpha (the update is scaled by alpha / rank)")
-    lora_dropout: float = _f(MODEL_DEFAULTS.lora_dropout, "--method lora: dropout on the adapters' input")
-    lora_targets: str = _f(MODEL_DEFAULTS.lora_targets, "--method lora / ia3: the layers adapted: attention, "
-                           "feedforward or attention,feedforward")
-    readout: str = _f(MODEL_DEFAULTS.readout, "how the head reads the sequence: auto (the task's), last, first, mean, last-k",
-                      choices=READOUTS)
-    attention: str = _f(MODEL_DEFAULTS.attention, "attention mask: auto (the backbone's own), causal or bidirectional",
-                        choices=ATTENTIONS)
     steps: int = _f(1000, "optimiser steps", resumable=True)
     batch_size: int = _f(16, "examples per optimiser step (the effective batch)")
     grad_accum: int = _f(1, "split each batch into this many micro-batches; the effective batch stays --batch-size")
     lr: float = _f(1e-3, "Adam learning rate (paper: 1e-3; remote homology 1e-4)")
     weight_decay: float = _f(0.0, "Adam weight decay (paper: 0)")
     clip: float = _f(1.0, "gradient-norm clipping threshold; 0 disables it")
-    dropout: float = _f(MODEL_DEFAULTS.dropout, "dropout after the input layer (the backbone keeps its own config)")
-    backbone_dropout: str | float = _f(MODEL_DEFAULTS.backbone_dropout, "dropout inside the frozen backbone: config (its own, 0.1 for GPT-2 "
-                               "and BERT, as in the paper's code) or a probability; 0 skips its random masks "
-                               "(17-31%% of a CPU step at 64 tokens; see docs/BENCHMARKS.md)")
     eval_every: int = _f(50, "validate every N steps (and at the last step)")
     patience: int = _f(0, "stop after this many evaluations without a better validation score (0: never)")
     time_budget: float = _f(0.0, "stop after this many seconds of the training loop (evaluations included), with "
@@ -106,7 +78,6 @@ class TrainConfig:
                             "budget for every arm")
     threshold: float = _f(0.99, "validation score (accuracy; per-bit for bit tasks; R^2 for regression) that "
                                 "counts as converged, for steps_to_threshold")
-    seed: int = _f(MODEL_DEFAULTS.seed, "seed for the initialisation, training batches and dropout")
     data_seed: int = _f(0, "seed that fixes the validation and test sets")
     train_fraction: float = _f(1.0, "train on this fraction of the training set (a subset fixed by --data-seed, the "
                                "same for every arm and seed; e.g. 0.1); dataset tasks only")
@@ -116,8 +87,6 @@ class TrainConfig:
                               "(eval mode, so without dropout) and train the head on its cached features")
     length_bucketing: bool = _f(True, "batch examples of similar length together (tasks whose lengths vary), "
                                 "so little compute goes to padding")
-    precision: str = _f(MODEL_DEFAULTS.precision, "auto (bf16 autocast where the CPU/GPU does bf16 natively, else fp32), fp32, bf16",
-                        choices=PRECISIONS)
     parallel: str = _f("ddp", "under torchrun: ddp (every process holds the whole model) or fsdp (frozen "
                         "weights sharded across processes, for backbones that do not fit one device)",
                         choices=("ddp", "fsdp"), resumable=True)
@@ -130,10 +99,6 @@ class TrainConfig:
     progress: bool = _f(True, "show a progress bar", resumable=True)
 
     # -- derived views -------------------------------------------------------
-    @property
-    def train_groups(self) -> list[str]:
-        return parse_groups(self.train)
-
     @property
     def model_options(self) -> ModelOptions:
         """The fields that decide the model, as the library takes them."""
@@ -152,7 +117,7 @@ class TrainConfig:
         from fpt.tasks import task_label
         task = task_label(self.task)
         model = Path(self.model.rstrip("/")).name or self.model  # a directory or hub name: its last part
-        method = "" if self.method == "fpt" else f"-{self.method}"
+        method = "" if self.method == DEFAULT_ARM else f"-{self.method}"
         return Path("runs") / f"{task}-{model}{method}-{self.init}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,8 +165,7 @@ class TrainConfig:
         # The model's own options: checked (and made canonical) where build_model checks them.
         canonical = self.model_options.validate()
         self.backbone_dropout, self.train, self.init = canonical.backbone_dropout, canonical.train, canonical.init
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise FptError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_device(self.device)
         from fpt.run.loggers import check_available
         check_available(self.loggers)
         if not isinstance(self.task_options, dict):
@@ -278,7 +242,7 @@ def build_config(overrides: dict[str, Any], config_file: str | None = None) -> T
     task_options = {**values.get("task_options", {}), **overrides.pop("task_options", {})}
     values.update(overrides)
     values["task_options"] = task_options
-    values = {**task_defaults(values.get("task", ""), values.get("model", MODEL_DEFAULTS.model)), **values}
+    values = {**task_defaults(values.get("task", ""), values.get("model", ModelOptions().model)), **values}
     return TrainConfig(**values).validate()
 
 

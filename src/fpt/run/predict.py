@@ -32,9 +32,8 @@ from tqdm import tqdm
 from fpt.errors import FptError
 from fpt.model import FPTModel
 from fpt.objectives import objective
-from fpt.pretrained import load_pretrained
 from fpt.run.predict_series import check_series, forecast, forecast_csv, read_window_csv
-from fpt.run.setup import Setup, load_model
+from fpt.run.setup import Setup, load_run
 from fpt.storage.checkpoints import read_meta
 from fpt.storage.files import atomic_write
 from fpt.tasks import is_data_file
@@ -143,14 +142,14 @@ def open_run(run_dir: str | Path, device: str = "auto") -> FPTModel:
                        "validated at least once (its --out)")
     meta = read_meta(run_dir / "model.safetensors")
     if "task" in meta:
-        return load_pretrained(run_dir, device)
+        return FPTModel.from_pretrained(run_dir, device)
     task = meta["config"].get("task", "") if isinstance(meta.get("config"), dict) else ""
     if is_data_file(task) and not Path(task).is_file():  # an older checkpoint
         raise FptError(f"--run: '{run_dir}' was trained on '{task}', which predict reads again to rebuild the "
                        "model's input format (the run predates input formats in checkpoints), but it is not "
                        "there (a relative path counts from where training ran); run fpt predict from that "
                        "directory or put the file back")
-    return load_model(run_dir, device).model
+    return load_run(run_dir, device).model
 
 
 def predict_cli(run: str, input: str, out: str, batch_size: int = 64, device: str = "auto",

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 
 from fpt.errors import FptError
-from fpt.pretrained import load_trained
+from fpt.saved import load_trained
 from fpt.provenance import versions
 from fpt.run import distributed
-from fpt.run.cache import HeadOnly
+from fpt.run.cached_features import HeadOnly
 from fpt.run.config import TrainConfig, resumable_fields, saved_settings
 from fpt.run.setup import Setup
 from fpt.storage.checkpoints import (
@@ -119,6 +119,14 @@ def refuse_changed_settings(saved: dict[str, Any], current: dict[str, Any], out:
                        "use the original settings or another --out")
 
 
+def protocol(built: Setup) -> dict[str, Any]:
+    """The task's published protocol, if any; a run on a fraction of the training set follows none."""
+    recorded = built.task.protocol()
+    if recorded and built.config.train_fraction != 1.0:
+        recorded = {**recorded, "published": False}
+    return recorded
+
+
 def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> dict[str, Any]:
     cfg = built.config
     return {
@@ -136,6 +144,7 @@ def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> di
         "steps_to_threshold": state.steps_to_threshold,
         "skipped_steps": state.skipped_steps,
         "padding_fraction": round(state.padding_tokens / max(state.tokens, 1), 4),
+        "protocol": protocol(built),
         "cached_features": isinstance(built.model, HeadOnly),
         "precision": built.precision,
         "threshold": cfg.threshold,

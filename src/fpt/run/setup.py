@@ -10,21 +10,20 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from fpt.backbones import BackboneInfo
-from fpt.build import assemble_model, resolve_device
 from fpt.errors import FptError
-from fpt.model import FPTModel, saved_identity, trained_tensors
-from fpt.pretrained import attach, read_header
+from fpt.model import FPTModel, assemble_model, saved_identity, trained_tensors
+from fpt.precision import resolve_device
+from fpt.saved import attach, read_header
 from fpt.run.config import TrainConfig, build_config
 from fpt.run.distributed import World, launched_world
 from fpt.storage.checkpoints import load_tensors
 from fpt.tasks import Task, build_task
 from fpt.tasks.arrays import ArrayTask
-from fpt.tasks.base import Batch, TaskSpec
 
 
 @dataclass
@@ -76,7 +75,7 @@ def setup(cfg: TrainConfig, on_device: bool = True) -> Setup:
 
 
 def assemble(cfg: TrainConfig, task: Task, device: torch.device, on_device: bool = True) -> Setup:
-    """Backbone, model and freezing for `cfg` around a task (or a saved task's spec): the
+    """Backbone, model and freezing for `cfg` around its task: the
     library's assemble_model, exactly as fpt.build_model uses it."""
     model = assemble_model(task.spec, cfg.model_options, device, task.pad_id, move=on_device,
                            cache_dir=data_dir(cfg))
@@ -97,34 +96,6 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Setup:
     tensors, meta = load_tensors(path)
     built = setup(_saved_config(meta, device, path))
     return _attach(built, tensors, meta, path)
-
-
-def load_model(run_dir: str | Path, device: str = "cpu") -> Setup:
-    """Like load_run, but without reading the training data: the task's spec and pad id come from
-    the checkpoint (runs saved before they were recorded there fall back to load_run)."""
-    path = Path(run_dir) / "model.safetensors"
-    tensors, meta = load_tensors(path)
-    cfg = _saved_config(meta, device, path)
-    if "task" not in meta:  # an older checkpoint: rebuild the task from its data, as load_run does
-        return _attach(setup(cfg), tensors, meta, path)
-    _, _, spec, pad_id = read_header(path, meta)
-    return _attach(assemble(cfg, SavedTask(spec, pad_id), resolve_device(cfg.device)), tensors, meta, path)
-
-
-class SavedTask(Task):
-    """A trained run's task as its checkpoint recorded it: the input format, no data."""
-
-    def __init__(self, spec: TaskSpec, pad_id: int | None):
-        self.spec, self.pad_id = spec, pad_id
-
-    def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
-        raise FptError("this run was loaded without its data (load_model); use load_run to train or evaluate")
-
-    def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
-        raise FptError("this run was loaded without its data (load_model); use load_run to train or evaluate")
-
-    def split_size(self, split: str) -> int:
-        return 0
 
 
 def _saved_config(meta: dict[str, Any], device: str, path: Path) -> TrainConfig:

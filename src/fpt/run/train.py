@@ -26,9 +26,9 @@ from fpt.groups import format_counts
 from fpt.metrics import Metrics
 from fpt.model import FPTModel
 from fpt.objectives import Objective, objective
-from fpt.pretrained import load_trained, save_adapter
+from fpt.saved import load_trained, save_adapter
 from fpt.run import distributed, rundir
-from fpt.run.cache import cached, can_cache
+from fpt.run.cached_features import cached, can_cache
 from fpt.run.config import TrainConfig
 from fpt.run.loggers import Logger, make_loggers
 from fpt.run.rundir import TrainState

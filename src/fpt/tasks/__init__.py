@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fpt.errors import FptError
+from fpt.registry import Registry
 from fpt.tasks.base import Batch, Task, TaskSpec, parse_options
 from fpt.tasks.bits import BitMemory, BitMemoryOptions, BitXor, BitXorOptions
 from fpt.tasks.cifar import Cifar10, Cifar10Lra, Cifar10LraOptions, Cifar10Options
@@ -46,14 +47,12 @@ class TaskEntry:
         return {**table.get("*", {}), **table.get(model, {})}
 
 
-REGISTRY: dict[str, TaskEntry] = {}
+REGISTRY: Registry[TaskEntry] = Registry("task", "--task", hint="see `fpt tasks`")
 
 
 def register(name: str, options: type, build: Callable[..., Task], needs_data_dir: bool = False,
              train_defaults: dict[str, dict[str, Any]] | None = None) -> None:
-    if name in REGISTRY:
-        raise ValueError(f"task '{name}' is registered twice")
-    REGISTRY[name] = TaskEntry(name, options, build, needs_data_dir, train_defaults=train_defaults)
+    REGISTRY.register(TaskEntry(name, options, build, needs_data_dir, train_defaults=train_defaults))
 
 
 register("bit-xor", BitXorOptions, BitXor)

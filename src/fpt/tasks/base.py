@@ -106,6 +106,11 @@ class Task(ABC):
         """The spec of this task with these options, without loading any data."""
         raise NotImplementedError(f"{cls.__name__} does not describe itself without its data")
 
+    def protocol(self) -> dict[str, Any]:
+        """The published protocol this task's settings follow, recorded in result.json so that reports
+        decide from the files alone: {"name": ..., "published": bool}; {} for tasks without one."""
+        return {}
+
     def keep_train_fraction(self, fraction: float, data_seed: int) -> None:
         """Train on a fixed random `fraction` of the training set from now on (--train-fraction)."""
         raise FptError(f"--train-fraction: task {self.spec.name} generates its training examples (every step "

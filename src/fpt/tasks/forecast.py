@@ -24,7 +24,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -158,6 +158,14 @@ def locate(path: str, data_dir: Path | None) -> Path:
 
 class Forecast(Task):
     """Windows of a multichannel series, one channel per example (see the module docstring)."""
+
+    def protocol(self) -> dict[str, Any]:
+        """One Fits All's long-term setting: all channels, 336 steps in, an ETT benchmark's own split
+        (12/4/4 months), every training window."""
+        o = self.options
+        published = (o.seq_len == 336 and o.features == "all" and o.train_fraction == 1.0
+                     and o.split_name in ("ett-hour", "ett-minute"))
+        return {"name": "long-term forecasting (One Fits All, Table 3)", "published": published}
 
     def __init__(self, options: ForecastOptions, data_seed: int, data_dir: Path | None = None):
         self.options = o = options

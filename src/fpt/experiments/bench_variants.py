@@ -34,7 +34,7 @@ def build(model_name: str, tokens: int, dim: int, classes: int, *, train_all: bo
     """An FPT model on a synthetic spec; the backbone's weights are random unless it is bundled.
     Off fpt's path (the plain variants) it is fp32 with GPT-2's GELU as transformers writes it."""
     from fpt.backbones import load_backbone
-    from fpt.build import assemble_model
+    from fpt.model import assemble_model
     from fpt.options import FPT_DEFAULT_GROUPS, ModelOptions
     from fpt.tasks.base import TaskSpec
 
@@ -51,10 +51,10 @@ def one_variant(variant: str, model_name: str, batch: int, tokens: int, dim: int
                 device_name: str, profile: bool = False) -> dict[str, Any]:
     """Time `steps` training steps of one variant (run it in its own process)."""
     device = torch.device(device_name)
-    from fpt.options import METHODS
+    from fpt.arms import ARMS
 
     train_all = variant in ("full", "full-fpt")
-    arm = variant.removeprefix("arm-") if variant.startswith("arm-") and variant[4:] in METHODS else "fpt"
+    arm = variant.removeprefix("arm-") if variant.startswith("arm-") and variant[4:] in ARMS else "fpt"
     fpt_path = variant in ("fpt", "fpt-nodrop", "full-fpt", "compile") or arm != "fpt"
     model = build(model_name, tokens, dim, 10, train_all=train_all, fpt_path=fpt_path, device=device,
                   backbone_dropout=0.0 if variant == "fpt-nodrop" else None, method=arm)
@@ -173,7 +173,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def in_subprocess(variant: str, model: str, batch: int, tokens: int, dim: int, steps: int, device: str,
                   profile: bool = False) -> dict[str, Any]:
-    code = ("import json; from fpt.experiments.steps import one_variant; print(json.dumps(one_variant("
+    code = ("import json; from fpt.experiments.bench_variants import one_variant; print(json.dumps(one_variant("
             f"{variant!r}, {model!r}, {batch}, {tokens}, {dim}, {steps}, {device!r}, {profile})))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if proc.returncode != 0:

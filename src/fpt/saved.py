@@ -9,7 +9,7 @@
                             ln-tuning): `peft.PeftModel.from_pretrained(backbone, DIR)` loads it
 
 `fpt train` writes the same header into its run directories' model.safetensors, so
-`load_pretrained` opens both. The backbone is rebuilt from its name and options and must
+`FPTModel.from_pretrained` opens both (it rebuilds the model, then `attach`es the tensors). The backbone is rebuilt from its name and options and must
 hash to the recorded value: a saved model never attaches to other weights. Only
 safetensors and JSON are read: loading never executes code from a file.
 """
@@ -17,24 +17,24 @@ safetensors and JSON are read: loading never executes code from a file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save
-from torch import Tensor
+from torch import Tensor, nn
 
-from fpt.build import assemble_model
 from fpt.errors import FptError
-from fpt.model import FPTModel
-from fpt.options import ModelOptions
 from fpt.storage.checkpoints import load_tensors, save_tensors
 from fpt.storage.files import atomic_write, atomic_write_json
 from fpt.tasks.base import TaskSpec
 
+if TYPE_CHECKING:
+    from fpt.model import FPTModel
+
 MODEL_FILE = "model.safetensors"
 
 
-def save_pretrained(model: FPTModel, directory: str | Path) -> Path:
+def save_pretrained(model: "FPTModel", directory: str | Path) -> Path:
     """Write `model`'s trained tensors and identity into `directory` (created if needed)."""
     if model.options is None:
         raise FptError("save_pretrained: this FPTModel was not made by fpt.build_model or from_pretrained, "
@@ -51,12 +51,10 @@ def save_pretrained(model: FPTModel, directory: str | Path) -> Path:
     return directory / MODEL_FILE
 
 
-def save_adapter(model: FPTModel, directory: Path) -> None:
+def save_adapter(model: "FPTModel", directory: Path) -> None:
     """The peft arms' adapter as peft writes it (nothing for other arms)."""
     if model.peft_config is None:
         return
-    from fpt.methods import adapter_files
-
     tensors, config = adapter_files(model.backbone, model.peft_config, model.info.source)
     atomic_write(directory / "adapter_model.safetensors", save(tensors, metadata={"format": "pt"}))
     config.save_pretrained(str(directory))  # adapter_config.json, as peft writes it
@@ -90,23 +88,19 @@ def read_header(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], dict[
     return backbone, config, spec, task.get("pad_id")
 
 
-def load_pretrained(path: str | Path, device: str = "cpu", precision: str | None = None) -> FPTModel:
-    """The saved model at `path` on its own backbone, in eval mode (see the module docstring)."""
+def read_saved(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Any], TaskSpec, int | None]:
+    """(trained tensors, backbone record, config, input format, pad id) of a saved model (a
+    save_pretrained directory, a run directory, or the file itself)."""
     file = model_file(path)
     tensors, meta = load_tensors(file)
     if "task" not in meta and "config" in meta:
         raise FptError(f"'{file}' predates input formats in saved models; open its run with "
                        "fpt.run.setup.load_run(run_dir), which rebuilds the format from the training data")
     backbone, config, spec, pad_id = read_header(file, meta)
-    options = ModelOptions.of(config)
-    if precision is not None:
-        options = ModelOptions.of({**options.to_dict(), "precision": precision})
-    model = assemble_model(spec, options, device, pad_id)
-    attach(model, tensors, backbone, file)
-    return model
+    return tensors, backbone, config, spec, pad_id
 
 
-def attach(model: FPTModel, tensors: dict[str, Tensor], backbone: dict[str, Any], path: Path) -> None:
+def attach(model: "FPTModel", tensors: dict[str, Tensor], backbone: dict[str, Any], path: Path) -> None:
     """Check the backbone's hash, copy the trained tensors in, switch to eval mode."""
     if model.backbone_hash != backbone["hash"]:
         raise FptError(
@@ -117,7 +111,7 @@ def attach(model: FPTModel, tensors: dict[str, Tensor], backbone: dict[str, Any]
     model.eval()
 
 
-def load_trained(model: torch.nn.Module, tensors: dict[str, Tensor], path: Path) -> None:
+def load_trained(model: nn.Module, tensors: dict[str, Tensor], path: Path) -> None:
     """Copy saved trained parameters into the model, refusing any name or shape that does not fit."""
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     missing, unexpected = set(trainable) - set(tensors), set(tensors) - set(trainable)
@@ -131,3 +125,13 @@ def load_trained(model: torch.nn.Module, tensors: dict[str, Tensor], path: Path)
                 raise FptError(f"'{path}': parameter {name} has shape {tuple(value.shape)}, "
                                f"the model expects {tuple(params[name].shape)}")
             params[name].copy_(value.to(params[name].device))
+
+
+def adapter_files(backbone: nn.Module, config: Any, base_model: str) -> tuple[dict[str, Tensor], Any]:
+    """The adapter's tensors and config as `peft.PeftModel.save_pretrained` writes them
+    (keys under base_model.model., as PeftModel.from_pretrained(backbone, dir) reads them)."""
+    from peft import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(backbone)
+    config.base_model_name_or_path = base_model
+    return {f"base_model.model.{k}": v.detach().contiguous() for k, v in state.items()}, config

