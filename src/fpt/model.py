@@ -173,6 +173,27 @@ class FPTModel(nn.Module):
         return saved_identity(self.info, self.backbone_hash, config if config is not None else options,
                               self.options.train_groups if self.options is not None else [], self.spec, self.pad_id)
 
+    @torch.no_grad()
+    def attention_maps(self, x: Tensor, mask: Tensor) -> Tensor | None:
+        """Every layer's attention, mean over heads and examples: (layers, L, L) float32; None for a
+        backbone that has no attention weights to return (an LSTM, a replacement, no backbone)."""
+        if not hasattr(self.backbone, "set_attn_implementation") or self.series is not None:
+            return None
+        before = self.backbone.config._attn_implementation
+        self.backbone.set_attn_implementation("eager")  # sdpa does not return attention weights
+        was_training = self.training
+        self.eval()
+        try:
+            with autocast(x.device, self.precision):
+                embeds = self.input(x)                                     # (B, L, H)
+                out = self.backbone(inputs_embeds=embeds, attention_mask=mask.long(), output_attentions=True)
+        finally:
+            self.backbone.set_attn_implementation(before)
+            self.train(was_training)
+        if not out.attentions:
+            return None
+        return torch.stack([a.float().mean(dim=(0, 1)) for a in out.attentions]).cpu()  # (layers, L, L)
+
     def parameter_groups(self) -> dict[str, str]:
         """Every parameter's group; the backbone's are decided by groups.py."""
         groups = {f"input.{n}": "input" for n, _ in self.input.named_parameters()}

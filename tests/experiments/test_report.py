@@ -39,10 +39,15 @@ def test_report_from_a_small_sweep(tmp_path, tiny_gpt2):
     assert rows[0][:2] == ["variant", "task"] and len(rows) == 3
     for figure in ("curves-bit-xor.png", "bit-xor-attention.png"):
         assert (path.parent / figure).stat().st_size > 1000
-    # rebuilt from the result files kept beside the report: the same table; no checkpoint, so no attention map
+    # rebuilt from the result files kept beside the report (no checkpoints): the same table, and the
+    # attention figure from the attention maps the run saved, no model loaded
     again = report(path.parent, tmp_path / "again")
     assert list(csv.reader((again.parent / "results.csv").open())) == rows
-    assert not (again.parent / "bit-xor-attention.png").exists()
+    assert (again.parent / "bit-xor-attention.png").stat().st_size > 1000
+    assert not list((path.parent / "runs").glob("*/model.safetensors"))
+    for run in (path.parent / "runs").iterdir():
+        (run / "attention.npy").unlink()  # a run from before attention maps were saved: no figure, a message
+    assert not (report(path.parent, tmp_path / "older").parent / "bit-xor-attention.png").exists()
 
 
 def test_report_of_a_wrong_directory_is_one_error(tmp_path):

@@ -109,7 +109,7 @@ def best_by_validation(options: list[Row], score: Callable[[dict[str, float]], f
 
 
 def archive(rows: list[Row], spec_file: Path, out: Path) -> int:
-    """Copy each run's result files (result.json, metrics.jsonl: kilobytes, no checkpoints) into
+    """Copy each run's result files (result.json, metrics.jsonl, attention.npy: kilobytes, no checkpoints) into
     OUT/runs/NAME/, with an index.json and the sweep spec beside them, so that OUT is itself a
     directory `fpt report` reads: a committed report can be rebuilt, or merged with new runs,
     on a machine that never had the sweep. Runs archived there before and not reported now are
@@ -125,7 +125,7 @@ def archive(rows: list[Row], spec_file: Path, out: Path) -> int:
             if target.resolve() == run_dir.resolve():  # reporting the archive into itself
                 continue
             target.mkdir(parents=True, exist_ok=True)
-            for name in ("result.json", "metrics.jsonl"):
+            for name in ("result.json", "metrics.jsonl", "attention.npy"):
                 if (run_dir / name).exists():
                     atomic_write(target / name, (run_dir / name).read_bytes())
     if spec_file.exists() and spec_file.resolve() != (out / "sweep.yaml").resolve():
@@ -134,7 +134,7 @@ def archive(rows: list[Row], spec_file: Path, out: Path) -> int:
     atomic_write_json(out / "index.json", index)
     for name in set(earlier) - set(index):
         stale = out / "runs" / name
-        for file in ("result.json", "metrics.jsonl"):
+        for file in ("result.json", "metrics.jsonl", "attention.npy"):
             (stale / file).unlink(missing_ok=True)
         if stale.is_dir() and not any(stale.iterdir()):
             stale.rmdir()

@@ -13,6 +13,7 @@ fields marked `resumable` may change: how far it goes and how it is watched).
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from fpt.errors import FptError
@@ -173,6 +175,24 @@ def start_or_resume(built: Setup, optimizer: torch.optim.Optimizer | None, out: 
             stale.unlink(missing_ok=True)
         atomic_write_json(out / "config.json", built.config.to_dict())
     return TrainState(), built.trained_state()
+
+
+ATTENTION_FILE = "attention.npy"
+
+
+def save_attention(built: Setup, out: Path) -> None:
+    """The trained model's attention maps on the first 64 test examples, for the report's figure
+    (tasks that record them: bit-xor); nothing for a model without attention weights."""
+    model = built.model
+    sharded = built.world.parallel and built.config.parallel == "fsdp"  # a forward pass needs every rank
+    if sharded or not (built.task.records_attention and hasattr(model, "attention_maps")):
+        return
+    batch = next(built.task.eval_batches("test", 64)).to(built.device)
+    maps = model.attention_maps(batch.x, batch.mask)
+    if maps is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, maps.numpy())
+        atomic_write(out / ATTENTION_FILE, buffer.getvalue())
 
 
 def save_best(built: Setup, params: dict[str, torch.Tensor], out: Path, step: int, val: dict[str, float]) -> None:

@@ -132,6 +132,7 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
     load_trained(built.model, best_params, out / "model.safetensors")
     if main and isinstance(built.model, FPTModel):
         save_adapter(built.model, out)  # the peft arms' adapter, in peft's own format, beside fpt's files
+        rundir.save_attention(built, out)
     test = evaluate(built, "test", cfg.batch_size * 4)
     result = rundir.result_record(built, state, test)
     if main:

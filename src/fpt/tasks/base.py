@@ -100,6 +100,7 @@ class Task(ABC):
 
     spec: TaskSpec
     pad_id: int | None = None
+    records_attention = False  # after training, the run saves its backbone's attention maps (attention.npy)
 
     @classmethod
     def make_spec(cls, options: Any) -> TaskSpec:

@@ -78,6 +78,8 @@ class BitXorOptions:
 
 
 class BitXor(GeneratedTask):
+    records_attention = True  # the paper's figure: each output bit attends to the matching input bits
+
     @staticmethod
     def make_spec(options: BitXorOptions) -> TaskSpec:
         n = options.n_bits
