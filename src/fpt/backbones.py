@@ -13,7 +13,6 @@ is causal is measured on it (families.probe_causal), never assumed.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from fpt.families import (Family, apply_attention, check_attention, family_of, k
                           output_width, position_kind, prepare_config, probe_causal)
 from fpt.catalog import lookup, packaged_gguf
 from fpt.gguf import dequantised, locate
+from fpt.storage.downloads import default_data_dir
 
 @dataclass(frozen=True)
 class BackboneInfo:
@@ -144,11 +144,6 @@ def load_backbone(name: str, init: str, attention: str, seed: int, fused_gelu: b
     return model, info
 
 
-def default_cache_dir() -> Path:
-    """$FPT_DATA_DIR, or ~/.cache/fpt (the data cache, as for datasets)."""
-    return Path(os.environ.get("FPT_DATA_DIR", Path.home() / ".cache" / "fpt")).expanduser()
-
-
 def _resolve(name: str, cache_dir: Path | None) -> tuple[str, dict[str, Any]]:
     """(what transformers loads, the provenance fields of a converted GGUF file or {})."""
     packaged = packaged_gguf(name)
@@ -159,7 +154,7 @@ def _resolve(name: str, cache_dir: Path | None) -> tuple[str, dict[str, Any]]:
             path, description = Path(name).expanduser().resolve(), ""
             if not path.is_file():
                 raise FptError(f"--model: no such GGUF file '{name}'")
-        directory, record = dequantised(path, cache_dir or default_cache_dir(), name, description)
+        directory, record = dequantised(path, cache_dir or default_data_dir(), name, description)
         fields = ("description", "source_file", "source_sha256", "converted_sha256")
         return str(directory), {k: record[k] for k in fields}
     return resolve_source(name), {}

@@ -15,7 +15,7 @@ import torch
 from fpt.errors import FptError
 from fpt.model import FPTModel, assemble_model
 from fpt.objectives import objective as objective_entry
-from fpt.options import ModelOptions
+from fpt.options import ModelOptions, is_count
 from fpt.tasks.base import TaskSpec
 
 
@@ -44,7 +44,7 @@ def build_model(backbone: str = "minilm", *, token_dim: int | None = None, vocab
                        "or vocab_size (integer ids, x of shape (B, L))")
     for label, value in (("token_dim", token_dim), ("vocab_size", vocab_size), ("n_outputs", n_outputs),
                          ("seq_len", seq_len), ("readout_tokens", readout_tokens)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        if value is not None and not is_count(value):
             raise FptError(f"build_model: {label} must be a positive integer, got {value!r}")
     try:
         kind = objective_entry(objective)

@@ -153,7 +153,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from fpt.run.setup import default_data_dir
+    from fpt.storage.downloads import default_data_dir
     from fpt.tasks.lra_listops import generate_listops
 
     out = args.out or default_data_dir() / "listops"

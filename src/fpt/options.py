@@ -27,6 +27,11 @@ PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_ARM = "fpt"  # the paper's recipe (fpt.arms)
 
 
+def is_count(value: Any, minimum: int = 1) -> bool:
+    """An int (not a bool) of at least `minimum`: the check behind every count-valued flag."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def check_device(name: str) -> None:
     """--device: auto, cpu, cuda or cuda:N (whether it is there is fpt.precision.resolve_device's to say)."""
     if not isinstance(name, str) or not (name in ("auto", "cpu", "cuda") or name.startswith("cuda:")):
@@ -124,12 +129,12 @@ class ModelOptions:
         dropout = self.dropout
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise FptError(f"--dropout must be in [0, 1), got {dropout!r}")
-        if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 0:
+        if not is_count(self.layers, 0):
             raise FptError(f"--layers must be a non-negative integer, got {self.layers!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise FptError(f"--seed must be an integer, got {self.seed!r}")
         chosen = arm(self.method)
-        if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank <= 0:
+        if not is_count(self.lora_rank):
             raise FptError(f"--lora-rank must be a positive integer, got {self.lora_rank!r}")
         if not 0 <= self.lora_dropout < 1:
             raise FptError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout!r}")

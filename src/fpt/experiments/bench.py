@@ -141,7 +141,7 @@ def cached_vs_recomputed(model_name: str, examples: int, tokens: int, dim: int, 
 
 def padding_before_after(batch: int = 16, steps: int = 200) -> list[dict[str, Any]]:
     """Share of processed tokens that are padding, without and with length bucketing."""
-    from fpt.run.setup import default_data_dir
+    from fpt.storage.downloads import default_data_dir
     from fpt.tasks import build_task
     from fpt.tasks.lra_listops import generate_listops
 

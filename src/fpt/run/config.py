@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from fpt.errors import FptError
-from fpt.options import DEFAULT_ARM, ModelOptions, canonical_backbone_dropout, check_device
+from fpt.options import DEFAULT_ARM, ModelOptions, canonical_backbone_dropout, check_device, is_count
 
 
 # Keys added after runs were already being saved, with the behaviour those runs had: a config
@@ -133,11 +133,11 @@ class TrainConfig(ModelOptions):
         if data_file is not None and data_file.is_file():
             # Absolute, so that `fpt predict` and --resume find the data from any directory.
             self.task = str(data_file.resolve())
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+        if not is_count(self.patience, 0):
             raise FptError(f"--patience must be a non-negative integer, got {self.patience!r}")
         for name in ("steps", "batch_size", "grad_accum", "eval_every"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if not is_count(value):
                 raise FptError(f"--{_flag(name)} must be a positive integer, got {value!r}")
         for name in ("lr", "weight_decay", "clip", "threshold"):
             value = getattr(self, name)

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from fpt.errors import FptError
 from fpt.model import FPTModel
 from fpt.objectives import objective
+from fpt.options import is_count
 from fpt.run.predict_series import check_series, forecast, forecast_csv, read_window_csv
 from fpt.run.setup import Setup, load_run
 from fpt.storage.checkpoints import read_meta
@@ -97,7 +98,7 @@ def predict_loaded(model: FPTModel | Setup, x: np.ndarray | torch.Tensor, batch_
     if isinstance(model, Setup):
         model = model.model
     spec, device = model.spec, next(model.parameters()).device
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+    if not is_count(batch_size):
         raise FptError(f"--batch-size must be a positive integer, got {batch_size!r}")
     kind = objective(spec.objective)
     if probs and not kind.probabilities:

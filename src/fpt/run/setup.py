@@ -6,7 +6,6 @@ written, so a bad flag never leaves a half-made run directory behind.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from fpt.saved import attach, read_header
 from fpt.run.config import TrainConfig, build_config
 from fpt.run.distributed import World, launched_world
 from fpt.storage.checkpoints import load_tensors
+from fpt.storage.downloads import default_data_dir
 from fpt.tasks import Task, build_task
 from fpt.tasks.arrays import ArrayTask
 
@@ -50,11 +50,6 @@ class Setup:
         """The header of this run's checkpoints (see fpt.model.saved_identity)."""
         return saved_identity(self.info, self.backbone_hash, self.config.to_dict(), self.config.train_groups,
                               self.task.spec, self.task.pad_id)
-
-
-def default_data_dir() -> Path:
-    """$FPT_DATA_DIR, or ~/.cache/fpt: where datasets are downloaded and generated."""
-    return Path(os.environ.get("FPT_DATA_DIR", Path.home() / ".cache" / "fpt")).expanduser()
 
 
 def data_dir(cfg: TrainConfig) -> Path:

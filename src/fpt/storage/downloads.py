@@ -22,6 +22,12 @@ from fpt.errors import FptError
 CHUNK = 1 << 20
 
 
+def default_data_dir() -> Path:
+    """$FPT_DATA_DIR, or ~/.cache/fpt: where datasets are downloaded and generated, and GGUF
+    backbones dequantised (`--data-dir` overrides it for a run)."""
+    return Path(os.environ.get("FPT_DATA_DIR", Path.home() / ".cache" / "fpt")).expanduser()
+
+
 @dataclass(frozen=True)
 class Remote:
     """A file to fetch: where from, what it is called in the cache, how to check it."""

@@ -30,10 +30,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fpt.backbones import default_cache_dir
 from fpt.errors import FptError
 from fpt.series import patch_count
-from fpt.storage.downloads import Remote, fetch
+from fpt.storage.downloads import Remote, default_data_dir, fetch
 from fpt.tasks.arrays import EpochOrder
 from fpt.tasks.base import Batch, Task, TaskSpec, positive
 
@@ -148,7 +147,7 @@ def locate(path: str, data_dir: Path | None) -> Path:
     """The CSV `path` names: a benchmark name (downloaded into the data cache once) or a file."""
     remote = BENCHMARKS.get(path.lower())
     if remote is not None:
-        return fetch(remote, (data_dir or default_cache_dir()) / "ett")
+        return fetch(remote, (data_dir or default_data_dir()) / "ett")
     file = Path(path).expanduser()
     if not file.is_file():
         raise FptError(f"--task-opt path: no such file '{path}'; give a CSV (date column + numeric channels) "
