@@ -34,11 +34,13 @@ def build(model_name: str, tokens: int, dim: int, classes: int, *, train_all: bo
     """An FPT model on a synthetic spec; the backbone's weights are random unless it is bundled.
     Off fpt's path (the plain variants) it is fp32 with GPT-2's GELU as transformers writes it."""
     from fpt.backbones import load_backbone
+    from fpt.catalog import lookup
     from fpt.model import assemble_model
     from fpt.options import FPT_DEFAULT_GROUPS, ModelOptions
     from fpt.tasks.base import TaskSpec
 
-    init = "pretrained" if model_name == "minilm" else "random"
+    named = lookup(model_name)
+    init = "pretrained" if named is not None and named.locate is not None else "random"  # bundled weights
     options = ModelOptions(model=model_name, init=init, train="all" if train_all else FPT_DEFAULT_GROUPS,
                            precision="auto" if fpt_path else "fp32",
                            backbone_dropout="config" if backbone_dropout is None else backbone_dropout, method=method)
