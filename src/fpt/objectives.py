@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -78,10 +78,15 @@ class Objective:
         """How far behind a score is (gap >= 0, in score units): '3.1 pts' or '0.0120 MSE'."""
         return f"{abs(self.value(gap)):.{self._digits()}f}{self.unit}"
 
-    def show_difference(self, mean: float, se: float, n: int) -> str:
-        """A mean paired difference of scores (arm minus reference) with its SE, in shown units."""
+    def show_interval(self, comparison: Any) -> str:
+        """A paired comparison (fpt.experiments.stats.Paired: arm minus reference, in score units) in
+        shown units: '+3.1 pts [1.2, 5.0] (n=3)', or '-0.0120 MSE [-0.0200, -0.0040] (n=3)' for
+        an MSE that is lower, i.e. better."""
         d = self._digits()
-        return f"{self.value(mean):+.{d}f}{self.unit} ± {abs(self.value(se)):.{d}f} (n={n})"
+        if math.isnan(comparison.low):
+            return f"{self.value(comparison.mean):+.{d}f}{self.unit} (n={comparison.n})"
+        low, high = sorted((self.value(comparison.low), self.value(comparison.high)))
+        return f"{self.value(comparison.mean):+.{d}f}{self.unit} [{low:+.{d}f}, {high:+.{d}f}] (n={comparison.n})"
 
     def progress(self, val: dict[str, float]) -> dict[str, float]:
         """What the progress bar shows of a validation record."""

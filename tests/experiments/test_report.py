@@ -93,7 +93,8 @@ def test_arena_chooses_each_arms_lr_on_validation_and_pairs_seeds(tmp_path):
     lines = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| toy | - | ")
              and line.count("|") > 10}
     assert "| 0.001 | 2 |" in lines["fpt"] and "reference" in lines["fpt"]
-    assert lines["better"].endswith("| wins |") and "+10.0 pts ± 0.0 (n=3)" in lines["better"]
+    assert lines["better"].endswith("| +10.0 pts [+10.0, +10.0] (n=3) | 0.000 | wins |")
+    # 3 seeds at +5, -5 and +1 points: the 95% t interval straddles zero
     assert lines["noisy"].endswith("| tie |")
     assert "| 0.01 | 2 |" in lines["worse"] and lines["worse"].endswith("| loses |")
     assert (tmp_path / "report").glob("compute-toy-*.png")
@@ -309,3 +310,14 @@ def test_every_committed_report_with_result_files_rebuilds_to_identical_tables(t
         for name in ("results.csv", "forecasts.csv"):
             if (committed / name).exists():
                 assert (out / name).read_bytes() == (committed / name).read_bytes(), f"{committed.name}/{name}"
+
+
+def test_a_learning_rate_whose_validation_score_is_nan_is_never_chosen():
+    from fpt.experiments.results import Row, best_by_validation
+
+    def row(lr, scores):
+        return Row("fpt", "t", {"lr": lr}, [{"seed": s, "best_val": {"score": v}} for s, v in enumerate(scores)], [], [])
+
+    diverged, good = row(0.1, [float("nan"), 0.9]), row(0.001, [0.5, 0.6])
+    assert best_by_validation([diverged, good]) is good
+    assert best_by_validation([good, diverged]) is good

@@ -91,3 +91,11 @@ def test_which_fields_may_change_on_resume_is_marked_on_the_fields():
     from fpt.run.config import resumable_fields
     assert resumable_fields() == {"resume", "progress", "device", "out", "steps", "nan_policy", "log_to",
                                   "wandb_project", "parallel"}
+
+
+def test_the_two_train_fractions_cannot_multiply():
+    with pytest.raises(FptError, match="would multiply; give the fraction once"):
+        build_config({"task": "forecast", "task_options": {"path": "etth1", "train_fraction": "0.1"},
+                      "train_fraction": 0.1})
+    assert build_config({"task": "forecast", "task_options": {"path": "etth1", "train_fraction": 1},
+                         "train_fraction": 0.1}).train_fraction == 0.1

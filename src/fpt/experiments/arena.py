@@ -7,7 +7,8 @@ Turned on by the sweep spec's `arena` key, e.g. `arena: {reference: fpt}`:
     are the arm's (test touched once per run);
   - every other grid value (data fraction, ...) forms its own comparison;
   - per seed, the arm's test score minus the reference arm's at the same seed; the verdict is
-    "wins" or "loses" only where the mean difference exceeds 2 standard errors, else "tie";
+    "wins" or "loses" only where the 95% interval of the mean difference (t distribution, n-1
+    degrees of freedom: fpt.experiments.stats) excludes zero, else "tie"; the p-value beside it;
   - the first table answers the user's question per task: the best arm, FPT's rank, the margin;
   - one figure per task: validation score against training FLOPs and against seconds, one
     curve per arm (its chosen lr, mean over seeds), from the metrics and result files.
@@ -18,12 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fpt.experiments import stats
 from fpt.experiments.results import Row, best_by_validation, mean_se
+from fpt.experiments.stats import Paired
 
 
 @dataclass
@@ -51,15 +55,10 @@ def choose(rows: list[Row]) -> dict[tuple[str, str], dict[str, Arm]]:
     return arenas
 
 
-def paired(arm: Arm, reference: Arm) -> tuple[float, float, int, str]:
-    """Mean and SE of the per-seed differences (arm - reference), their count, and the verdict."""
+def paired(arm: Arm, reference: Arm) -> Paired:
+    """The per-seed differences (arm - reference) over the seeds both ran, as a paired t comparison."""
     ours, theirs = arm.tests(), reference.tests()
-    diffs = [ours[s] - theirs[s] for s in sorted(ours.keys() & theirs.keys())]
-    if len(diffs) < 2:
-        return (diffs[0] if diffs else float("nan")), float("nan"), len(diffs), "too few paired seeds"
-    mean, se = mean_se(diffs)
-    verdict = "wins" if mean > 2 * se else "loses" if mean < -2 * se else "tie"
-    return mean, se, len(diffs), verdict
+    return stats.paired([ours[s] - theirs[s] for s in sorted(ours.keys() & theirs.keys())])
 
 
 def tables(rows: list[Row], spec: dict[str, Any]) -> list[str]:
@@ -69,8 +68,8 @@ def tables(rows: list[Row], spec: dict[str, Any]) -> list[str]:
     summary = [(f"| task | setting | best arm | its test score | {reference_name}'s score | {reference_name}'s rank | "
                 f"{reference_name} behind the best by |"), "|---|---|---|---|---|---|---|"]
     detail = ["| task | setting | arm | lr (by val) | lrs tried | seeds | test score | trainable params | "
-              "train GFLOPs | train seconds | vs " + reference_name + " (paired) | verdict |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "train GFLOPs | train seconds | vs " + reference_name + " (paired, 95% interval) | p | verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (task, rest), arms in sorted(arenas.items()):
         kind = next(iter(arms.values())).row.objective
         means = {name: mean_se(list(a.tests().values()))[0] for name, a in arms.items()}
@@ -87,16 +86,18 @@ def tables(rows: list[Row], spec: dict[str, Any]) -> list[str]:
             results = arm.row.results
             flops = mean_se([r.get("train_flops", {}).get("total", 0) / 1e9 for r in results])[0]
             if reference is None or name == reference_name:
-                versus, verdict = "-", "reference" if name == reference_name else ""
+                versus, p, verdict = "-", "-", "reference" if name == reference_name else ""
             else:
-                mean, se, n, verdict = paired(arm, reference)
-                versus = kind.show_difference(mean, se, n)
+                comparison = paired(arm, reference)
+                versus, verdict = kind.show_interval(comparison), comparison.verdict
+                p = "-" if math.isnan(comparison.p) else f"{comparison.p:.3f}"
             detail.append(f"| {task} | {setting} | {name} | {arm.lr} | {arm.lrs_tried} | {len(results)} | "
                           f"{kind.show_stats(*mean_se(list(arm.tests().values())))} | {results[0]['trainable_params']:,} | "
-                          f"{flops:,.1f} | {mean_se([r['wall_seconds'] for r in results])[0]:.0f} | {versus} | {verdict} |")
+                          f"{flops:,.1f} | {mean_se([r['wall_seconds'] for r in results])[0]:.0f} | {versus} | {p} | {verdict} |")
     return ["## The arena: which arm wins, per task", "",
             f"Each arm at its own learning rate, chosen on validation; verdicts from per-seed paired differences "
-            f"against {reference_name}: wins / loses only beyond 2 SE.", "", *summary, "",
+            f"against {reference_name}: wins / loses only where the 95% interval of the mean difference "
+            f"(t distribution, n-1 degrees of freedom) excludes zero, else tie.", "", *summary, "",
             "## Every arm", "", *detail, ""]
 
 

@@ -103,7 +103,8 @@ def best_by_validation(options: list[Row], score: Callable[[dict[str, float]], f
 
     def on_common_seeds(row: Row) -> float:
         scores = [score(x["best_val"]) for x in row.results if x["seed"] in common]
-        return mean_se(scores)[0] if scores else float("-inf")
+        mean = mean_se(scores)[0] if scores else float("-inf")
+        return float("-inf") if math.isnan(mean) else mean  # a diverged lr (NaN) is never the best
 
     return max(options, key=on_common_seeds)
 

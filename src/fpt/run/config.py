@@ -154,6 +154,10 @@ class TrainConfig(ModelOptions):
             raise FptError(f"--time-budget must be a number of seconds >= 0 (0: no limit), got {self.time_budget!r}")
         if not (isinstance(self.train_fraction, (int, float)) and 0 < self.train_fraction <= 1):
             raise FptError(f"--train-fraction must be in (0, 1], got {self.train_fraction!r}")
+        task_fraction = (self.task_options or {}).get("train_fraction", 1) if isinstance(self.task_options, dict) else 1
+        if self.train_fraction != 1 and str(task_fraction).strip() not in ("1", "1.0"):
+            raise FptError(f"--train-fraction {self.train_fraction} and --task-opt train_fraction={task_fraction} "
+                           "would multiply; give the fraction once (either one)")
         if self.batch_size % self.grad_accum:
             raise FptError(
                 f"--batch-size {self.batch_size} is not divisible by --grad-accum {self.grad_accum}: "
