@@ -129,7 +129,6 @@ def test_readme_is_short_and_has_contents():
     targets = links(contents)
     assert any(t.startswith("#") for t in targets), "Contents links none of the README's own sections"
     assert any(t.startswith("docs/") for t in targets), "Contents links none of the pages under docs/"
-    own = anchors(README)
     for heading in re.findall(r"^## (.+)$", FENCE.sub("", text), re.M):
         if heading.strip() != "Contents":
             assert f"#{slug(heading)}" in targets, f"Contents does not link the README's section '{heading}'"

@@ -38,7 +38,7 @@ _EXPORTS = {
     "TrainConfig": "fpt.run.config",
 }
 
-__all__ = ["FptError", "__version__", "train", "predict", *_EXPORTS]
+__all__ = ["FptError", "__version__", "train", "predict", "compare", *_EXPORTS]
 
 
 def train(config: "TrainConfig | dict[str, Any]") -> dict[str, Any]:
@@ -61,6 +61,18 @@ def predict(run_dir: str, x: Any, batch_size: int = 64, device: str = "auto", pr
     from fpt.run.predict import predict as run_predict
 
     return run_predict(run_dir, x, batch_size=batch_size, device=device, probs=probs, pad_id=pad_id)
+
+
+def compare(task: str, **options: Any) -> Any:
+    """Everything `fpt compare` does, from Python: plan, run (or resume) and report a comparison of
+    the FPT arm with the contenders a reviewer asks for, on `task` (anything fpt train takes).
+    Returns a `Comparison`: `.verdict` (the card's sentences), `.table` (one dict per contender:
+    score, paired 95% interval against FPT, p, verdict, convergence, cost), `.skipped`, `.report`.
+    options: task_options, model, arms ("default", "all" or "a,b,c"), seeds, out, workers, steps,
+    patience, time_budget, extra (other fpt train keys), progress. See fpt.experiments.compare."""
+    from fpt.experiments.compare import compare as run_comparison
+
+    return run_comparison(task, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The `fpt` command: train | tasks | models | arms | predict | sweep | report | data | bench.
+"""The `fpt` command: train | tasks | models | arms | compare | predict | sweep | report | data | bench.
 
 Train flags are generated from `TrainConfig`, so the dataclass is the one
 schema for flags and YAML alike. A user error prints one line and exits 2.
@@ -121,15 +121,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
                        probs=args.probs)
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
+def _yaml_values(pairs: list[tuple[str, str]] | None, flag: str) -> dict[str, Any]:
     import yaml
+
+    try:
+        return {k: yaml.safe_load(v) for k, v in (pairs or [])}
+    except yaml.YAMLError:
+        raise FptError(f"{flag}: cannot read the values {pairs} as YAML scalars") from None
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from fpt.experiments.compare import compare
+
+    result = compare(args.task, dict(args.task_opt or []), model=args.model, arms=args.arms, seeds=args.seeds,
+                     out=args.out, workers=args.workers, steps=args.steps, patience=args.patience,
+                     time_budget=args.time_budget, extra=_yaml_values(args.set, "--set"), lrs=args.lrs,
+                     progress=not args.no_progress)
+    print("\n".join(result.verdict))
+    print(f"report: {result.report}")
+    return 1 if result.failed else 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
 
     from fpt.experiments.sweep import sweep
 
-    try:
-        overrides = {k: yaml.safe_load(v) for k, v in (args.set or [])}
-    except yaml.YAMLError:
-        raise FptError(f"--set: cannot read the values {args.set} as YAML scalars") from None
+    overrides = _yaml_values(args.set, "--set")
     failed = sweep(args.spec, args.out, workers=args.workers, tiny=args.tiny, overrides=overrides,
                    limit=args.limit, progress=not args.no_progress, only=args.only)
     from fpt.run.distributed import launched_world
@@ -196,6 +213,7 @@ def build_parser() -> Parser:
         ("models", cmd_models, "list the named backbones"),
         ("arms", cmd_arms, "list the arms (--method): what trains, or what replaces the backbone"),
         ("predict", cmd_predict, "apply a trained run to new inputs (.npz or .npy)"),
+        ("compare", cmd_compare, "does a frozen LM help on this data? every fair alternative, seeds, a verdict"),
         ("sweep", cmd_sweep, "run a grid of trainings from a YAML spec (resumable, several workers)"),
         ("report", cmd_report, "tables and figures from a sweep directory's result files"),
         ("data", cmd_data, "generate a dataset: fpt data listops --out DIR"),
@@ -252,12 +270,48 @@ def build_parser() -> Parser:
                    help="measure padding with and without length bucketing (default on)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--out", help="write the Markdown table here (and the JSON beside it)")
+    add_compare_flags(parsers["compare"])
     p = parsers["report"]
     p.add_argument("dir", nargs="+", help="a sweep directory (written by fpt sweep, or a report's own "
                    "directory: it keeps the result files); several are merged into one report")
     p.add_argument("--out", help="where to write REPORT.md, results.csv, PNGs and the result files' archive "
                    "(default: the first DIR/report)")
     return parser
+
+
+def add_compare_flags(p: argparse.ArgumentParser) -> None:
+    from fpt.experiments.compare import CONTENDERS, DEFAULTS
+
+    p.add_argument("--task", required=True, help="what fpt train takes: a task name (fpt tasks), an .npz, ...")
+    p.add_argument("--task-opt", action="append", type=_task_option, metavar="KEY=VALUE", help="a task option")
+    p.add_argument("--model", default="minilm", help="the backbone of the FPT arm and its twins (default: minilm)")
+    p.add_argument("--arms", default="default", help="default, all, or a comma-separated list of: "
+                   + ", ".join(CONTENDERS) + f". Default for forecasting: {', '.join(DEFAULTS['forecast'])}; "
+                   f"else {', '.join(DEFAULTS['other'])}")
+    p.add_argument("--seeds", type=_positive_int, default=5, help="seeds per contender (default: 5)")
+    p.add_argument("--out", help="the comparison's directory (default: runs/compare/TASK-MODEL); the same "
+                   "command again resumes it")
+    p.add_argument("--workers", type=_positive_int, default=1, help="runs side by side (default: 1)")
+    p.add_argument("--steps", type=_positive_int, help="step cap of every run (default: fpt train's, per task)")
+    p.add_argument("--patience", type=int, default=5,
+                   help="stop a run after this many evaluations without a better validation score (default: 5)")
+    p.add_argument("--time-budget", type=float, default=0.0,
+                   help="seconds of training per run, the same for every contender (0: the step cap alone)")
+    p.add_argument("--set", action="append", type=_task_option, metavar="KEY=VALUE",
+                   help="any other fpt train key for every run, e.g. --set eval_every=25")
+    p.add_argument("--lrs", type=_learning_rates, help="one lr grid for every contender, e.g. 1e-3 or "
+                   "1e-4,1e-3 (default: each contender's own grid, see the docs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _learning_rates(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected learning rates like 1e-4,1e-3, got {text!r}") from None
+    if not values or any(not 0 < v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive learning rates like 1e-4,1e-3, got {text!r}")
+    return values
 
 
 def _positive_int(text: str) -> int:

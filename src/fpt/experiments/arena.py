@@ -95,9 +95,9 @@ def tables(rows: list[Row], spec: dict[str, Any]) -> list[str]:
                           f"{kind.show_stats(*mean_se(list(arm.tests().values())))} | {results[0]['trainable_params']:,} | "
                           f"{flops:,.1f} | {mean_se([r['wall_seconds'] for r in results])[0]:.0f} | {versus} | {p} | {verdict} |")
     return ["## The arena: which arm wins, per task", "",
-            f"Each arm at its own learning rate, chosen on validation; verdicts from per-seed paired differences "
-            f"against {reference_name}: wins / loses only where the 95% interval of the mean difference "
-            f"(t distribution, n-1 degrees of freedom) excludes zero, else tie.", "", *summary, "",
+            (f"Each arm at its own learning rate, chosen on validation; verdicts from per-seed paired differences "
+             f"against {reference_name}: wins / loses only where the 95% interval of the mean difference "
+             f"(t distribution, n-1 degrees of freedom) excludes zero, else tie."), "", *summary, "",
             "## Every arm", "", *detail, ""]
 
 

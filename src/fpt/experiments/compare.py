@@ -1,0 +1,276 @@
+"""`fpt compare`: does a frozen language model help on this data, and against what?
+
+    fpt compare --task bit-xor                      # every default arm, 5 seeds, a verdict card
+    fpt.compare(task="data.npz", arms="fpt,random-init,logistic", seeds=3)
+
+One command plans a sweep (fpt.experiments.sweep) of the contenders that a reviewer asks for,
+runs it (resumable: the same command again continues where it stopped), and writes the
+report (fpt.experiments.report) with a verdict card on top. The protocol:
+
+  - each contender's learning rate is chosen on validation from its own small grid, on the
+    first seed; the other seeds run at the chosen rate only (the arena's `lr_seeds`);
+  - every run stops early on validation (`--patience` evaluations without a better score)
+    under a step cap (`--steps`), or a wall-clock budget the same for every arm
+    (`--time-budget`); the card says per contender whether it converged (its best validation
+    came before its last evaluation, or it stopped early) or ran out of budget;
+  - test is touched once per final run; verdicts are paired over seeds with the 95% t
+    interval (fpt.experiments.stats): "wins"/"loses" only when it excludes zero.
+
+A contender that cannot run on the task (a forecasting baseline on classes, a CNN on a shape
+that is not an image) is skipped before anything runs, its reason in the card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from fpt.errors import FptError
+from fpt.experiments import arena
+from fpt.experiments.report import report
+from fpt.experiments.results import Row, collect, mean_se
+from fpt.experiments.sweep import sweep
+from fpt.registry import Registry
+from fpt.storage.files import atomic_write
+
+REFERENCE = "fpt"
+WIDE = (1e-4, 1e-3, 1e-2)  # the lr grid of arms whose trained parameters start fresh
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One row of a comparison: an arm (or a model of the catalogue) with its own lr grid."""
+
+    name: str
+    settings: dict[str, Any]   # fpt train keys: method, init, model
+    lrs: tuple[float, ...]
+    question: str              # what a reader learns from it
+    forecasting_only: bool = False
+
+
+CONTENDERS: Registry[Contender] = Registry("contender", "--arms", hint="see `fpt compare --help`")
+for _c in (
+    Contender(REFERENCE, {}, WIDE, "the frozen pretrained transformer (the paper's recipe)"),
+    Contender("random-init", {"init": "random"}, WIDE,
+              "does the language pretraining matter? the same backbone with random weights, frozen"),
+    Contender("no-lm", {"method": "no-lm"}, WIDE, "does the backbone matter at all? the input layer straight "
+              "to the head (Tan et al.)"),
+    Contender("full", {"method": "full"}, (1e-5, 1e-4), "full fine-tuning of the pretrained backbone"),
+    Contender("lora", {"method": "lora"}, (1e-4, 1e-3), "peft LoRA adapters on the frozen backbone"),
+    Contender("ln-tuning", {"method": "ln-tuning"}, WIDE, "peft LN tuning: trained copies of the layer norms"),
+    Contender("logistic", {"method": "logistic"}, WIDE, "a linear model on the flattened input"),
+    Contender("mlp", {"method": "mlp"}, WIDE, "a 256-unit MLP on the flattened input"),
+    Contender("cnn", {"method": "cnn"}, WIDE, "a small CNN (2-D on images, 1-D over tokens)"),
+    Contender("linear", {"model": "linear"}, (1e-3, 1e-2), "a linear map from the window to the horizon",
+              forecasting_only=True),
+    Contender("repeat-last", {"model": "repeat-last"}, (1e-3,), "the window's last value, repeated (nothing trains)",
+              forecasting_only=True),
+    Contender("patchtst", {"model": "patchtst"}, (1e-4, 1e-3), "a PatchTST-style transformer trained from scratch",
+              forecasting_only=True),
+):
+    CONTENDERS.register(_c)
+
+# The default contenders, by what the task's outputs are (fpt.objectives: `horizon` or not).
+DEFAULTS = {"forecast": ("fpt", "random-init", "no-lm", "linear", "repeat-last", "patchtst"),
+            "other": ("fpt", "random-init", "no-lm", "full", "lora", "ln-tuning", "logistic", "mlp", "cnn")}
+
+
+def markdown_table() -> str:
+    """The contenders as a Markdown table (docs/COMPARE.md holds it; a test keeps the two equal)."""
+    lines = ["| contender | fpt train settings | lr grid | default for | what it answers |", "|---|---|---|---|---|"]
+    for c in CONTENDERS.values():
+        settings = ", ".join(f"--{k} {v}" for k, v in c.settings.items()) or "(none: the defaults)"
+        default = " and ".join(kind for kind, names in (("forecasting", DEFAULTS["forecast"]),
+                                                        ("other tasks", DEFAULTS["other"])) if c.name in names)
+        lines.append(f"| `{c.name}` | {settings} | {', '.join(f'{lr:g}' for lr in c.lrs)} | {default or '-'} | "
+                     f"{c.question} |")
+    return "\n".join(lines)
+
+
+@dataclass
+class Comparison:
+    """What `fpt compare` found: the card's sentences, one row per contender, and where it all is."""
+
+    verdict: list[str]                   # the card's sentences
+    table: list[dict[str, Any]]          # per contender: score, interval against fpt, verdict, cost, converged
+    skipped: dict[str, str]              # contender -> why it did not run
+    report: Path
+    failed: list[str] = field(default_factory=list)
+
+
+def choose_contenders(arms: str, forecasting: bool) -> list[Contender]:
+    """default | all | a comma-separated list of contender names (fpt always first)."""
+    if arms == "default":
+        names = list(DEFAULTS["forecast" if forecasting else "other"])
+    elif arms == "all":
+        names = list(CONTENDERS)
+    else:
+        names = [a.strip() for a in arms.split(",") if a.strip()]
+        for name in names:
+            CONTENDERS.find(name)
+        names = [REFERENCE] + [n for n in names if n != REFERENCE]
+    return [CONTENDERS[n] for n in dict.fromkeys(names)]
+
+
+def skip_reason(contender: Contender, spec: Any, base: dict[str, Any]) -> str:
+    """Why `contender` cannot run on a task of this spec ("" if it can): its model is built once
+    here, on the CPU, exactly as its runs will build it."""
+    from fpt.model import assemble_model
+    from fpt.objectives import objective
+    from fpt.options import ModelOptions
+
+    if contender.forecasting_only and not objective(spec.objective).horizon:
+        return f"a forecasting model; this task's outputs are {objective(spec.objective).outputs}"
+    values = {k: v for k, v in {**base, **contender.settings}.items() if k in ModelOptions.__dataclass_fields__}
+    try:
+        assemble_model(spec, ModelOptions(**values), "cpu")
+    except FptError as err:
+        return str(err)
+    return ""
+
+
+def plan(task: str, task_options: dict[str, Any], contenders: list[Contender], seeds: int,
+         base: dict[str, Any]) -> dict[str, Any]:
+    """The sweep spec of a comparison: every contender's lrs on seed 0, the other seeds at the chosen lr."""
+    lrs = sorted({lr for c in contenders for lr in c.lrs})
+    return {
+        "description": f"fpt compare on {task}: {', '.join(c.name for c in contenders)}; lr chosen on "
+                       f"validation on seed 0, {seeds} seeds, paired 95% t intervals against {REFERENCE}",
+        "base": {"task": task, **({"task_options": task_options} if task_options else {}), **base},
+        "grid": {"lr": lrs, "seed": list(range(seeds))},
+        "variants": {c.name: {**c.settings, "grid": {"lr": list(c.lrs)}} for c in contenders},
+        "arena": {"reference": REFERENCE, "lr_seeds": [0]},
+    }
+
+
+def compare(task: str, task_options: dict[str, Any] | None = None, model: str = "minilm", arms: str = "default",
+            seeds: int = 5, out: str | Path | None = None, workers: int = 1, steps: int | None = None,
+            patience: int = 5, time_budget: float = 0.0, extra: dict[str, Any] | None = None,
+            lrs: tuple[float, ...] | None = None, progress: bool = True,
+            say: Callable[[str], None] | None = None) -> Comparison:
+    """Run (or resume) the comparison and return its verdict; see the module docstring.
+
+    extra: further fpt train keys for every run (eval_every, batch_size, precision, ...);
+    lrs: one learning-rate grid for every contender instead of each one's own."""
+    from fpt.objectives import objective
+    from fpt.run.config import build_config
+    from fpt.run.setup import data_dir
+    from fpt.tasks import build_task, parse_options, resolve, task_label
+
+    say = say or (lambda line: print(line, file=sys.stderr))
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
+        raise FptError(f"--seeds must be an integer >= 2 (paired intervals need two seeds at least), got {seeds!r}")
+    base: dict[str, Any] = {"model": model, "patience": patience, "time_budget": time_budget, **(extra or {})}
+    if steps is not None:
+        base["steps"] = steps
+    cfg = build_config({"task": task, "task_options": dict(task_options or {}), **base})  # every flag checked
+    spec = build_task(cfg.task, cfg.task_options, cfg.data_seed, data_dir(cfg)).spec
+    # typed as the task reads them, so that n_bits=5 from the command line and from Python are one setting
+    entry = resolve(cfg.task)
+    parsed = parse_options(entry.options, cfg.task_options, cfg.task)
+    typed_options = {k: getattr(parsed, k) for k in cfg.task_options}
+    contenders = choose_contenders(arms, objective(spec.objective).horizon)
+    if lrs:
+        contenders = [dataclasses.replace(c, lrs=tuple(float(lr) for lr in lrs)) for c in contenders]
+    skipped = {}
+    for c in list(contenders):
+        reason = skip_reason(c, spec, base)
+        if reason:
+            if c.name == REFERENCE:
+                raise FptError(f"fpt compare: the FPT arm itself cannot run on this task: {reason}")
+            skipped[c.name] = reason
+            contenders.remove(c)
+    out = Path(out or Path("runs") / "compare" / f"{task_label(cfg.task)}-{Path(model.rstrip('/')).name}")
+    spec_yaml = plan(cfg.task, typed_options, contenders, seeds, base)
+    runs = sum(len(c.lrs) + seeds - 1 for c in contenders)
+    say(f"compare: {len(contenders)} contenders ({', '.join(c.name for c in contenders)}) x their lrs on seed 0, "
+        f"then {seeds - 1} more seeds at each chosen lr: {runs} runs on {workers} worker(s) -> {out}")
+    for name, reason in skipped.items():
+        say(f"compare: skipping {name}: {reason}")
+    out.mkdir(parents=True, exist_ok=True)
+    spec_path = out / "compare.yaml"
+    atomic_write(spec_path, yaml.safe_dump(spec_yaml, sort_keys=False).encode())
+    started = time.perf_counter()
+    failed = sweep(spec_path, out, workers=workers, progress=progress)
+    path = report([out], out / "report", command=f"fpt compare --task {task} (see compare.yaml)")
+    result = verdict(collect([out])[0], skipped, path, failed)
+    text = path.read_text()
+    atomic_write(path, ("\n".join(card(result, time.perf_counter() - started)) + "\n" + text).encode())
+    return result
+
+
+def _converged(results: list[dict[str, Any]]) -> tuple[int, int]:
+    """(seeds whose best validation came before their last evaluation, or that stopped early; seeds)."""
+    done = [r for r in results if r.get("stopped_early") or r["best_val"].get("step", 0) < r.get("steps_run", 0)]
+    return len(done), len(results)
+
+
+def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[str]) -> Comparison:
+    """The comparison's table and sentences from the runs' result files."""
+    arenas = arena.choose(rows)
+    if len(arenas) != 1:
+        raise FptError(f"fpt compare: expected one task and setting in the sweep, found {len(arenas)}")
+    arms = next(iter(arenas.values()))
+    if REFERENCE not in arms:
+        raise FptError("fpt compare: the FPT arm has no finished runs; see the logs in the sweep directory")
+    kind = arms[REFERENCE].row.objective
+    means = {name: mean_se(list(a.tests().values())) for name, a in arms.items()}
+    ranked = sorted(means, key=lambda n: means[n][0], reverse=True)
+    table = []
+    for name in ranked:
+        a = arms[name]
+        results = a.row.results
+        comparison = arena.paired(a, arms[REFERENCE]) if name != REFERENCE else None
+        converged, n = _converged(results)
+        table.append({
+            "contender": name, "lr": a.lr, "seeds": len(results), "score": kind.show_stats(*means[name]),
+            "mean": means[name][0], "versus_fpt": kind.show_interval(comparison) if comparison else "-",
+            "p": comparison.p if comparison else math.nan, "verdict": comparison.verdict if comparison else "reference",
+            "train_seconds": mean_se([r["wall_seconds"] for r in results])[0],
+            "train_gflops": mean_se([r.get("train_flops", {}).get("total", 0) / 1e9 for r in results])[0],
+            "converged": f"{converged} of {n}", "trainable_params": results[0]["trainable_params"]})
+    by_name = {row["contender"]: row for row in table}
+    lines = []
+    for twin, question in (("random-init", "Does the language pretraining matter here?"),
+                           ("no-lm", "Does the language model matter at all?")):
+        if twin in by_name:
+            c = arena.paired(arms[REFERENCE], arms[twin])  # FPT minus the twin: positive means FPT is better
+            word = {"wins": "Yes: FPT beats", "loses": "No: FPT loses to", "tie": "Not shown: FPT ties with"}.get(
+                c.verdict, "Not enough seeds to say: FPT against")
+            lines.append(f"{question} {word} {twin} ({kind.show_interval(c)}, p = {c.p:.3f}).")
+    best = ranked[0]
+    fpt_row = by_name[REFERENCE]
+    if best == REFERENCE:
+        lines.append(f"FPT has the best mean test score of {len(ranked)} contenders ({fpt_row['score']}).")
+    else:
+        b = by_name[best]
+        lines.append(f"The best contender is {best} ({b['score']}, verdict against FPT: {b['verdict']}); FPT ranks "
+                     f"{ranked.index(REFERENCE) + 1} of {len(ranked)} ({fpt_row['score']}).")
+        lines.append(f"Cost: FPT trained {fpt_row['train_seconds']:.0f} s and {fpt_row['train_gflops']:,.0f} GFLOPs "
+                     f"per run, {best} {b['train_seconds']:.0f} s and {b['train_gflops']:,.0f} GFLOPs.")
+    limits = [f"{r['contender']} converged in {r['converged']} seeds" for r in table
+              if r["converged"].split(" of ")[0] != r["converged"].split(" of ")[1]]
+    limits += [f"{name} skipped: {why}" for name, why in skipped.items()]
+    limits += [f"{len(failed)} run(s) failed: {', '.join(failed[:3])}"] if failed else []
+    lines.append("Limits: " + ("; ".join(limits) if limits else "every contender converged in every seed") + ".")
+    return Comparison(lines, table, skipped, path, failed)
+
+
+def card(result: Comparison, seconds: float) -> list[str]:
+    """The verdict card: the sentences, then one small table, at the top of REPORT.md."""
+    rows = ["| contender | test score | vs FPT (paired, 95% interval) | p | verdict | converged | train s | lr |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in result.table:
+        p = "-" if math.isnan(r["p"]) else f"{r['p']:.3f}"
+        rows.append(f"| {r['contender']} | {r['score']} | {r['versus_fpt']} | {p} | {r['verdict']} | "
+                    f"{r['converged']} | {r['train_seconds']:.0f} | {r['lr']} |")
+    return ["## Verdict", "", *(f"- {line}" for line in result.verdict), "", *rows, "",
+            (f"This invocation of `fpt compare` took {seconds:.0f} s (runs finished earlier and resumed are not "
+             "counted in it)."), ""]

@@ -1,0 +1,62 @@
+"""fpt compare: plan, run, resume and verdict card, from the command line and from Python alike."""
+
+from __future__ import annotations
+
+import pytest
+
+import fpt
+from fpt.cli import main
+from fpt.errors import FptError
+from fpt.experiments.compare import DEFAULTS, choose_contenders
+
+TINY = {"batch_size": 8, "eval_every": 2, "precision": "fp32"}
+
+
+def test_default_contenders_follow_the_objective():
+    assert [c.name for c in choose_contenders("default", forecasting=True)] == list(DEFAULTS["forecast"])
+    assert [c.name for c in choose_contenders("default", forecasting=False)][:3] == ["fpt", "random-init", "no-lm"]
+    assert [c.name for c in choose_contenders("logistic,no-lm", forecasting=False)] == ["fpt", "logistic", "no-lm"]
+    with pytest.raises(FptError, match=r"--arms must be one of fpt, .*got 'lorra'"):
+        choose_contenders("fpt,lorra", forecasting=False)
+
+
+def test_a_comparison_runs_resumes_and_gives_the_same_verdict_from_python_and_the_cli(tmp_path, tiny_gpt2, capsys):
+    options = dict(task_options={"n_bits": 5, "n_val": 16, "n_test": 16}, model=str(tiny_gpt2),
+                   arms="fpt,random-init,logistic,linear", seeds=2, out=tmp_path / "c", workers=2, steps=6,
+                   extra=TINY, lrs=(1e-3,), progress=False)
+    result = fpt.compare("bit-xor", **options)
+    assert result.skipped == {"linear": "a forecasting model; this task's outputs are bits"}
+    assert {row["contender"] for row in result.table} == {"fpt", "random-init", "logistic"}
+    assert all(row["seeds"] == 2 for row in result.table)
+    assert result.verdict[0].startswith("Does the language pretraining matter here?")
+    assert result.verdict[-1].startswith("Limits:") and "linear skipped" in result.verdict[-1]
+    text = result.report.read_text()
+    assert text.startswith("## Verdict") and "| contender | test score | vs FPT (paired, 95% interval) |" in text
+    runs = sorted(p.name for p in (tmp_path / "c" / "runs").iterdir())
+    assert len(runs) == 6  # 3 contenders x (1 lr on seed 0 + 1 more seed)
+
+    capsys.readouterr()
+    code = main(["compare", "--task", "bit-xor", "--task-opt", "n_bits=5", "--task-opt", "n_val=16", "--task-opt",
+                 "n_test=16", "--model", str(tiny_gpt2), "--arms", "fpt,random-init,logistic,linear",
+                 "--seeds", "2", "--out", str(tmp_path / "c"), "--workers", "2", "--steps", "6", "--lrs", "1e-3",
+                 "--set", "batch_size=8", "--set", "eval_every=2", "--set", "precision=fp32", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0 and "6 already finished, 0 to run" in captured.err  # resumed: nothing ran again
+    assert captured.out.splitlines()[:len(result.verdict)] == result.verdict
+    assert sorted(p.name for p in (tmp_path / "c" / "runs").iterdir()) == runs
+
+
+def test_bad_input_is_one_line_before_anything_runs(tmp_path, tiny_gpt2):
+    assert main(["compare", "--task", "bit-xor", "--model", str(tiny_gpt2), "--seeds", "1",
+                 "--out", str(tmp_path / "c")]) == 2
+    assert main(["compare", "--task", "bit-xorr", "--out", str(tmp_path / "d")]) == 2
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+def test_docs_contenders_table_is_the_registry():
+    from pathlib import Path
+
+    from fpt.experiments.compare import markdown_table
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "COMPARE.md").read_text()
+    assert markdown_table() in text, "docs/COMPARE.md's table is stale: paste markdown_table()'s output into it"
