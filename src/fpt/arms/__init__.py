@@ -16,10 +16,9 @@ arm is one class (in a module of its own, or beside its family) plus one `regist
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import import_module
 from typing import TYPE_CHECKING
 
-from fpt.registry import Registry
+from fpt.registry import Registry, load_reference
 
 if TYPE_CHECKING:
     from fpt.arms.base import ArmHooks
@@ -36,8 +35,7 @@ class Arm:
     adapter_markers: tuple[str, ...] = ()  # substrings of the parameter names its adapters add
 
     def hooks(self) -> "ArmHooks":
-        module, _, name = self.implementation.partition(":")
-        return getattr(import_module(module), name)()
+        return load_reference(self.implementation)()
 
 
 ARMS: Registry[Arm] = Registry("arm", "--method", hint="see `fpt arms`")

@@ -99,7 +99,7 @@ class Comparison:
     """What `fpt compare` found: the card's sentences, one row per contender, and where it all is."""
 
     verdict: list[str]                   # the card's sentences
-    table: list[dict[str, Any]]          # per contender: score, interval against fpt, verdict, cost, converged
+    table: list[dict[str, Any]]          # per contender: score, interval against fpt, verdict, cost, seeds converged
     skipped: dict[str, str]              # contender -> why it did not run
     report: Path
     failed: list[str] = field(default_factory=list)
@@ -128,9 +128,8 @@ def skip_reason(contender: Contender, spec: Any, base: dict[str, Any]) -> str:
 
     if contender.forecasting_only and not objective(spec.objective).horizon:
         return f"a forecasting model; this task's outputs are {objective(spec.objective).outputs}"
-    values = {k: v for k, v in {**base, **contender.settings}.items() if k in ModelOptions.__dataclass_fields__}
     try:
-        assemble_model(spec, ModelOptions(**values), "cpu")
+        assemble_model(spec, ModelOptions.of({**base, **contender.settings}), "cpu")
     except FptError as err:
         return str(err)
     return ""
@@ -160,12 +159,13 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     extra: further fpt train keys for every run (eval_every, batch_size, precision, ...);
     lrs: one learning-rate grid for every contender instead of each one's own."""
     from fpt.objectives import objective
+    from fpt.options import is_count
     from fpt.run.config import build_config
     from fpt.run.setup import data_dir
     from fpt.tasks import build_task, parse_options, resolve, task_label
 
     say = say or (lambda line: print(line, file=sys.stderr))
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
+    if not is_count(seeds, 2):
         raise FptError(f"--seeds must be an integer >= 2 (paired intervals need two seeds at least), got {seeds!r}")
     base: dict[str, Any] = {"model": model, "patience": patience, "time_budget": time_budget, **(extra or {})}
     if steps is not None:
@@ -206,10 +206,9 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     return result
 
 
-def _converged(results: list[dict[str, Any]]) -> tuple[int, int]:
-    """(seeds whose best validation came before their last evaluation, or that stopped early; seeds)."""
-    done = [r for r in results if r.get("stopped_early") or r["best_val"].get("step", 0) < r.get("steps_run", 0)]
-    return len(done), len(results)
+def _converged(results: list[dict[str, Any]]) -> int:
+    """How many seeds' best validation came before their last evaluation, or stopped early."""
+    return sum(bool(r.get("stopped_early") or r["best_val"].get("step", 0) < r.get("steps_run", 0)) for r in results)
 
 
 def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[str]) -> Comparison:
@@ -228,14 +227,13 @@ def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[s
         a = arms[name]
         results = a.row.results
         comparison = arena.paired(a, arms[REFERENCE]) if name != REFERENCE else None
-        converged, n = _converged(results)
         table.append({
             "contender": name, "lr": a.lr, "seeds": len(results), "score": kind.show_stats(*means[name]),
             "mean": means[name][0], "versus_fpt": kind.show_interval(comparison) if comparison else "-",
             "p": comparison.p if comparison else math.nan, "verdict": comparison.verdict if comparison else "reference",
             "train_seconds": mean_se([r["wall_seconds"] for r in results])[0],
             "train_gflops": mean_se([r.get("train_flops", {}).get("total", 0) / 1e9 for r in results])[0],
-            "converged": f"{converged} of {n}", "trainable_params": results[0]["trainable_params"]})
+            "converged": _converged(results), "trainable_params": results[0]["trainable_params"]})
     by_name = {row["contender"]: row for row in table}
     lines = []
     for twin, question in (("random-init", "Does the language pretraining matter here?"),
@@ -255,8 +253,8 @@ def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[s
                      f"{ranked.index(REFERENCE) + 1} of {len(ranked)} ({fpt_row['score']}).")
         lines.append(f"Cost: FPT trained {fpt_row['train_seconds']:.0f} s and {fpt_row['train_gflops']:,.0f} GFLOPs "
                      f"per run, {best} {b['train_seconds']:.0f} s and {b['train_gflops']:,.0f} GFLOPs.")
-    limits = [f"{r['contender']} converged in {r['converged']} seeds" for r in table
-              if r["converged"].split(" of ")[0] != r["converged"].split(" of ")[1]]
+    limits = [f"{r['contender']} converged in {r['converged']} of {r['seeds']} seeds" for r in table
+              if r["converged"] != r["seeds"]]
     limits += [f"{name} skipped: {why}" for name, why in skipped.items()]
     limits += [f"{len(failed)} run(s) failed: {', '.join(failed[:3])}"] if failed else []
     lines.append("Limits: " + ("; ".join(limits) if limits else "every contender converged in every seed") + ".")
@@ -270,7 +268,7 @@ def card(result: Comparison, seconds: float) -> list[str]:
     for r in result.table:
         p = "-" if math.isnan(r["p"]) else f"{r['p']:.3f}"
         rows.append(f"| {r['contender']} | {r['score']} | {r['versus_fpt']} | {p} | {r['verdict']} | "
-                    f"{r['converged']} | {r['train_seconds']:.0f} | {r['lr']} |")
+                    f"{r['converged']} of {r['seeds']} | {r['train_seconds']:.0f} | {r['lr']} |")
     return ["## Verdict", "", *(f"- {line}" for line in result.verdict), "", *rows, "",
             (f"This invocation of `fpt compare` took {seconds:.0f} s (runs finished earlier and resumed are not "
              "counted in it)."), ""]
