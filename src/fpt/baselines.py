@@ -1,4 +1,4 @@
-"""Forecasting baselines that replace fpt's whole model: `--model linear` and `--model repeat-last`.
+"""Forecasting baselines that replace fpt's whole model: `--model linear`, `repeat-last`, `seasonal-naive`.
 
 Both are FPTModels with no backbone and no input layer, so the runner, checkpoints and
 `fpt predict` treat them like any run. The window (series_len steps of one channel) is one
@@ -8,6 +8,9 @@ token and the head is the whole model:
                  one linear map per window, shared by the channels (NLinear/DLinear style,
                  the linear model Tan et al. and the closed-form numbers in PAPER.md use)
     repeat-last  the window's last value, repeated over the horizon; nothing trains
+    seasonal-naive  the window's last season repeated: step h of the forecast is the value one
+                 period before it (period: the data's, from its date column, or seasonal-naive-N);
+                 nothing trains
 
 The catalogue (fpt.catalog) names them; these are their hooks (fpt.arms.base).
 """
@@ -71,4 +74,29 @@ class RepeatLast(WindowBaseline):
         """Make the head (window -> horizon) copy the window's last value to every step."""
         model.head.weight.zero_()
         model.head.weight[:, -1] = 1
+        model.head.bias.zero_()
+
+
+class SeasonalNaive(WindowBaseline):
+    """y[T + h] = x[T + h - period * ceil((h + 1) / period)]: the last whole season, repeated."""
+
+    def adapt_spec(self, spec: TaskSpec, options: ModelOptions) -> TaskSpec:
+        adapted = super().adapt_spec(spec, options)
+        given = options.model.rpartition("-")[2]
+        self.period = int(given) if given.isdigit() else spec.period
+        if self.period <= 0:
+            raise FptError(f"--model seasonal-naive: task {spec.name}'s dates do not give a seasonal period; name "
+                           "it: --model seasonal-naive-24 (hourly data with a daily cycle)")
+        if self.period > spec.series_len:
+            raise FptError(f"--model {options.model}: the period {self.period} is longer than the input window "
+                           f"({spec.series_len} steps); use a longer --task-opt seq_len or a shorter period")
+        return adapted
+
+    @torch.no_grad()
+    def finish(self, model: "FPTModel", options: ModelOptions) -> None:
+        """Make the head (window -> horizon) copy each step's value one season earlier."""
+        window, horizon = model.head.weight.shape[1], model.head.weight.shape[0]
+        model.head.weight.zero_()
+        for h in range(horizon):
+            model.head.weight[h, window - self.period + h % self.period] = 1
         model.head.bias.zero_()

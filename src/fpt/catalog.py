@@ -9,7 +9,8 @@ weights come from and, for fpt's own models, how they are built:
     gpt2, ..., opt-125m   hub names, with their sizes for `fpt models`
     patchtst              a PatchTST-style transformer trained from scratch (fpt.patchtst)
     lstm, lstm-N          the paper's LSTM baseline (fpt.lstm)
-    linear, repeat-last   forecasting baselines that replace fpt's whole model (fpt.baselines)
+    linear, repeat-last, seasonal-naive   forecasting baselines that replace fpt's whole model
+                          (fpt.baselines)
 
 This module imports nothing heavy (no torch): the CLI lists it at start-up.
 """
@@ -112,6 +113,10 @@ for _entry in (
     NamedModel("repeat-last", "built in", "baseline", 0, 0, 0.0, 0,
                "forecasting: the window's last value, repeated; nothing trains", "none",
                whole_model="fpt.baselines:RepeatLast", from_scratch=True, default_train="none"),
+    NamedModel("seasonal-naive", "built in", "baseline", 0, 0, 0.0, 0,
+               "forecasting: the window's last season repeated (period from the data's dates, or "
+               "seasonal-naive-N); nothing trains", "none",
+               whole_model="fpt.baselines:SeasonalNaive", from_scratch=True, default_train="none", sized=True),
     NamedModel("lstm", "built in", "lstm", 3, 768, 14.2, 0,
                "the paper's LSTM baseline (LayerNorm after each layer); lstm-N for width N; train with --train all",
                "none", loader="fpt.lstm:load_lstm", sized=True),

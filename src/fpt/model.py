@@ -80,9 +80,9 @@ class FPTModel(nn.Module):
         self.series = (SeriesInput(spec.series_len, spec.patch_len, spec.patch_stride, spec.instance_norm, spec.patch_pad)
                        if spec.series_len else None)
         self.input: nn.Module
-        if not input_layer:  # a baseline whose head reads the tokens themselves (fpt.baselines)
-            assert spec.token_dim == width, "without an input layer the tokens are the backbone's width"
-            self.input = nn.Identity()
+        if not input_layer:  # a baseline whose head reads the tokens themselves (fpt.baselines, fpt.arms.fitted)
+            assert (spec.token_dim or 1) == width, "without an input layer the tokens are the backbone's width"
+            self.input = nn.Identity() if spec.token_dim is not None else IdsAsValues()
         elif spec.token_dim is not None:
             self.input = nn.Linear(spec.token_dim, width)
             nn.init.orthogonal_(self.input.weight, gain=ORTHOGONAL_GAIN)
@@ -200,6 +200,13 @@ class FPTModel(nn.Module):
         groups.update({f"head.{n}": "output" for n, _ in self.head.named_parameters()})
         groups.update({f"backbone.{n}": g for n, g in backbone_groups(self.backbone).items()})
         return groups
+
+
+class IdsAsValues(nn.Module):
+    """Integer tokens (B, L) as one real value each (B, L, 1): what a fitted baseline reads of ids."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.float().unsqueeze(-1)
 
 
 def trained_tensors(module: nn.Module) -> dict[str, Tensor]:

@@ -52,6 +52,8 @@ class Objective:
     per_target: bool = False          # accumulates per-target vectors (their shards merge pairwise)
     probabilities: bool = True        # --probs gives class or bit probabilities
     horizon: bool = False             # outputs continue the input series, in each window's own scale
+    perfect: float = 1.0              # the best `score` there is (accuracy 1, R^2 1, MSE 0): early stopping
+                                      # ends a run whose validation reaches it, as nothing can beat it
 
     # -- showing scores (higher-is-better `score` values) in progress bars and reports ----------
     @property
@@ -193,5 +195,5 @@ register(Objective(
     "regression", "RMSE, R^2", "targets", "r2", per_target=True, probabilities=False,
     loss=_mse, accumulate=_regression_accumulate, summarise=_regression_summarise, predict=_values))
 register(Objective(
-    "forecast", "MSE, MAE", "steps ahead", "mse", lower_is_better=True, percent=False, probabilities=False,
+    "forecast", "MSE, MAE", "steps ahead", "mse", lower_is_better=True, percent=False, probabilities=False, perfect=0.0,
     horizon=True, loss=_mse, accumulate=_forecast_accumulate, summarise=_forecast_summarise, predict=_values))

@@ -62,7 +62,7 @@ def test_test_metric_is_a_full_pass(runs):
 
 
 def test_predict_writes_forecasts_in_original_units(runs, series_csv, tmp_path):
-    names, values = read_csv(series_csv, "all")
+    names, values, _ = read_csv(series_csv, "all")
     window = values[-60:-12]                                               # (48, 3), the data's units
     forecast = predict(runs["repeat-last"], window[None])
     assert forecast.shape == (1, 12, 3)

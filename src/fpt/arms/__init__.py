@@ -5,8 +5,9 @@ torch), each naming the class that implements it (`module:Class`, imported on fi
 
     recipes.py       fpt, full, output, bitfit: which of the backbone's own parameters train
     adapters.py      lora, ia3, ln-tuning: Hugging Face peft adapters added to the backbone
-    replacements.py  no-lm, attention-1, block-1: the backbone replaced (Tan et al.'s ablations)
+    replacements.py  no-lm, attention-1, block-1, pattn: the backbone replaced (Tan et al.'s ablations)
     plain.py         logistic, mlp, cnn: no backbone at all, a plain model on the flattened input
+    fitted.py        trees, minirocket: no backbone, a scikit-learn model fitted once (no gradient steps)
 
 fpt's input layer and head train in every arm. An implementation is an `ArmHooks` subclass
 (fpt.arms.base): every hook's default leaves the model as the FPT recipe builds it. Adding an
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 class Arm:
     name: str
     summary: str             # one line: `fpt arms`, the docs' table
-    family: str              # recipe | peft | replacement | plain
+    family: str              # recipe | peft | replacement | plain | fitted
     implementation: str      # "module:Class", an ArmHooks subclass, imported on first use
     default_train: str = ""  # what --train left at its default means ("": the FPT groups)
     replaces: str = ""       # what takes the backbone's place ("": the backbone stays)
@@ -61,7 +62,8 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
-_R, _P, _X, _B = "fpt.arms.recipes", "fpt.arms.adapters", "fpt.arms.replacements", "fpt.arms.plain"
+_R, _P, _X, _B, _F = ("fpt.arms.recipes", "fpt.arms.adapters", "fpt.arms.replacements", "fpt.arms.plain",
+                      "fpt.arms.fitted")
 for _entry in (
     Arm("fpt", "the paper's recipe: the groups --train names train, attention and feed-forward stay frozen",
         "recipe", f"{_R}:Recipe"),
@@ -82,11 +84,20 @@ for _entry in (
         "replacement", f"{_X}:AttentionOne", default_train="all", replaces="1 random attention layer"),
     Arm("block-1", "one randomly initialised transformer block of the backbone's width (Tan et al.)",
         "replacement", f"{_X}:BlockOne", default_train="all", replaces="1 random transformer block"),
+    Arm("pattn", "Tan et al.'s PAttn: one randomly initialised attention layer without positions (on a series: "
+        "patches, their linear embedding, attention, the flatten head)", "replacement", f"{_X}:PAttn",
+        default_train="all", replaces="1 random attention layer, no positions"),
     Arm("logistic", "one linear map on the flattened input (logistic regression for classes and bits)",
         "plain", f"{_B}:Logistic", default_train="all", replaces="no backbone, no input layer for float tokens"),
     Arm("mlp", "a 256-unit ReLU MLP on the flattened input",
         "plain", f"{_B}:Mlp", default_train="all", replaces="no backbone, no input layer for float tokens"),
     Arm("cnn", "a small CNN: 2-D on the image the patches came from, else 1-D over the tokens",
         "plain", f"{_B}:Cnn", default_train="all", replaces="no backbone, no input layer for float tokens"),
+    Arm("trees", "scikit-learn's histogram gradient-boosted trees on the flattened input, fitted once "
+        "(one model per output, its own early stopping)", "fitted", f"{_F}:Trees", default_train="all",
+        replaces="no backbone: fitted, not trained by gradient"),
+    Arm("minirocket", "sktime's MiniRocket features and a ridge classifier, fitted once (classification of "
+        "real-valued series)", "fitted", f"{_F}:MiniRocket", default_train="all",
+        replaces="no backbone: fitted, not trained by gradient"),
 ):
     register(_entry)

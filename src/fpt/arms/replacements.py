@@ -1,6 +1,8 @@
 """Tan et al.'s ablations: the backbone replaced by nothing (no-lm), one randomly initialised
-attention layer (attention-1) or one transformer block (block-1), of the backbone's width.
-Everything they have trains; the input layer and head are fpt's own, as in every arm."""
+attention layer (attention-1) or one transformer block (block-1), of the backbone's width;
+and their PAttn baseline (pattn): one attention layer without any position information, so
+that on a series it is patching, a linear patch embedding, one attention layer and the
+flatten head. Everything they have trains; the input layer and head are fpt's own, as in every arm."""
 
 from __future__ import annotations
 
@@ -18,13 +20,14 @@ from fpt.tasks.base import TaskSpec
 
 class Replacement(nn.Module):
     """One randomly initialised attention layer or transformer block in place of the backbone,
-    with a learned position table (pre-LN, residual); an HF-like backbone for FPTModel."""
+    with a learned position table (none for PAttn; pre-LN, residual); an HF-like backbone for FPTModel."""
 
     def __init__(self, width: int, heads: int, positions: int, block: bool, dropout: float = 0.1):
         super().__init__()
         self.hidden_size = width
-        self.position = nn.Embedding(max(positions, 1), width)
-        nn.init.normal_(self.position.weight, std=0.02)
+        self.position = nn.Embedding(positions, width) if positions else None  # 0: no positions (PAttn)
+        if self.position is not None:
+            nn.init.normal_(self.position.weight, std=0.02)
         self.norm_attention = nn.LayerNorm(width)
         self.attention = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
         self.dropout = nn.Dropout(dropout)
@@ -47,7 +50,9 @@ class Replacement(nn.Module):
         return {name: group(name) for name, _ in self.named_parameters()}
 
     def forward(self, inputs_embeds: Tensor, attention_mask: Tensor | None = None, **_: object) -> SimpleNamespace:
-        h = inputs_embeds + self.position.weight[:inputs_embeds.shape[1]]   # (B, L, H)
+        h = inputs_embeds                                                   # (B, L, H)
+        if self.position is not None:
+            h = h + self.position.weight[:h.shape[1]]
         padding = None if attention_mask is None else attention_mask == 0   # (B, L), True: ignore
         q = self.norm_attention(h)
         h = h + self.dropout(self.attention(q, q, q, key_padding_mask=padding, need_weights=False)[0])
@@ -61,15 +66,17 @@ class Replace(ArmHooks):
 
     layers = 0        # 0: nothing (no-lm); 1: one attention layer, or one block with `block`
     block = False
+    positions = True  # a learned position table (PAttn has none)
 
     def replace_backbone(self, backbone: nn.Module, info: BackboneInfo, spec: TaskSpec,
                          options: ModelOptions) -> tuple[nn.Module, BackboneInfo]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(options.seed)
-            replacement: nn.Module = (Replacement(info.hidden_size, attention_heads(backbone), spec.seq_len,
+            positions = max(spec.seq_len, 1) if self.positions else 0
+            replacement: nn.Module = (Replacement(info.hidden_size, attention_heads(backbone), positions,
                                                   block=self.block) if self.layers else NoBackbone(info.hidden_size))
         info = dataclasses.replace(info, model_type=options.method, causal=False, layers=self.layers,
-                                   position="learned" if self.layers else "none", attention_impl="",
+                                   position="learned" if self.layers and self.positions else "none", attention_impl="",
                                    input_size=info.hidden_size, max_positions=max(spec.seq_len, 1),
                                    description=f"{options.method} in place of {info.name}, randomly initialised")
         return replacement, info
@@ -85,6 +92,10 @@ class AttentionOne(Replace):
 
 class BlockOne(Replace):
     layers, block = 1, True
+
+
+class PAttn(Replace):
+    layers, positions = 1, False
 
 
 def attention_heads(backbone: nn.Module) -> int:

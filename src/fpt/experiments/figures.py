@@ -84,16 +84,19 @@ def steps_to_threshold(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
 
 
 def bit_xor_attention(rows: list[Row], out: Path) -> list[tuple[str, Path]]:
+    # transformers' attention only: not an LSTM, a replacement, a plain or a fitted baseline
     candidates = [(x, d) for r in rows if r.task == "bit-xor" for x, d in zip(r.results, r.run_dirs)
-                  if x["backbone"]["model_type"] != "lstm"]  # an LSTM has no attention to show
+                  if x["backbone"]["model_type"] != "lstm" and x["backbone"].get("attention_impl")]
     if not candidates:
         return []
-    best, run_dir = max(candidates, key=lambda pair: pair[0]["test"]["accuracy"])
-    saved = run_dir / "attention.npy"  # written by the run after training (fpt.run.rundir.save_attention)
-    if not saved.is_file():
-        print(f"report: no bit-xor attention figure ({saved} is missing: the run predates attention maps "
-              "in run directories, or its backbone has none)", file=sys.stderr)
+    # written by the run after training (fpt.run.rundir.save_attention)
+    with_maps = [(x, d) for x, d in candidates if (d / "attention.npy").is_file()]
+    if not with_maps:
+        print(f"report: no bit-xor attention figure (no attention.npy in {candidates[0][1]} or its kind: the runs "
+              "predate attention maps in run directories)", file=sys.stderr)
         return []
+    best, run_dir = max(with_maps, key=lambda pair: pair[0]["test"]["accuracy"])
+    saved = run_dir / "attention.npy"
     attention = np.load(saved)                                           # (layers, L, L)
     layers, n = attention.shape[0], attention.shape[1] // 2
     cols = min(layers, 4)

@@ -72,7 +72,8 @@ class TrainConfig(ModelOptions):
     weight_decay: float = _f(0.0, "Adam weight decay (paper: 0)")
     clip: float = _f(1.0, "gradient-norm clipping threshold; 0 disables it")
     eval_every: int = _f(50, "validate every N steps (and at the last step)")
-    patience: int = _f(0, "stop after this many evaluations without a better validation score (0: never)")
+    patience: int = _f(0, "stop after this many evaluations without a better validation score, or at a perfect "
+                          "one (100%% accuracy, R^2 1); 0: never")
     time_budget: float = _f(0.0, "stop after this many seconds of the training loop (evaluations included), with "
                             "a last evaluation; 0: no limit. With --steps as a cap: a sweep's same wall-clock "
                             "budget for every arm")

@@ -60,7 +60,7 @@ def read_window_csv(spec: TaskSpec, path: Path) -> np.ndarray:
     """The last series_len rows of a CSV with the run's channel columns: x (1, series_len, K)."""
     from fpt.tasks.forecast import read_csv
 
-    names, values = read_csv(path, "all")
+    names, values, _ = read_csv(path, "all")
     missing = [c for c in spec.channel_names if c not in names]
     if missing:
         raise FptError(f"--input '{path}' has no column(s) {', '.join(missing)}; the run forecasts "

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fpt.arms.fitted import fitted_head
 from fpt.errors import FptError
 from fpt.saved import load_trained
 from fpt.provenance import versions
@@ -148,6 +149,7 @@ def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> di
         "padding_fraction": round(state.padding_tokens / max(state.tokens, 1), 4),
         "protocol": protocol(built),
         "cached_features": isinstance(built.model, HeadOnly),
+        "fitted": fitted_head(built.model) is not None,  # fitted once (trees, MiniRocket), no gradient steps
         "precision": built.precision,
         "threshold": cfg.threshold,
         "wall_seconds": round(state.wall_seconds, 3),

@@ -21,6 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+from fpt.arms import fitted
 from fpt.errors import FptError
 from fpt.groups import format_counts
 from fpt.metrics import Metrics
@@ -111,9 +112,12 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
         say("only the head trains: computing the frozen features once (--no-cache-features to recompute)")
         built = cached(built, cfg.batch_size * 4)
     trainable = [p for p in built.model.parameters() if p.requires_grad]
-    if not trainable:  # a baseline with nothing to learn (repeat-last): validated and tested as built
-        say("nothing trains: validating and testing the model as built")
+    if not trainable:  # fitted once (trees, MiniRocket), or nothing to learn (repeat-last): validated, tested
         state, best_params = rundir.start_or_resume(built, None, out)
+        if fitted.fitted_head(built.model) is not None:
+            state.wall_seconds = fitted.fit(built.model, built.task, cfg.seed, cfg.batch_size * 4, cfg.progress and main)
+        else:
+            say("nothing trains: validating and testing the model as built")
         state.best_val = evaluate(built, "val", cfg.batch_size * 4)
         if main:
             rundir.save_best(built, best_params, out, 0, state.best_val)
@@ -209,7 +213,9 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
             if state.steps_to_threshold is None and val["score"] >= cfg.threshold:
                 state.steps_to_threshold = done
             state.step = done
-            state.stopped_early = cfg.patience > 0 and done - state.best_step >= cfg.patience * cfg.eval_every
+            # with --patience, a run also stops once validation is perfect: no later score can be better
+            state.stopped_early = cfg.patience > 0 and (done - state.best_step >= cfg.patience * cfg.eval_every
+                                                        or state.best_val["score"] >= kind.perfect)
             state.out_of_time = out_of_time
             state.wall_seconds = time.perf_counter() - started
             if world.is_main:

@@ -49,6 +49,8 @@ class TaskSpec:
     channel_names: tuple[str, ...] = ()
     channel_mean: tuple[float, ...] = ()
     channel_std: tuple[float, ...] = ()
+    period: int = 0               # the seasonal period in steps (24 for hourly data), 0: unknown
+    columns: tuple[str, ...] = () # a table's feature columns, one token each (fpt.tasks.table)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TaskSpec":
@@ -116,6 +118,11 @@ class Task(ABC):
         """Train on a fixed random `fraction` of the training set from now on (--train-fraction)."""
         raise FptError(f"--train-fraction: task {self.spec.name} generates its training examples (every step "
                        "draws new ones), so there is no training set to take a fraction of; use fewer --steps")
+
+    def fit_batches(self, batch_size: int, seed: int, limit: int) -> Iterator[Batch]:
+        """Every training example once, unaugmented, for a model fitted in one go (fpt.arms.fitted:
+        trees, MiniRocket). A task that generates its examples draws `limit` of them instead."""
+        yield from self.eval_batches("train", batch_size)
 
     @abstractmethod
     def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:

@@ -42,6 +42,11 @@ class GeneratedTask(Task):
     def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
         return self.sample(generator(self.spec.name, "train", seed, step), batch_size)
 
+    def fit_batches(self, batch_size: int, seed: int, limit: int) -> Iterator[Batch]:
+        """The first `limit` examples of the training stream of `seed`: what the trained arms see first."""
+        for step in range(-(-limit // batch_size)):
+            yield self.train_batch(step, batch_size, seed)
+
     def split(self, split: str) -> Batch:
         if split not in self._splits:
             self._splits[split] = self.sample(generator(self.spec.name, split, self.data_seed),

@@ -21,6 +21,7 @@ Windows are views of one (channels, rows) tensor: a batch copies only its own wi
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +101,9 @@ def split_rows(split: str, rows: int, seq_len: int) -> dict[str, tuple[int, int]
             "test": (max(edges[2] - seq_len, 0), edges[3])}
 
 
-def read_csv(path: Path, features: str) -> tuple[list[str], np.ndarray]:
-    """(channel names, values (rows, channels) float64) of a CSV; the date column is dropped."""
+def read_csv(path: Path, features: str) -> tuple[list[str], np.ndarray, int]:
+    """(channel names, values (rows, channels) float64, seasonal period) of a CSV; the date column
+    gives the period (fpt.tasks.forecast.period) and is dropped."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
@@ -132,7 +134,28 @@ def read_csv(path: Path, features: str) -> tuple[list[str], np.ndarray]:
     if not np.isfinite(values).all():
         r, j = np.argwhere(~np.isfinite(values))[0]
         raise FptError(f"'{path}' line {r + 2}, column {header[columns[j]]!r} is NaN or inf; impute or drop it")
-    return [header[c] for c in columns], values
+    return [header[c] for c in columns], values, period([row[date] for row in body[:2]] if date is not None else [])
+
+
+def period(dates: list[str]) -> int:
+    """The seasonal period of a series from the step between its first two dates: the steps in a
+    day for sub-daily data (hourly: 24, 15-minute: 96), 7 for daily, 52 for weekly, 12 for
+    monthly, 4 for quarterly; 0 where the dates do not tell (no date column, unparseable dates)."""
+    from datetime import datetime
+
+    try:
+        first, second = (datetime.fromisoformat(d.strip()) for d in dates[:2])
+    except ValueError:
+        return 0
+    step = (second - first).total_seconds()
+    day = 24 * 3600
+    if 0 < step < day and day % step == 0:
+        return int(day // step)
+    days = step / day
+    for span, steps in ((1, 7), (7, 52), (30.4, 12), (91.3, 4)):
+        if abs(days - span) <= 0.1 * span:
+            return steps
+    return 0
 
 
 def _is_number(text: str) -> bool:
@@ -172,7 +195,7 @@ class Forecast(Task):
             raise FptError("task forecast needs its data: --task-opt path=FILE.csv (a date column and numeric "
                            f"channels) or path=NAME for a benchmark ({', '.join(BENCHMARKS)})")
         file = locate(o.path, data_dir)
-        names, values = read_csv(file, o.features)
+        names, values, season = read_csv(file, o.features)
         bounds = split_rows(o.split_name, len(values), o.seq_len)
         start, stop = bounds["train"]
         mean, std = values[start:stop].mean(axis=0), values[start:stop].std(axis=0)  # as StandardScaler
@@ -187,7 +210,7 @@ class Forecast(Task):
                 raise FptError(f"'{file}': the {split} split has {b - a} rows, fewer than seq_len + horizon = "
                                f"{span}; use a shorter seq_len or horizon, or another split")
             self.windows[split] = series[:, a:b].unfold(1, span, 1)
-        self.spec = self.make_spec(o, names, mean, std, file, len(values))
+        self.spec = dataclasses.replace(self.make_spec(o, names, mean, std, file, len(values)), period=season)
         self.order = EpochOrder(self.spec.name, self.split_size("train"))
         if o.train_fraction < 1:
             self.keep_train_fraction(o.train_fraction, data_seed)
