@@ -74,6 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from fpt.objectives import objective
     from fpt.tasks import REGISTRY, describe_task, option_help
+    from fpt.tasks.table import TableOptions
 
     print(f"{'task':<17}{'tokens x dim':<28}{'outputs':<22}{'metric':<20}data")
     for name in REGISTRY:
@@ -85,6 +86,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
           f"{'accuracy | RMSE, R^2':<22}your file")
     print(f"{'':<17}your own data: x_train, y_train, x_test, y_test (+ x_val, y_val, pad_id); "
           "options: n_val (see README)")
+    print(f"{'PATH.csv':<17}{'one token per column':<28}{'classes or 1 target':<22}"
+          f"{'accuracy | RMSE, R^2':<22}your file (.csv, .parquet)")
+    print(f"{'':<17}a table of numeric and categorical columns; options: "
+          f"{', '.join(f'{f.name}={f.default}' for f in dataclasses.fields(TableOptions))} (target= is required)")
     return 0
 
 

@@ -65,6 +65,13 @@ class Mlp(Plain):
 
 
 class Cnn(Plain):
+    def replace_backbone(self, backbone: nn.Module, info: BackboneInfo, spec: TaskSpec,
+                         options: ModelOptions) -> tuple[nn.Module, BackboneInfo]:
+        if spec.columns:
+            raise FptError(f"--method cnn convolves over neighbouring tokens; task {spec.name} is a table, whose "
+                           "columns have no order (try --method mlp or trees)")
+        return super().replace_backbone(backbone, info, spec, options)
+
     def head(self, spec: TaskSpec, width: int, outputs: tuple[int, ...]) -> nn.Module:
         return ConvHead(spec.seq_len, width, outputs, spec.image_patch)
 

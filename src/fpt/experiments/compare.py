@@ -42,6 +42,13 @@ from fpt.storage.files import atomic_write
 
 REFERENCE = "fpt"
 WIDE = (1e-4, 1e-3, 1e-2)  # the lr grid of arms whose trained parameters start fresh
+ONCE = (1e-3,)             # the one (unused) lr of contenders fitted once or that do not train
+# For the estimate printed at the start: the share of its step cap an early-stopped run takes; the
+# seconds a run spends outside its training loop (a fresh process imports torch, transformers and
+# peft in about 10 s on the 2-core EPYC, then loads its model and tests it); a fit of trees or MiniRocket.
+EARLY_STOP_SHARE = 0.5
+RUN_OVERHEAD_SECONDS = 15.0
+FIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class Contender:
     lrs: tuple[float, ...]
     question: str              # what a reader learns from it
     forecasting_only: bool = False
+    once: bool = False         # fitted in one go or nothing trains: one run per seed, no lr to choose
 
 
 CONTENDERS: Registry[Contender] = Registry("contender", "--arms", hint="see `fpt compare --help`")
@@ -68,18 +76,28 @@ for _c in (
     Contender("logistic", {"method": "logistic"}, WIDE, "a linear model on the flattened input"),
     Contender("mlp", {"method": "mlp"}, WIDE, "a 256-unit MLP on the flattened input"),
     Contender("cnn", {"method": "cnn"}, WIDE, "a small CNN (2-D on images, 1-D over tokens)"),
+    Contender("trees", {"method": "trees"}, ONCE, "gradient-boosted trees on the flattened input (scikit-learn), "
+              "fitted once per seed", once=True),
+    Contender("minirocket", {"method": "minirocket"}, ONCE, "MiniRocket features and a ridge classifier (sktime), "
+              "fitted once per seed: the series-classification baseline", once=True),
     Contender("linear", {"model": "linear"}, (1e-3, 1e-2), "a linear map from the window to the horizon",
               forecasting_only=True),
-    Contender("repeat-last", {"model": "repeat-last"}, (1e-3,), "the window's last value, repeated (nothing trains)",
-              forecasting_only=True),
+    Contender("repeat-last", {"model": "repeat-last"}, ONCE, "the window's last value, repeated (nothing trains)",
+              forecasting_only=True, once=True),
+    Contender("seasonal-naive", {"model": "seasonal-naive"}, ONCE, "the window's last season, repeated (period from "
+              "the data's dates; nothing trains)", forecasting_only=True, once=True),
     Contender("patchtst", {"model": "patchtst"}, (1e-4, 1e-3), "a PatchTST-style transformer trained from scratch",
+              forecasting_only=True),
+    Contender("pattn", {"method": "pattn"}, WIDE, "Tan et al.'s PAttn: patches, one attention layer, no positions",
               forecasting_only=True),
 ):
     CONTENDERS.register(_c)
 
 # The default contenders, by what the task's outputs are (fpt.objectives: `horizon` or not).
-DEFAULTS = {"forecast": ("fpt", "random-init", "no-lm", "linear", "repeat-last", "patchtst"),
-            "other": ("fpt", "random-init", "no-lm", "full", "lora", "ln-tuning", "logistic", "mlp", "cnn")}
+DEFAULTS = {"forecast": ("fpt", "random-init", "no-lm", "linear", "repeat-last", "seasonal-naive", "patchtst",
+                         "pattn"),
+            "other": ("fpt", "random-init", "no-lm", "full", "lora", "ln-tuning", "logistic", "mlp", "cnn", "trees",
+                      "minirocket")}
 
 
 def markdown_table() -> str:
@@ -89,7 +107,8 @@ def markdown_table() -> str:
         settings = ", ".join(f"--{k} {v}" for k, v in c.settings.items()) or "(none: the defaults)"
         default = " and ".join(kind for kind, names in (("forecasting", DEFAULTS["forecast"]),
                                                         ("other tasks", DEFAULTS["other"])) if c.name in names)
-        lines.append(f"| `{c.name}` | {settings} | {', '.join(f'{lr:g}' for lr in c.lrs)} | {default or '-'} | "
+        grid = "- (fitted once)" if c.once else ", ".join(f"{lr:g}" for lr in c.lrs)
+        lines.append(f"| `{c.name}` | {settings} | {grid} | {default or '-'} | "
                      f"{c.question} |")
     return "\n".join(lines)
 
@@ -119,20 +138,41 @@ def choose_contenders(arms: str, forecasting: bool) -> list[Contender]:
     return [CONTENDERS[n] for n in dict.fromkeys(names)]
 
 
-def skip_reason(contender: Contender, spec: Any, base: dict[str, Any]) -> str:
-    """Why `contender` cannot run on a task of this spec ("" if it can): its model is built once
-    here, on the CPU, exactly as its runs will build it."""
+@dataclass
+class Probe:
+    """What building a contender's model once, on the CPU, tells before anything runs."""
+
+    reason: str = ""            # why it cannot run on this task ("" if it can)
+    run_seconds: float = 0.0    # one run's training to its step cap, estimated from one timed training step
+
+
+def probe(contender: Contender, task: Any, config: Any) -> Probe:
+    """Build `contender`'s model exactly as its runs will (`config`: its runs' TrainConfig), and time
+    one training step on the task's first batch (after one untimed step): a run to its step cap is
+    that times the steps, plus its validations (a forward pass over the validation set, about a
+    third of a step's cost per batch, every eval_every steps)."""
     from fpt.model import assemble_model
     from fpt.objectives import objective
-    from fpt.options import ModelOptions
 
-    if contender.forecasting_only and not objective(spec.objective).horizon:
-        return f"a forecasting model; this task's outputs are {objective(spec.objective).outputs}"
+    kind = objective(task.spec.objective)
+    if contender.forecasting_only and not kind.horizon:
+        return Probe(f"a forecasting model; this task's outputs are {kind.outputs}")
     try:
-        assemble_model(spec, ModelOptions.of({**base, **contender.settings}), "cpu")
+        model = assemble_model(task.spec, config.model_options, "cpu", task.pad_id)
     except FptError as err:
-        return str(err)
-    return ""
+        return Probe(str(err))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    batch = task.train_batch(0, config.batch_size, 0)
+    if not trainable:  # fitted once, or nothing trains
+        return Probe("", FIT_SECONDS if contender.once and contender.settings.get("method") else 0.0)
+    step = 0.0
+    for _ in range(2):
+        started = time.perf_counter()
+        kind.loss(model(batch.x, batch.mask), batch.y).backward()
+        step = time.perf_counter() - started
+    evaluations = math.ceil(config.steps / config.eval_every)
+    val_batches = math.ceil(task.split_size("val") / config.batch_size)
+    return Probe("", step * (config.steps + evaluations * val_batches / 3))
 
 
 def plan(task: str, task_options: dict[str, Any], contenders: list[Contender], seeds: int,
@@ -171,27 +211,33 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     if steps is not None:
         base["steps"] = steps
     cfg = build_config({"task": task, "task_options": dict(task_options or {}), **base})  # every flag checked
-    spec = build_task(cfg.task, cfg.task_options, cfg.data_seed, data_dir(cfg)).spec
+    built_task = build_task(cfg.task, cfg.task_options, cfg.data_seed, data_dir(cfg))
+    spec = built_task.spec
     # typed as the task reads them, so that n_bits=5 from the command line and from Python are one setting
     entry = resolve(cfg.task)
     parsed = parse_options(entry.options, cfg.task_options, cfg.task)
     typed_options = {k: getattr(parsed, k) for k in cfg.task_options}
     contenders = choose_contenders(arms, objective(spec.objective).horizon)
     if lrs:
-        contenders = [dataclasses.replace(c, lrs=tuple(float(lr) for lr in lrs)) for c in contenders]
-    skipped = {}
+        contenders = [c if c.once else dataclasses.replace(c, lrs=tuple(float(lr) for lr in lrs)) for c in contenders]
+    skipped, seconds, overhead = {}, 0.0, 0.0
     for c in list(contenders):
-        reason = skip_reason(c, spec, base)
-        if reason:
+        found = probe(c, built_task, build_config({**cfg.to_dict(), **c.settings}))
+        if found.reason:
             if c.name == REFERENCE:
-                raise FptError(f"fpt compare: the FPT arm itself cannot run on this task: {reason}")
-            skipped[c.name] = reason
+                raise FptError(f"fpt compare: the FPT arm itself cannot run on this task: {found.reason}")
+            skipped[c.name] = found.reason
             contenders.remove(c)
+        seconds += found.run_seconds * (len(c.lrs) + seeds - 1)
+        overhead += RUN_OVERHEAD_SECONDS * (len(c.lrs) + seeds - 1) / workers  # processes start side by side
     out = Path(out or Path("runs") / "compare" / f"{task_label(cfg.task)}-{Path(model.rstrip('/')).name}")
     spec_yaml = plan(cfg.task, typed_options, contenders, seeds, base)
     runs = sum(len(c.lrs) + seeds - 1 for c in contenders)
     say(f"compare: {len(contenders)} contenders ({', '.join(c.name for c in contenders)}) x their lrs on seed 0, "
         f"then {seeds - 1} more seeds at each chosen lr: {runs} runs on {workers} worker(s) -> {out}")
+    say(f"compare: about {_duration(seconds * EARLY_STOP_SHARE + overhead)} on this machine (every run to its "
+        f"step cap: {_duration(seconds + overhead)}; timed from one training step of each contender, early "
+        f"stopping assumed to end runs at {EARLY_STOP_SHARE:.0%} of the cap)")
     for name, reason in skipped.items():
         say(f"compare: skipping {name}: {reason}")
     out.mkdir(parents=True, exist_ok=True)
@@ -206,9 +252,20 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     return result
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def _converged(results: list[dict[str, Any]]) -> int:
-    """How many seeds' best validation came before their last evaluation, or stopped early."""
-    return sum(bool(r.get("stopped_early") or r["best_val"].get("step", 0) < r.get("steps_run", 0)) for r in results)
+    """How many seeds' best validation came before their last evaluation, or stopped early (a model
+    fitted once, or with nothing to train, counts as converged)."""
+    return sum(bool(_once(r) or r.get("stopped_early") or r["best_val"].get("step", 0) < r.get("steps_run", 0))
+               for r in results)
+
+
+def _once(result: dict[str, Any]) -> str:
+    """'fitted once' (trees, MiniRocket), 'nothing trains' (repeat-last), or '' for a trained run."""
+    return "fitted once" if result.get("fitted") else "nothing trains" if not result["trainable_params"] else ""
 
 
 def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[str]) -> Comparison:
@@ -233,7 +290,8 @@ def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[s
             "p": comparison.p if comparison else math.nan, "verdict": comparison.verdict if comparison else "reference",
             "train_seconds": mean_se([r["wall_seconds"] for r in results])[0],
             "train_gflops": mean_se([r.get("train_flops", {}).get("total", 0) / 1e9 for r in results])[0],
-            "converged": _converged(results), "trainable_params": results[0]["trainable_params"]})
+            "converged": _converged(results), "once": _once(results[0]),
+            "trainable_params": results[0]["trainable_params"]})
     by_name = {row["contender"]: row for row in table}
     lines = []
     for twin, question in (("random-init", "Does the language pretraining matter here?"),
@@ -255,6 +313,8 @@ def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[s
                      f"per run, {best} {b['train_seconds']:.0f} s and {b['train_gflops']:,.0f} GFLOPs.")
     limits = [f"{r['contender']} converged in {r['converged']} of {r['seeds']} seeds" for r in table
               if r["converged"] != r["seeds"]]
+    limits += [f"{r['contender']} has {r['seeds']} seed(s) of {fpt_row['seeds']}" for r in table
+               if r["seeds"] < fpt_row["seeds"]]
     limits += [f"{name} skipped: {why}" for name, why in skipped.items()]
     limits += [f"{len(failed)} run(s) failed: {', '.join(failed[:3])}"] if failed else []
     lines.append("Limits: " + ("; ".join(limits) if limits else "every contender converged in every seed") + ".")
@@ -267,8 +327,9 @@ def card(result: Comparison, seconds: float) -> list[str]:
             "|---|---|---|---|---|---|---|---|"]
     for r in result.table:
         p = "-" if math.isnan(r["p"]) else f"{r['p']:.3f}"
+        converged = r["once"] or f"{r['converged']} of {r['seeds']}"
         rows.append(f"| {r['contender']} | {r['score']} | {r['versus_fpt']} | {p} | {r['verdict']} | "
-                    f"{r['converged']} of {r['seeds']} | {r['train_seconds']:.0f} | {r['lr']} |")
+                    f"{converged} | {r['train_seconds']:.0f} | {'-' if r['once'] else r['lr']} |")
     return ["## Verdict", "", *(f"- {line}" for line in result.verdict), "", *rows, "",
             (f"This invocation of `fpt compare` took {seconds:.0f} s (runs finished earlier and resumed are not "
              "counted in it)."), ""]

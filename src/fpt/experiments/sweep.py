@@ -245,9 +245,10 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     print(f"sweep: {len(runs)} runs, {len(runs) - unfinished} already finished, {unfinished} to run{share} "
           f"on {workers} worker(s) -> {out}", file=sys.stderr)
     threads = max(1, (os.cpu_count() or 1) // (workers * world.size))
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="runs", disable=not progress,
-               file=sys.stderr)
     lr_seeds = spec.arena.get("lr_seeds")
+    total = len(runs) if lr_seeds is None else _arena_runs(runs, lr_seeds)  # the runs that will exist in the end
+    bar = tqdm(total=total, initial=min(len(runs) - unfinished, total), desc="runs", disable=not progress,
+               file=sys.stderr)
     try:
         if lr_seeds is None:
             failed = _run_queue(todo, out, workers, threads, world, bar)
@@ -262,8 +263,6 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
             skipped = len(todo) - len(first) - len(second)
             print(f"sweep: learning rates chosen on seed(s) {lr_seeds}: {len(second)} run(s) at the chosen lrs "
                   f"to run, {skipped} at other lrs skipped", file=sys.stderr)
-            bar.total -= skipped
-            bar.refresh()
             failed += _run_queue(second, out, workers, threads, world, bar)
     finally:
         bar.close()
@@ -280,6 +279,7 @@ def _run_queue(todo: list[Run], out: Path, workers: int, threads: int, world: Wo
             while queue and len(running) < workers:
                 run = queue.pop(0)
                 running[run.name] = _launch(run, out, threads, world)
+                bar.set_postfix_str(", ".join(running), refresh=True)
             time.sleep(0.2)
             for name, proc in list(running.items()):
                 if proc.poll() is not None:
@@ -295,6 +295,12 @@ def _run_queue(todo: list[Run], out: Path, workers: int, threads: int, world: Wo
         for proc in running.values():
             proc.wait()
     return failed
+
+
+def _arena_runs(runs: list[Run], lr_seeds: list[int]) -> int:
+    """How many runs an arena sweep trains: every lr on the lr seeds, one lr per arm on the others."""
+    others = {(_lr_group(r), _seed(r)) for r in runs if _seed(r) not in lr_seeds}
+    return sum(_seed(r) in lr_seeds for r in runs) + len(others)
 
 
 def _seed(run: Run) -> Any:

@@ -6,8 +6,9 @@ A task module provides an options dataclass (its `--task-opt` keys, checked in
   - a constructor `TaskClass(options, data_seed)`, or `TaskClass(options, data_seed,
     data_dir=...)` when registered with needs_data_dir=True (downloaded datasets).
 
-`--task` is a registered name or the path of a user's data file (`.npz`); `resolve` is
-the one place that tells them apart, for training, sweeps and run-directory names alike.
+`--task` is a registered name or the path of a user's data file (`.npz` arrays, a `.csv` or
+`.parquet` table); `resolve` is the one place that tells them apart, for training, sweeps and
+run-directory names alike.
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ from fpt.tasks.homology import RemoteHomology, RemoteHomologyOptions
 from fpt.tasks.listops import ListOps, ListOpsOptions
 from fpt.tasks.mnist import Mnist, MnistOptions
 from fpt.tasks.npz import NpzOptions, NpzTask
+from fpt.tasks.table import TABLE_SUFFIXES, Table, TableOptions
 from fpt.tasks.ucr import Ucr, UcrOptions
 
 DATA_FILE_SUFFIX = ".npz"  # --task PATH.npz: the user's own arrays (see fpt.tasks.npz)
+# --task PATH: a user's data file, by its suffix -> (options, task class)
+DATA_FILES: dict[str, tuple[type, Callable[..., Task]]] = {
+    DATA_FILE_SUFFIX: (NpzOptions, NpzTask), **{suffix: (TableOptions, Table) for suffix in TABLE_SUFFIXES}}
 
 
 @dataclass(frozen=True)
@@ -68,15 +73,15 @@ register("ucr", UcrOptions, Ucr, needs_data_dir=True, train_defaults={"*": {"lr"
 
 def is_data_file(name: str) -> bool:
     """Whether --task names a user's data file rather than a registered task."""
-    return name.endswith(DATA_FILE_SUFFIX)
+    return Path(name).suffix.lower() in DATA_FILES
 
 
 def resolve(name: str) -> TaskEntry:
     """The registered task called `name`, or an entry for the user's data file at `name`."""
     if is_data_file(name):
         path = Path(name).expanduser()
-        return TaskEntry(path.stem, NpzOptions, lambda options, data_seed: NpzTask(path, options, data_seed),
-                         data_file=path)
+        options, task = DATA_FILES[path.suffix.lower()]
+        return TaskEntry(path.stem, options, lambda parsed, data_seed: task(path, parsed, data_seed), data_file=path)
     entry = REGISTRY.get(name)
     if entry is None:
         raise FptError(f"--task: unknown task '{name}'; choose from {', '.join(REGISTRY)} "
