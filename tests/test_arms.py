@@ -80,3 +80,14 @@ def test_docs_arms_table_is_the_registry():
     """docs/ARMS.md holds `fpt arms --markdown`'s table verbatim."""
     text = (ROOT / "docs" / "ARMS.md").read_text()
     assert markdown_table() in text, "docs/ARMS.md's arms table is stale: paste `fpt arms --markdown` into it"
+
+
+def test_an_explicit_train_is_honoured_and_an_unset_one_is_the_arms_own():
+    from fpt.options import FPT_DEFAULT_GROUPS, ModelOptions
+
+    assert ModelOptions(method="lora").validate().train == "input,output"
+    assert ModelOptions(method="lora", train=FPT_DEFAULT_GROUPS).validate().train == FPT_DEFAULT_GROUPS
+    assert ModelOptions().validate().train == FPT_DEFAULT_GROUPS
+    assert ModelOptions(method="no-lm").validate().train == "all"
+    assert ModelOptions(model="repeat-last").validate().train == "none"
+    assert ModelOptions(model="linear", train="output").validate().train == "output"

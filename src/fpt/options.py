@@ -20,6 +20,7 @@ from fpt.errors import FptError
 
 GROUPS = ("input", "output", "layernorm", "position", "attention", "feedforward")  # and peft's "adapter"
 FPT_DEFAULT_GROUPS = "input,output,layernorm,position"  # the paper's: everything but attention and MLPs
+ARM_DEFAULT = "default"  # --train left unset: what the --method (or a from-scratch --model) trains by default
 INITS = ("pretrained", "random", "stats")
 READOUTS = ("auto", "last", "first", "mean", "last-k", "flatten")
 ATTENTIONS = ("auto", "causal", "bidirectional")
@@ -81,9 +82,10 @@ class ModelOptions:
                        choices=INITS)
     method: str = option(DEFAULT_ARM, "the arm: what trains, or what replaces the backbone (`fpt arms` lists each "
                          "with a line on what it is): " + ", ".join(ARMS), choices=ARMS)  # the live registry
-    train: str = option(FPT_DEFAULT_GROUPS, f"comma-separated parameter groups to train: {', '.join(GROUPS)}, or "
-                        "all (default per --method: the paper's groups for fpt, input,output for the peft arms and "
-                        "bitfit)")
+    train: str = option(ARM_DEFAULT, f"comma-separated parameter groups to train: {', '.join(GROUPS)}, or all; "
+                        f"'{ARM_DEFAULT}': the --method's own ({FPT_DEFAULT_GROUPS} for fpt, input,output for the "
+                        "peft arms and bitfit, all for the replacements and plain baselines); given explicitly, "
+                        "it is what trains, whatever the --method")
     lora_rank: int = option(8, "--method lora: adapter rank")
     lora_alpha: float = option(16.0, "--method lora: alpha (the update is scaled by alpha / rank)")
     lora_dropout: float = option(0.0, "--method lora: dropout on the adapters' input")
@@ -116,13 +118,17 @@ class ModelOptions:
                 raise FptError(f"--{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if not isinstance(self.train, str):
             raise FptError(f"--train must be a comma-separated string of groups, got {self.train!r}")
+        named = lookup(self.model)
+        scratch = named if named is not None and named.from_scratch else None
+        chosen = arm(self.method)
+        if self.train.strip() == ARM_DEFAULT:  # an explicit --train is honoured as given, never replaced
+            train = (scratch.default_train if scratch else "") or chosen.default_train or FPT_DEFAULT_GROUPS
+            return dataclasses.replace(self, train=train).validate()
         groups = self.train_groups
         unknown = [g for g in groups if g not in GROUPS]
         if unknown or (not groups and self.train.strip() != "none"):
             raise FptError(f"--train: unknown group(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
                            f"choose from {', '.join(GROUPS)} or 'all'")
-        named = lookup(self.model)
-        scratch = named if named is not None and named.from_scratch else None
         if self.train.strip() == "none" and (scratch is None or scratch.default_train != "none"):
             raise FptError("--train none trains nothing, which only the repeat-last baseline does; "
                            f"choose groups from {', '.join(GROUPS)} or 'all'")
@@ -133,7 +139,6 @@ class ModelOptions:
             raise FptError(f"--layers must be a non-negative integer, got {self.layers!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise FptError(f"--seed must be an integer, got {self.seed!r}")
-        chosen = arm(self.method)
         if not is_count(self.lora_rank):
             raise FptError(f"--lora-rank must be a positive integer, got {self.lora_rank!r}")
         if not 0 <= self.lora_dropout < 1:
@@ -142,13 +147,8 @@ class ModelOptions:
             raise FptError(f"--method {self.method} applies to pretrained backbones; --model {self.model} is "
                            f"a model of its own (use --method {DEFAULT_ARM})")
         changes: dict[str, Any] = {"backbone_dropout": canonical_backbone_dropout(self.backbone_dropout)}
-        if self.train == FPT_DEFAULT_GROUPS and chosen.default_train:
-            changes["train"] = chosen.default_train
-        if scratch is not None:  # no pretrained weights: built at random, trained as the catalogue says
-            if self.init == "pretrained":
-                changes["init"] = "random"
-            if self.train == FPT_DEFAULT_GROUPS:
-                changes["train"] = scratch.default_train
+        if scratch is not None and self.init == "pretrained":  # no pretrained weights: built at random
+            changes["init"] = "random"
         return dataclasses.replace(self, **changes)
 
     @classmethod

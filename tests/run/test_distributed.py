@@ -97,6 +97,22 @@ def test_a_sweep_under_torchrun_spreads_its_runs_over_the_ranks(tmp_path, tiny_g
         assert "processes" not in (out / "logs" / f"{path.parent.name}.log").read_text()
 
 
+def test_a_comparison_under_torchrun_spreads_its_runs_and_rank_0_writes_the_card(tmp_path, tiny_gpt2):
+    out = tmp_path / "compare"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", str(31500 + os.getpid() % 1000), "-m", "fpt", "compare", "--task", "bit-xor",
+                          "--task-opt", "n_val=16", "--task-opt", "n_test=16", "--model", str(tiny_gpt2),
+                          "--arms", "fpt,logistic", "--seeds", "2", "--lrs", "1e-3", "--steps", "2",
+                          "--set", "eval_every=2", "--out", str(out), "--no-progress"],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "of them on rank 0 of 2" in run.stderr and "of them on rank 1 of 2" in run.stderr
+    assert run.stderr.count("compare: 2 contenders") == 1  # the plan, from rank 0 alone
+    assert len(list(out.glob("runs/*/result.json"))) == 4
+    report = (out / "report" / "REPORT.md").read_text()
+    assert report.startswith("## Verdict") and report.count("## Verdict") == 1
+
+
 def test_fsdp_shards_the_frozen_weights_and_trains_what_one_process_trains(tmp_path, tiny_bert):
     one = fpt_train(tmp_path, "one", tiny_bert, 1, "--precision", "bf16")
     two = fpt_train(tmp_path, "fsdp", tiny_bert, 2, "--precision", "bf16", "--parallel", "fsdp", "--grad-accum", "2")

@@ -31,7 +31,7 @@ class Arm:
     summary: str             # one line: `fpt arms`, the docs' table
     family: str              # recipe | peft | replacement | plain | fitted
     implementation: str      # "module:Class", an ArmHooks subclass, imported on first use
-    default_train: str = ""  # what --train left at its default means ("": the FPT groups)
+    default_train: str = ""  # what --train left unset ("default") means ("": the FPT groups); an explicit one wins
     replaces: str = ""       # what takes the backbone's place ("": the backbone stays)
     adapter_markers: tuple[str, ...] = ()  # substrings of the parameter names its adapters add
 

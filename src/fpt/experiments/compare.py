@@ -204,7 +204,10 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     from fpt.run.setup import data_dir
     from fpt.tasks import build_task, parse_options, resolve, task_label
 
-    say = say or (lambda line: print(line, file=sys.stderr))
+    from fpt.run.distributed import launched_world
+
+    world = launched_world()  # under torchrun: the runs spread over the ranks, rank 0 writes the report
+    say = say or (lambda line: print(line, file=sys.stderr) if world.is_main else None)
     if not is_count(seeds, 2):
         raise FptError(f"--seeds must be an integer >= 2 (paired intervals need two seeds at least), got {seeds!r}")
     base: dict[str, Any] = {"model": model, "patience": patience, "time_budget": time_budget, **(extra or {})}
@@ -244,11 +247,14 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     spec_path = out / "compare.yaml"
     atomic_write(spec_path, yaml.safe_dump(spec_yaml, sort_keys=False).encode())
     started = time.perf_counter()
-    failed = sweep(spec_path, out, workers=workers, progress=progress)
-    path = report([out], out / "report", command=f"fpt compare --task {task} (see compare.yaml)")
+    failed = sweep(spec_path, out, workers=workers, progress=progress and world.is_main)
+    path = out / "report" / "REPORT.md"
+    if world.is_main:
+        path = report([out], out / "report", command=f"fpt compare --task {task} (see compare.yaml)")
     result = verdict(collect([out])[0], skipped, path, failed)
-    text = path.read_text()
-    atomic_write(path, ("\n".join(card(result, time.perf_counter() - started)) + "\n" + text).encode())
+    if world.is_main:
+        text = path.read_text()
+        atomic_write(path, ("\n".join(card(result, time.perf_counter() - started)) + "\n" + text).encode())
     return result
 
 
