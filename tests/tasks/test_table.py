@@ -131,3 +131,17 @@ def test_fpt_and_the_table_baselines_learn_a_table(tmp_path, table, tiny_bert):
         assert result["test"]["r2"] > 0.5, (method, result["test"])
     assert main(["train", "--task", str(table), "--task-opt", "target=label", "--method", "cnn",
                  "--out", str(tmp_path / "cnn")]) == 2
+
+
+def test_rare_categories_share_one_slot_and_a_table_too_wide_for_memory_is_refused(tmp_path, monkeypatch):
+    from fpt.tasks import table
+
+    df = _frame()
+    df["code"] = [f"c{i % 50}" for i in range(len(df))]
+    df.to_csv(tmp_path / "wide.csv", index=False)
+    task = build_task(str(tmp_path / "wide.csv"), {"target": "label", "max_categories": 5}, 0)
+    code = [c for c in task.columns if c.name == "code"][0]
+    assert code.slots == 6 and code.categories[-1] == "(other)"
+    monkeypatch.setattr(table, "MAX_TOKEN_BYTES", 1000)
+    with pytest.raises(FptError, match=r"GiB as tokens; lower --task-opt max_categories"):
+        build_task(str(tmp_path / "wide.csv"), {"target": "label"}, 0)

@@ -12,7 +12,7 @@ column):
     numeric column j      its standardised value at slot j, and 1 at its missing-value slot
                           when the cell is empty (the value is then 0: the training mean)
     categorical column j  1 at the slot of its category; an empty cell is a category of its
-                          own ("(missing)"), and past MAX_CATEGORIES the rarest share one
+                          own ("(missing)"), and past `max_categories` (32) the rarest share one
                           ("(other)"), as does a category first seen outside the training rows
 
 A column is categorical when its cells are not numbers (or booleans). A column whose cells are
@@ -40,11 +40,11 @@ import torch
 
 from fpt.errors import FptError
 from fpt.tasks.arrays import Arrays, ArrayTask
-from fpt.tasks.base import TaskSpec, generator
+from fpt.tasks.base import TaskSpec, generator, positive
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 MAX_CLASSES = 20         # whole-number targets with at most this many values are classes (objective=auto)
-MAX_CATEGORIES = 100     # categories kept per column (the most frequent); the rest share "(other)"
+MAX_TOKEN_BYTES = 4 * 2 ** 30  # the encoded tokens (rows x columns x slots, float32) held in memory at most
 NUMERIC_SHARE = 0.9      # a column this numeric is numbers with typos, not categories: an error
 MISSING, OTHER = "(missing)", "(other)"
 
@@ -55,6 +55,7 @@ class TableOptions:
     objective: str = "auto"        # auto | classification | regression
     drop: str = ""                 # columns to ignore, comma-separated (ids, leaks)
     split_column: str = ""         # a column of train / val / test; else a seeded random split
+    max_categories: int = 32       # categories kept per column (the most frequent); the rest share "(other)"
     test_fraction: float = 0.2
     val_fraction: float = 0.1
 
@@ -66,6 +67,7 @@ class TableOptions:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if self.test_fraction + self.val_fraction >= 1:
             raise ValueError("test_fraction + val_fraction must leave rows to train on")
+        positive(self, "max_categories")
 
 
 def is_table(path: str) -> bool:
@@ -91,7 +93,7 @@ def read_table(path: Path) -> Any:
 class Column:
     """One feature column's encoding, learned on the training rows."""
 
-    def __init__(self, name: str, values: Any, train: np.ndarray, path: Path):
+    def __init__(self, name: str, values: Any, train: np.ndarray, path: Path, max_categories: int):
         self.name = name
         numbers, bad = _as_numbers(values)
         present = values.notna().to_numpy()
@@ -120,7 +122,7 @@ class Column:
                 raise FptError(f"'{path}': column {name!r} is constant; it tells nothing, drop it: "
                                f"--task-opt drop={name}")
             kept, counts = np.unique(text[train], return_counts=True)
-            order = np.argsort(-counts, kind="stable")[:MAX_CATEGORIES]
+            order = np.argsort(-counts, kind="stable")[:max_categories]
             self.categories = [str(kept[i]) for i in order] + [OTHER]
             self.slots = len(self.categories)
             self.values = text
@@ -172,8 +174,13 @@ class Table(ArrayTask):
         if not features:
             raise FptError(f"'{path}': no columns left to learn from besides the target {o.target!r}")
         train = split == 0
-        encoded = [Column(name, frame[name], train, path) for name in features]
+        encoded = [Column(name, frame[name], train, path, o.max_categories) for name in features]
         width = sum(c.slots for c in encoded)
+        size = len(frame) * len(encoded) * width * 4
+        if size > MAX_TOKEN_BYTES:
+            raise FptError(f"'{path}': {len(frame):,} rows x {len(encoded)} columns x {width} slots would take "
+                           f"{size / 2 ** 30:.1f} GiB as tokens; lower --task-opt max_categories "
+                           f"(now {o.max_categories}) or drop wide categorical columns (--task-opt drop=...)")
         tokens = np.zeros((len(frame), len(encoded), width), dtype=np.float32)  # (N, columns, slots)
         offset = 0
         for j, column in enumerate(encoded):
