@@ -122,6 +122,7 @@ class Comparison:
     skipped: dict[str, str]              # contender -> why it did not run
     report: Path
     failed: list[str] = field(default_factory=list)
+    span_seconds: float = 0.0            # from the first run's start to the last run's end (result files)
 
 
 def choose_contenders(arms: str, forecasting: bool) -> list[Contender]:
@@ -259,7 +260,7 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _converged(results: list[dict[str, Any]]) -> int:
@@ -284,7 +285,7 @@ def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[s
         raise FptError("fpt compare: the FPT arm has no finished runs; see the logs in the sweep directory")
     kind = arms[REFERENCE].row.objective
     means = {name: mean_se(list(a.tests().values())) for name, a in arms.items()}
-    ranked = sorted(means, key=lambda n: means[n][0], reverse=True)
+    ranked = sorted(means, key=lambda n: (-means[n][0], n != REFERENCE))  # FPT first among equals
     table = []
     for name in ranked:
         a = arms[name]
@@ -307,16 +308,27 @@ def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[s
             word = {"wins": "Yes: FPT beats", "loses": "No: FPT loses to", "tie": "Not shown: FPT ties with"}.get(
                 c.verdict, "Not enough seeds to say: FPT against")
             lines.append(f"{question} {word} {twin} ({kind.show_interval(c)}, p = {c.p:.3f}).")
-    best = ranked[0]
     fpt_row = by_name[REFERENCE]
-    if best == REFERENCE:
-        lines.append(f"FPT has the best mean test score of {len(ranked)} contenders ({fpt_row['score']}).")
+    top = [n for n in ranked if means[n][0] == means[ranked[0]][0]]  # every contender at the best mean
+    if REFERENCE in top:
+        others = [n for n in top if n != REFERENCE]
+        lines.append(f"FPT has the best mean test score of {len(ranked)} contenders ({fpt_row['score']})"
+                     + (f", equalled by {', '.join(others)}." if others else "."))
     else:
-        b = by_name[best]
-        lines.append(f"The best contender is {best} ({b['score']}, verdict against FPT: {b['verdict']}); FPT ranks "
-                     f"{ranked.index(REFERENCE) + 1} of {len(ranked)} ({fpt_row['score']}).")
+        best = by_name[top[0]]
+        lines.append(f"The best contender is {' = '.join(top)} ({best['score']}, verdict against FPT: "
+                     f"{best['verdict']}); FPT ranks {ranked.index(REFERENCE) + 1} of {len(ranked)} "
+                     f"({fpt_row['score']}).")
+    # the cheapest contender at least as good as FPT by the verdict (ties included), for the cost
+    rivals = [r for r in table if r["contender"] != REFERENCE and r["verdict"] in ("wins", "tie")]
+    if rivals:
+        cheap = min(rivals, key=lambda r: r["train_seconds"])
         lines.append(f"Cost: FPT trained {fpt_row['train_seconds']:.0f} s and {fpt_row['train_gflops']:,.0f} GFLOPs "
-                     f"per run, {best} {b['train_seconds']:.0f} s and {b['train_gflops']:,.0f} GFLOPs.")
+                     f"per run; the cheapest contender that FPT does not beat, {cheap['contender']} "
+                     f"({cheap['verdict']}), {cheap['train_seconds']:.0f} s and {cheap['train_gflops']:,.0f} GFLOPs.")
+    else:
+        lines.append(f"Cost: FPT trained {fpt_row['train_seconds']:.0f} s and {fpt_row['train_gflops']:,.0f} GFLOPs "
+                     "per run, and beats every other contender.")
     limits = [f"{r['contender']} converged in {r['converged']} of {r['seeds']} seeds" for r in table
               if r["converged"] != r["seeds"]]
     limits += [f"{r['contender']} has {r['seeds']} seed(s) of {fpt_row['seeds']}" for r in table
@@ -324,7 +336,7 @@ def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[s
     limits += [f"{name} skipped: {why}" for name, why in skipped.items()]
     limits += [f"{len(failed)} run(s) failed: {', '.join(failed[:3])}"] if failed else []
     lines.append("Limits: " + ("; ".join(limits) if limits else "every contender converged in every seed") + ".")
-    return Comparison(lines, table, skipped, path, failed)
+    return Comparison(lines, table, skipped, path, failed, span_seconds(rows))
 
 
 def card(result: Comparison, seconds: float) -> list[str]:
@@ -336,6 +348,23 @@ def card(result: Comparison, seconds: float) -> list[str]:
         converged = r["once"] or f"{r['converged']} of {r['seeds']}"
         rows.append(f"| {r['contender']} | {r['score']} | {r['versus_fpt']} | {p} | {r['verdict']} | "
                     f"{converged} | {r['train_seconds']:.0f} | {'-' if r['once'] else r['lr']} |")
+    span = (f"The runs span {_duration(result.span_seconds)}, from the first one's start to the last one's end "
+            "(their result files' finished_at less wall_seconds); " if result.span_seconds else "")
     return ["## Verdict", "", *(f"- {line}" for line in result.verdict), "", *rows, "",
-            (f"This invocation of `fpt compare` took {seconds:.0f} s (runs finished earlier and resumed are not "
-             "counted in it)."), ""]
+            f"{span}this invocation of `fpt compare` took {_duration(seconds)}.", ""]
+
+
+def span_seconds(rows: list[Row]) -> float:
+    """Seconds from the earliest run's start (finished_at - wall_seconds) to the latest run's end."""
+    from datetime import datetime
+
+    starts, ends = [], []
+    for row in rows:
+        for r in row.results:
+            try:
+                end = datetime.strptime(r["finished_at"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+            except (KeyError, ValueError):
+                continue
+            starts.append(end - r.get("wall_seconds", 0.0))
+            ends.append(end)
+    return max(ends) - min(starts) if ends else 0.0
