@@ -194,12 +194,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fpt.storage.files import atomic_write, atomic_write_json
-    from fpt.experiments.bench import ARM_VARIANTS, DEFAULT_VARIANTS, markdown, run_bench
+    from fpt.experiments.bench import ARM_VARIANTS, DEFAULT_VARIANTS, against_plain, markdown, run_bench
 
     variants = DEFAULT_VARIANTS + (("compile",) if args.compile else ()) + (ARM_VARIANTS if args.arms else ())
     record = run_bench(args.model, args.batch_size, args.tokens, args.dim, args.steps, variants, args.device,
                        threshold_seeds=args.threshold_seeds, padding=args.padding)
     command = "fpt bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "fpt bench"
+    record["against_plain"] = against_plain(record)
     text = markdown(record, command)
     print(text)
     if args.out:

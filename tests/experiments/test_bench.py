@@ -69,3 +69,16 @@ def test_padding_is_measured_before_and_after_bucketing():
     short = next(r for r in rows if "short" in r["task"])
     assert short["before"] > 0.2 and short["after"] < 0.1
     assert any("remote-homology" in r["task"] for r in rows)
+
+
+def test_bench_says_plainly_when_fpt_is_slower_than_a_plain_loop():
+    from fpt.experiments.bench import against_plain
+
+    def record(**steps):
+        return {"variants": [{"variant": k, "seconds_per_step": v} for k, v in steps.items()]}
+
+    slower = against_plain(record(plain=6.6, bf16=3.1, fpt=3.4))
+    assert "slower than the plain `bf16` loop" in slower and "10% slower" in slower
+    faster = against_plain(record(plain=6.6, bf16=3.3, fpt=3.0))
+    assert "fastest" in faster and "10% faster than the plain `bf16` loop" in faster
+    assert against_plain(record(plain=1.0)) == ""

@@ -221,7 +221,7 @@ def markdown(record: dict[str, Any], command: str) -> str:
                      f"{v['tokens_per_s']:.0f} | {v['speedup_vs_plain']:.2f}x | {v['vs_fpt']:.2f}x | "
                      f"{v['fraction_of_peak']:.0%} | "
                      f"{v['peak_memory_mb']:.0f} |")
-    lines += _memory_ratios(record) + _profile(record) + _time_to_threshold(record)
+    lines += _against_plain(record) + _memory_ratios(record) + _profile(record) + _time_to_threshold(record)
     o = record["output_only"]
     lines += ["", f"Output-only training, one epoch of 256 examples: recomputing features {o['recompute_epoch_s']:.3f} s, "
               f"cached {o['cached_epoch_s']:.5f} s ({o['speedup']:.0f}x faster per epoch; caching once costs "
@@ -232,6 +232,32 @@ def markdown(record: dict[str, Any], command: str) -> str:
         lines.append(f"- producing a {name} batch of {shape['batch']}: {seconds * 1e3:.2f} ms "
                      f"({share:.1%} of a plain step)")
     return "\n".join(lines) + "\n"
+
+
+PLAIN_VARIANTS = ("plain", "bf16")  # a plain training loop (fp32, or under bf16 autocast), frozen weights off autograd
+
+
+def against_plain(record: dict[str, Any]) -> str:
+    """One sentence: whether fpt's default step was slower than a plain variant of this very run."""
+    timed = {v["variant"]: v["seconds_per_step"] for v in record["variants"] if "error" not in v}
+    if "fpt" not in timed:
+        return ""
+    plain = {name: timed[name] for name in PLAIN_VARIANTS if name in timed}
+    if not plain:
+        return ""
+    fastest = min(plain, key=plain.get)
+    ratio = timed["fpt"] / plain[fastest]
+    if ratio > 1:
+        return (f"**fpt's default path is slower than the plain `{fastest}` loop in this run: {timed['fpt']:.3f} "
+                f"against {plain[fastest]:.3f} s a step ({ratio - 1:.0%} slower).** The profile below shows where "
+                "its time goes.")
+    return (f"fpt's default path is the fastest of fpt and the plain loops in this run: {timed['fpt']:.3f} s a step, "
+            f"{1 / ratio - 1:.0%} faster than the plain `{fastest}` loop ({plain[fastest]:.3f} s).")
+
+
+def _against_plain(record: dict[str, Any]) -> list[str]:
+    sentence = against_plain(record)
+    return ["", sentence] if sentence else []
 
 
 def _memory_ratios(record: dict[str, Any]) -> list[str]:
