@@ -60,3 +60,21 @@ def test_docs_contenders_table_is_the_registry():
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "COMPARE.md").read_text()
     assert markdown_table() in text, "docs/COMPARE.md's table is stale: paste markdown_table()'s output into it"
+
+
+def test_a_comparison_on_a_table_runs_the_table_baselines_and_skips_what_cannot_read_one(tmp_path, tiny_bert):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 120
+    frame = pd.DataFrame({"x": rng.normal(size=n), "colour": rng.choice(["red", "blue"], n)})
+    frame["y"] = np.where((frame.x > 0) ^ (frame.colour == "red"), "a", "b")
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    result = fpt.compare(str(tmp_path / "t.csv"), task_options={"target": "y"}, model=str(tiny_bert),
+                         arms="fpt,logistic,trees,cnn,minirocket", seeds=2, out=tmp_path / "c", steps=6, extra=TINY,
+                         lrs=(1e-3,), progress=False)
+    assert set(result.skipped) == {"cnn", "minirocket"} and "is a table" in result.skipped["cnn"]
+    rows = {row["contender"]: row for row in result.table}
+    assert set(rows) == {"fpt", "logistic", "trees"} and rows["trees"]["once"] == "fitted once"
+    assert "| trees |" in result.report.read_text() and "fitted once" in result.report.read_text()
