@@ -46,7 +46,9 @@ def test_each_arm_trains_what_it_says(tiny_gpt2):
 
 def test_replacement_arms_keep_width_and_drop_the_weights(tiny_gpt2):
     no_lm = build(tiny_gpt2, "no-lm")
-    assert trained_by_group(no_lm) == {"input": INPUT, "output": HEAD} and no_lm.info.model_type == "no-lm"
+    # nothing mixes the tokens, so the head reads every one of them (flatten): width 32 x 10 tokens -> 3
+    assert trained_by_group(no_lm) == {"input": INPUT, "output": 32 * 10 * 3 + 3} and no_lm.info.model_type == "no-lm"
+    assert no_lm.readout == "flatten"
     block = build(tiny_gpt2, "block-1")
     groups = trained_by_group(block)
     assert groups["attention"] == 4 * 32 * 32 + 4 * 32 and groups["feedforward"] == 2 * 32 * 128 + 128 + 32

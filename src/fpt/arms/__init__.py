@@ -78,7 +78,8 @@ for _entry in (
         "peft", f"{_P}:Ia3", default_train="input,output", adapter_markers=("ia3_l",)),
     Arm("ln-tuning", "peft LN tuning: trained copies of every normalisation layer",
         "peft", f"{_P}:LnTuning", default_train="input,output", adapter_markers=("ln_tuning_layers",)),
-    Arm("no-lm", "the backbone removed: input layer straight to the readout and head (Tan et al.)",
+    Arm("no-lm", "the backbone removed: input layer straight to the head, which reads every token (flatten) "
+        "unless the outputs are per token (Tan et al.)",
         "replacement", f"{_X}:NoLm", default_train="all", replaces="nothing"),
     Arm("attention-1", "one randomly initialised multi-head attention layer of the backbone's width (Tan et al.)",
         "replacement", f"{_X}:AttentionOne", default_train="all", replaces="1 random attention layer"),

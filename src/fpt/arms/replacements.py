@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +17,9 @@ from fpt.arms.base import ArmHooks, NoBackbone
 from fpt.backbones import BackboneInfo
 from fpt.options import ModelOptions
 from fpt.tasks.base import TaskSpec
+
+if TYPE_CHECKING:
+    from fpt.model import FPTModel
 
 
 class Replacement(nn.Module):
@@ -84,6 +88,18 @@ class Replace(ArmHooks):
 
 class NoLm(Replace):
     layers = 0
+
+    def finish(self, model: "FPTModel", options: ModelOptions) -> None:
+        """With nothing to mix the tokens, reading out one token would see one token of the input
+        (a table's last column): under --readout auto the head reads every token (flatten), as Tan
+        et al.'s w/o-LLM head does on series. Per-token outputs keep their own tokens (last-k)."""
+        spec = model.spec
+        if options.readout != "auto" or spec.readout_tokens > 1 or model.readout == "flatten":
+            return
+        model.readout = "flatten"
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.seed)
+            model.head = nn.Linear(model.info.hidden_size * spec.seq_len, spec.n_outputs)
 
 
 class AttentionOne(Replace):
