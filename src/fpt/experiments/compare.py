@@ -152,6 +152,7 @@ def probe(contender: Contender, task: Any, config: Any) -> Probe:
     one training step on the task's first batch (after one untimed step): a run to its step cap is
     that times the steps, plus its validations (a forward pass over the validation set, about a
     third of a step's cost per batch, every eval_every steps)."""
+    from fpt.arms.fitted import fitted_head
     from fpt.model import assemble_model
     from fpt.objectives import objective
 
@@ -162,10 +163,9 @@ def probe(contender: Contender, task: Any, config: Any) -> Probe:
         model = assemble_model(task.spec, config.model_options, "cpu", task.pad_id)
     except FptError as err:
         return Probe(str(err))
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not any(p.requires_grad for p in model.parameters()):  # fitted once, or nothing trains
+        return Probe("", FIT_SECONDS if fitted_head(model) is not None else 0.0)
     batch = task.train_batch(0, config.batch_size, 0)
-    if not trainable:  # fitted once, or nothing trains
-        return Probe("", FIT_SECONDS if contender.once and contender.settings.get("method") else 0.0)
     step = 0.0
     for _ in range(2):
         started = time.perf_counter()
@@ -203,9 +203,8 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     from fpt.options import is_count
     from fpt.run.config import build_config
     from fpt.run.setup import data_dir
-    from fpt.tasks import build_task, parse_options, resolve, task_label
-
     from fpt.run.distributed import launched_world
+    from fpt.tasks import build_task, parse_options, resolve, task_label
 
     world = launched_world()  # under torchrun: the runs spread over the ranks, rank 0 writes the report
     say = say or (lambda line: print(line, file=sys.stderr) if world.is_main else None)
