@@ -323,3 +323,45 @@ def test_a_learning_rate_whose_validation_score_is_nan_is_never_chosen():
     diverged, good = row(0.1, [float("nan"), 0.9]), row(0.001, [0.5, 0.6])
     assert best_by_validation([diverged, good]) is good
     assert best_by_validation([good, diverged]) is good
+
+
+def test_a_pruning_lr_search_starts_each_arms_middle_lr_first_and_prunes_against_its_siblings(tmp_path, tiny_gpt2):
+    import json
+
+    import yaml
+
+    out = tiny_sweep(tmp_path, tiny_gpt2, "pruned lr search", "grid: {lr: [1.0e-4, 1.0e-3, 1.0e-2], seed: [0, 1]}\n"
+                     "variants: {fpt: {}, random: {init: random}}\n"
+                     "arena: {reference: fpt, lr_seeds: [0], prune: true}\n")
+    results = {p.parent.name: json.loads(p.read_text()) for p in (out / "runs").glob("*/result.json")}
+    assert len(results) == 8 and all("pruned" in r for r in results.values())  # 6 lr runs, 2 at the chosen lr
+    config = yaml.safe_load((out / "configs" / "fpt__lr=0.0001__seed=0.yaml").read_text())
+    assert sorted(config["prune_against"].split(",")) == [str(out / "runs" / f"fpt__lr={lr}__seed=0")
+                                                          for lr in ("0.001", "0.01")]
+    seed1 = next(n for n in results if n.startswith("fpt") and n.endswith("seed=1"))
+    assert "prune_against" not in yaml.safe_load((out / "configs" / f"{seed1}.yaml").read_text())  # a final run
+    assert not results[seed1]["pruned"]
+
+
+def test_the_queue_starts_middle_lrs_first_and_keeps_siblings_apart():
+    from fpt.experiments.sweep import Run, _middle_lr_first, _next
+
+    def make(variant, lr, seed=0):
+        return Run(f"{variant}__lr={lr}__seed={seed}", variant, {"lr": lr, "seed": seed}, {})
+
+    runs = [make(v, lr) for v in ("a", "b") for lr in (1e-4, 1e-3, 1e-2)] + [make("c", 1e-5), make("c", 1e-4)]
+    ordered = _middle_lr_first(runs)
+    assert [r.name for r in ordered[:3]] == ["a__lr=0.001__seed=0", "b__lr=0.001__seed=0", "c__lr=0.0001__seed=0"]
+    queue = [make("a", 1e-4), make("a", 1e-2), make("b", 1e-4)]
+    assert _next(queue, running=[make("a", 1e-3)]).name == "b__lr=0.0001__seed=0"  # a's sibling is training
+    assert _next(queue, running=[make("a", 1e-3)]).name == "a__lr=0.0001__seed=0"  # nothing else: the first
+
+
+def test_arena_prune_must_be_a_boolean(tmp_path):
+    from fpt.experiments.sweep import load_spec
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("description: x\nbase: {task: bit-xor}\ngrid: {lr: [0.001], seed: [0, 1]}\n"
+                    "variants: {fpt: {}}\narena: {reference: fpt, lr_seeds: [0], prune: maybe}\n")
+    with pytest.raises(FptError, match="arena.prune must be true or false"):
+        load_spec(spec)

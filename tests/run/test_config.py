@@ -90,7 +90,7 @@ def test_the_default_run_directory_names_task_model_init_and_seed(overrides, nam
 def test_which_fields_may_change_on_resume_is_marked_on_the_fields():
     from fpt.run.config import resumable_fields
     assert resumable_fields() == {"resume", "progress", "device", "out", "steps", "nan_policy", "log_to",
-                                  "wandb_project", "parallel"}
+                                  "wandb_project", "parallel", "prune_against"}
 
 
 def test_the_two_train_fractions_cannot_multiply():

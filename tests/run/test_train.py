@@ -181,3 +181,46 @@ def test_time_budget_stops_with_a_last_evaluation(tmp_path, tiny_gpt2, monkeypat
 def test_time_budget_must_be_seconds():
     with pytest.raises(FptError, match="--time-budget must be a number of seconds"):
         build_config({"task": "bit-xor", "time_budget": -1})
+
+
+def _rival(path, curve: list[tuple[int, float]]):
+    """A run directory holding only a validation curve, as --prune-against reads it."""
+    path.mkdir()
+    (path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "val": {"score": v}}) + "\n" for s, v in curve))
+    return str(path)
+
+
+def test_a_run_behind_its_rival_past_a_third_of_its_steps_stops_pruned(tmp_path, tiny_gpt2):
+    ahead = _rival(tmp_path / "ahead", [(10, 0.9), (20, 1.0)])  # perfect by step 20: nothing can beat it
+    result = run(tmp_path, "behind", tiny_gpt2, steps=60, prune_against=ahead)
+    assert result["pruned"] and result["steps_run"] == 20  # 20 >= 60 / 3: the first evaluation that may prune
+    assert not result["stopped_early"] and "accuracy" in result["test"]  # tested as usual
+    lines = (tmp_path / "behind" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [10, 20]
+
+
+def test_a_run_ahead_of_its_rivals_or_without_any_is_not_pruned(tmp_path, tiny_gpt2):
+    behind = _rival(tmp_path / "behind", [(10, 0.0)])
+    missing = str(tmp_path / "not-started")  # a sibling that has not evaluated yet: no curve, no pruning
+    result = run(tmp_path, "ahead", tiny_gpt2, prune_against=f"{behind},{missing}")
+    assert not result["pruned"] and result["steps_run"] == 40
+    assert not run(tmp_path, "alone", tiny_gpt2)["pruned"]
+
+
+def test_a_rivals_best_is_read_as_of_the_same_step():
+    from fpt.run.train import _best_by
+
+    curve = [(10, 0.5), (20, 0.7), (30, 0.7)]
+    assert _best_by(curve, 5) == float("-inf")    # nothing reached yet: never prunes
+    assert _best_by(curve, 15) == 0.5 and _best_by(curve, 20) == 0.7
+    assert _best_by(curve, 500) == 0.7            # a rival that stopped keeps its best
+
+
+def test_a_rivals_curve_is_its_running_best_and_skips_nan(tmp_path):
+    from fpt.run.rundir import best_so_far
+
+    _rival(tmp_path / "r", [(10, 0.5), (20, float("nan")), (30, 0.4), (40, 0.8)])
+    assert best_so_far(tmp_path / "r") == [(10, 0.5), (30, 0.5), (40, 0.8)]
+    assert best_so_far(tmp_path / "none") == []
+    with pytest.raises(FptError, match="--prune-against: .* is a file"):
+        build_config({"task": "bit-xor", "prune_against": str(tmp_path / "r" / "metrics.jsonl")})

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,11 +44,13 @@ from fpt.storage.files import atomic_write
 REFERENCE = "fpt"
 WIDE = (1e-4, 1e-3, 1e-2)  # the lr grid of arms whose trained parameters start fresh
 ONCE = (1e-3,)             # the one (unused) lr of contenders fitted once or that do not train
-# For the estimate printed at the start: the share of its step cap an early-stopped run takes; the
-# seconds a run spends outside its training loop (a fresh process imports torch, transformers and
-# peft in about 10 s on the 2-core EPYC, then loads its model and tests it); a fit of trees or MiniRocket.
+# For the estimate printed at the start: the share of its step cap an early-stopped run takes; that of
+# an lr search's loser, pruned once past a third of the cap behind its sibling's curve (--prune-against);
+# the seconds a run spends outside its training loop (forked with torch imported, fpt.experiments.workers:
+# it builds the task and model and tests it, about 2 s on the 2-core EPYC); a fit of trees or MiniRocket.
 EARLY_STOP_SHARE = 0.5
-RUN_OVERHEAD_SECONDS = 15.0
+PRUNED_SHARE = 0.4
+RUN_OVERHEAD_SECONDS = 3.0
 FIT_SECONDS = 30.0
 
 
@@ -186,7 +189,7 @@ def plan(task: str, task_options: dict[str, Any], contenders: list[Contender], s
         "base": {"task": task, **({"task_options": task_options} if task_options else {}), **base},
         "grid": {"lr": lrs, "seed": list(range(seeds))},
         "variants": {c.name: {**c.settings, "grid": {"lr": list(c.lrs)}} for c in contenders},
-        "arena": {"reference": REFERENCE, "lr_seeds": [0]},
+        "arena": {"reference": REFERENCE, "lr_seeds": [0], "prune": True},
     }
 
 
@@ -223,7 +226,7 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     contenders = choose_contenders(arms, objective(spec.objective).horizon)
     if lrs:
         contenders = [c if c.once else dataclasses.replace(c, lrs=tuple(float(lr) for lr in lrs)) for c in contenders]
-    skipped, seconds, overhead = {}, 0.0, 0.0
+    skipped, capped, expected, overhead = {}, 0.0, 0.0, 0.0
     for c in list(contenders):
         found = probe(c, built_task, build_config({**cfg.to_dict(), **c.settings}))
         if found.reason:
@@ -231,16 +234,22 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
                 raise FptError(f"fpt compare: the FPT arm itself cannot run on this task: {found.reason}")
             skipped[c.name] = found.reason
             contenders.remove(c)
-        seconds += found.run_seconds * (len(c.lrs) + seeds - 1)
-        overhead += RUN_OVERHEAD_SECONDS * (len(c.lrs) + seeds - 1) / workers  # processes start side by side
+            continue
+        capped += found.run_seconds * (len(c.lrs) + seeds - 1)
+        share = 1.0 if c.once else EARLY_STOP_SHARE
+        expected += found.run_seconds * (share * seeds + PRUNED_SHARE * (len(c.lrs) - 1))
+        overhead += RUN_OVERHEAD_SECONDS * (len(c.lrs) + seeds - 1)
     out = Path(out or Path("runs") / "compare" / f"{task_label(cfg.task)}-{Path(model.rstrip('/')).name}")
     spec_yaml = plan(cfg.task, typed_options, contenders, seeds, base)
     runs = sum(len(c.lrs) + seeds - 1 for c in contenders)
     say(f"compare: {len(contenders)} contenders ({', '.join(c.name for c in contenders)}) x their lrs on seed 0, "
         f"then {seeds - 1} more seeds at each chosen lr: {runs} runs on {workers} worker(s) -> {out}")
-    say(f"compare: about {_duration(seconds * EARLY_STOP_SHARE + overhead)} on this machine (every run to its "
-        f"step cap: {_duration(seconds + overhead)}; timed from one training step of each contender, early "
-        f"stopping assumed to end runs at {EARLY_STOP_SHARE:.0%} of the cap)")
+    # A step is timed on every core, so the runs' training adds up whatever the workers; their single-threaded
+    # overhead overlaps, up to one worker per core.
+    overhead /= max(1, min(workers, os.cpu_count() or 1))
+    say(f"compare: about {_duration(expected + overhead)} on this machine (every run to its step cap: "
+        f"{_duration(capped + overhead)}; timed from one training step of each contender, early stopping assumed "
+        f"to end runs at {EARLY_STOP_SHARE:.0%} of the cap, pruned lr runs at {PRUNED_SHARE:.0%})")
     for name, reason in skipped.items():
         say(f"compare: skipping {name}: {reason}")
     out.mkdir(parents=True, exist_ok=True)

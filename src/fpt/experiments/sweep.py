@@ -13,13 +13,16 @@ A spec is YAML:
     per_task:  {remote-homology: {lr: 1.0e-4}}     # optional settings for runs of one task
     paper:     {table: table2, rows: {fpt: language (FPT), random: random}}  # optional, for `fpt report`
     arena:     {reference: fpt, lr_seeds: [0]}     # optional: lr chosen per arm on validation, paired verdicts;
-                                                   # lr_seeds: every lr on these seeds, the rest at the chosen lr
+                                                   # lr_seeds: every lr on these seeds, the rest at the chosen lr;
+                                                   # prune: true: an lr run stops once behind a finished
+                                                   # sibling's validation curve (train's --prune-against)
     tiny:      {steps: 4, eval_every: 2}           # optional: `--tiny` shrinks every run to a smoke test
     workers:   2
 
 Precedence, lowest first: base, variant, per_task, grid values, tiny, --set.
 
-Each run trains in its own process into DIR/runs/NAME with --resume, so killing
+Each run trains in its own process (fpt.experiments.workers: forked from a server that has
+torch imported) into DIR/runs/NAME with --resume, so killing
 the sweep and starting it again skips finished runs and continues unfinished
 ones from their last checkpoint. DIR/index.json maps run names to their variant
 and grid values; `fpt report DIR` reads only that and the runs' result files.
@@ -31,23 +34,21 @@ wait for each other at the end: one sweep spread over N devices.
 
 from __future__ import annotations
 
-import ctypes
 import fnmatch
 import itertools
 import json
 import math
 import os
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from tqdm import tqdm
 
+from fpt.experiments.workers import Worker, start
 from fpt.storage.files import atomic_write, atomic_write_json
 from fpt.run.config import build_config, check_keys, resumable_fields, saved_settings
 from fpt.run.distributed import World, launched_world
@@ -157,7 +158,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     return spec
 
 
-ARENA_KEYS = {"reference", "lr_seeds"}
+ARENA_KEYS = {"reference", "lr_seeds", "prune"}
 
 
 def _check_arena(spec: SweepSpec, path: Path) -> None:
@@ -168,6 +169,8 @@ def _check_arena(spec: SweepSpec, path: Path) -> None:
     if reference is not None and reference not in spec.variants:
         raise FptError(f"sweep spec '{path}': arena.reference '{reference}' is not a variant; "
                        f"variants: {sorted(spec.variants)}")
+    if not isinstance(spec.arena.get("prune", False), bool):
+        raise FptError(f"sweep spec '{path}': arena.prune must be true or false, got {spec.arena['prune']!r}")
     lr_seeds = spec.arena.get("lr_seeds")
     if lr_seeds is not None:
         if not isinstance(lr_seeds, list) or not lr_seeds or not all(isinstance(s, int) for s in lr_seeds):
@@ -254,7 +257,9 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
             failed = _run_queue(todo, out, workers, threads, world, bar)
         else:  # the arena's two stages: every lr on the lr seeds, then the other seeds at each arm's chosen lr
             first = [r for r in todo if _seed(r) in lr_seeds]
-            failed = _run_queue(first, out, workers, threads, world, bar)
+            prune = bool(spec.arena.get("prune"))
+            rivals = (lambda run: [str(out / "runs" / r.name) for r in _siblings(run, runs)]) if prune else None
+            failed = _run_queue(_middle_lr_first(first) if prune else first, out, workers, threads, world, bar, rivals)
             if world.parallel:  # every rank's lr runs must be finished before any rank chooses
                 import torch.distributed as dist
                 dist.barrier()
@@ -269,32 +274,64 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     return failed if not world.parallel else _after_every_rank(failed, world)
 
 
-def _run_queue(todo: list[Run], out: Path, workers: int, threads: int, world: World, bar: tqdm) -> list[str]:
-    """Train these runs, `workers` at a time, each in its own process; return the names that failed."""
+def _run_queue(todo: list[Run], out: Path, workers: int, threads: int, world: World, bar: tqdm,
+               rivals: Callable[[Run], list[str]] | None = None) -> list[str]:
+    """Train these runs, `workers` at a time, each in its own process; return the names that failed.
+
+    rivals (an lr search that prunes): a run's siblings, given to it as --prune-against; a run whose
+    sibling is training waits while another run can start, so that the sibling's curve is ahead of it."""
     failed: list[str] = []
-    running: dict[str, subprocess.Popen] = {}
+    running: dict[str, tuple[Run, Worker]] = {}
     queue = list(todo)
     try:
         while queue or running:
             while queue and len(running) < workers:
-                run = queue.pop(0)
-                running[run.name] = _launch(run, out, threads, world)
+                run = _next(queue, [r for r, _ in running.values()]) if rivals else queue.pop(0)
+                against = rivals(run) if rivals else []
+                extra = {"prune_against": ",".join(against)} if against else {}
+                running[run.name] = run, _launch(run, out, threads, world, extra)
                 bar.set_postfix_str(", ".join(running), refresh=True)
             time.sleep(0.2)
-            for name, proc in list(running.items()):
-                if proc.poll() is not None:
+            for name, (_, proc) in list(running.items()):
+                code = proc.poll()
+                if code is not None:
                     del running[name]
                     bar.update(1)
-                    if proc.returncode != 0:
+                    if code != 0:
                         failed.append(name)
-                        print(f"sweep: run {name} failed (exit {proc.returncode}); see {out}/logs/{name}.log",
-                              file=sys.stderr)
+                        print(f"sweep: run {name} failed (exit {code}); see {out}/logs/{name}.log", file=sys.stderr)
     finally:
-        for proc in running.values():  # interrupted: stop workers; their runs resume next time
-            proc.send_signal(signal.SIGTERM)
-        for proc in running.values():
+        for _, proc in running.values():  # interrupted: stop workers; their runs resume next time
+            proc.terminate()
+        for _, proc in running.values():
             proc.wait()
     return failed
+
+
+def _next(queue: list[Run], running: list[Run]) -> Run:
+    """The first queued run none of whose siblings (its lr group, on its seed) is training; else the first."""
+    busy = {(_lr_group(r), _seed(r)) for r in running}
+    for i, run in enumerate(queue):
+        if (_lr_group(run), _seed(run)) not in busy:
+            return queue.pop(i)
+    return queue.pop(0)
+
+
+def _middle_lr_first(runs: list[Run]) -> list[Run]:
+    """Each lr group's middle lr (of 2, the larger) before its others: the paper's 1e-3 in the default
+    grids, the likeliest winner, whose curve then prunes the rest."""
+    lrs: dict[tuple[str, Any], list[Any]] = {}
+    for r in runs:
+        lrs.setdefault((_lr_group(r), _seed(r)), []).append(_lr(r))
+    middle = {key: sorted(values)[len(values) // 2] for key, values in lrs.items()}
+    return sorted(runs, key=lambda r: _lr(r) != middle[(_lr_group(r), _seed(r))])  # stable: grid order within
+
+
+def _siblings(run: Run, runs: list[Run]) -> list[Run]:
+    """The runs of `run`'s lr group on its seed at other lrs: finished, training or still to start (the run
+    reads their curves at each evaluation, so one that starts later still counts)."""
+    key = (_lr_group(run), _seed(run))
+    return [r for r in runs if r.name != run.name and (_lr_group(r), _seed(r)) == key]
 
 
 def _arena_runs(runs: list[Run], lr_seeds: list[int]) -> int:
@@ -353,8 +390,9 @@ def _after_every_rank(failed: list[str], world: World) -> list[str]:
     return [name for names in every for name in names or []]
 
 
-def _launch(run: Run, out: Path, threads: int, world: World = World()) -> subprocess.Popen:
-    config = {**run.config, "out": str(out / "runs" / run.name), "resume": True, "progress": False}
+def _launch(run: Run, out: Path, threads: int, world: World = World(),
+            extra: dict[str, Any] | None = None) -> Worker:
+    config = {**run.config, **(extra or {}), "out": str(out / "runs" / run.name), "resume": True, "progress": False}
     config_path = out / "configs" / f"{run.name}.yaml"
     atomic_write(config_path, yaml.safe_dump(config, sort_keys=False).encode())
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
@@ -363,14 +401,4 @@ def _launch(run: Run, out: Path, threads: int, world: World = World()) -> subpro
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         devices = visible.split(",") if visible else [str(world.local_rank)]
         env["CUDA_VISIBLE_DEVICES"] = devices[world.local_rank % len(devices)]
-    with open(out / "logs" / f"{run.name}.log", "ab") as log:  # the child keeps its own copy of the fd
-        return subprocess.Popen([sys.executable, "-m", "fpt", "train", "--config", str(config_path)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
-
-
-def _die_with_parent() -> None:
-    """Linux: a worker gets SIGKILL when the sweep process dies (even by kill -9)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: orphaned workers finish their run; the directory lock keeps them safe
+    return start(["train", "--config", str(config_path)], out / "logs" / f"{run.name}.log", env, threads)

@@ -77,6 +77,10 @@ class TrainConfig(ModelOptions):
     time_budget: float = _f(0.0, "stop after this many seconds of the training loop (evaluations included), with "
                             "a last evaluation; 0: no limit. With --steps as a cap: a sweep's same wall-clock "
                             "budget for every arm")
+    prune_against: str = _f("", "run directories, comma-separated, finished or training: once past a third of "
+                            "--steps, stop when this run's best validation score is below the best any of them had "
+                            "reached by the same step (their metrics.jsonl, read at every evaluation; an lr "
+                            "search's losers stop early; fpt compare sets it)", resumable=True)
     threshold: float = _f(0.99, "validation score (accuracy; per-bit for bit tasks; R^2 for regression) that "
                                 "counts as converged, for steps_to_threshold")
     data_seed: int = _f(0, "seed that fixes the validation and test sets")
@@ -108,6 +112,11 @@ class TrainConfig(ModelOptions):
     @property
     def loggers(self) -> list[str]:
         return [name.strip() for name in self.log_to.split(",") if name.strip()]
+
+    @property
+    def rivals(self) -> list[str]:
+        """--prune-against's run directories."""
+        return [d.strip() for d in self.prune_against.split(",") if d.strip()]
 
     @property
     def out_dir(self) -> Path:
@@ -159,6 +168,12 @@ class TrainConfig(ModelOptions):
         if self.train_fraction != 1 and str(task_fraction).strip() not in ("1", "1.0"):
             raise FptError(f"--train-fraction {self.train_fraction} and --task-opt train_fraction={task_fraction} "
                            "would multiply; give the fraction once (either one)")
+        if not isinstance(self.prune_against, str):
+            raise FptError(f"--prune-against must be run directories, comma-separated, got {self.prune_against!r}")
+        for rival in self.rivals:
+            if Path(rival).is_file():
+                raise FptError(f"--prune-against: '{rival}' is a file; give run directories (their metrics.jsonl "
+                               "holds the validation curve)")
         if self.batch_size % self.grad_accum:
             raise FptError(
                 f"--batch-size {self.batch_size} is not divisible by --grad-accum {self.grad_accum}: "

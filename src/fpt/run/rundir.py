@@ -55,6 +55,7 @@ class TrainState:
     padding_tokens: int = 0  # of which padding
     stopped_early: bool = False  # --patience ran out
     out_of_time: bool = False    # --time-budget ran out
+    pruned: bool = False         # --prune-against: behind a rival's validation curve
     flops_per_step: int = 0  # of one training step (forward + backward), counted by torch's FlopCounterMode
 
 
@@ -135,7 +136,7 @@ def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> di
     return {
         "task": cfg.task, "model": cfg.model, "init": built.info.init, "train_groups": cfg.train_groups,
         "seed": cfg.seed, "steps": cfg.steps, "steps_run": state.step, "stopped_early": state.stopped_early,
-        "out_of_time": state.out_of_time,
+        "out_of_time": state.out_of_time, "pruned": state.pruned,
         "trainable_params": built.counts["total"]["trainable"],
         # counted on the first step by torch.utils.flop_counter (matrix products, convolutions,
         # attention): not an estimate from parameter counts
@@ -177,6 +178,16 @@ def start_or_resume(built: Setup, optimizer: torch.optim.Optimizer | None, out: 
             stale.unlink(missing_ok=True)
         atomic_write_json(out / "config.json", built.config.to_dict())
     return TrainState(), built.trained_state()
+
+
+def best_so_far(run_dir: Path) -> list[tuple[int, float]]:
+    """A run's validation curve from its metrics.jsonl as (step, best score up to that step)."""
+    curve: list[tuple[int, float]] = []
+    for record in read_jsonl(run_dir / "metrics.jsonl"):
+        score = record.get("val", {}).get("score")
+        if isinstance(score, (int, float)) and score == score:  # NaN never counts
+            curve.append((record["step"], max(score, curve[-1][1]) if curve else score))
+    return curve
 
 
 ATTENTION_FILE = "attention.npy"

@@ -132,6 +132,8 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
         finally:
             for logger in loggers:
                 logger.close()
+        if state.pruned:
+            say(f"stopped at step {state.step}: validation behind a --prune-against run's by the same step")
 
     load_trained(built.model, best_params, out / "model.safetensors")
     if main and isinstance(built.model, FPTModel):
@@ -168,7 +170,7 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
     bar = tqdm(total=cfg.steps, initial=state.step, desc=task.spec.name, disable=not (cfg.progress and world.is_main),
                dynamic_ncols=True, file=sys.stderr)
     for step in range(state.step, cfg.steps):
-        if state.stopped_early or state.out_of_time:
+        if state.stopped_early or state.out_of_time or state.pruned:
             break
         torch.manual_seed(derive_seed("dropout", cfg.seed, step, *([world.rank] if world.rank else [])))
         batch = task.train_batch(step, cfg.batch_size, cfg.seed)
@@ -217,6 +219,9 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
             state.stopped_early = cfg.patience > 0 and (done - state.best_step >= cfg.patience * cfg.eval_every
                                                         or state.best_val["score"] >= kind.perfect)
             state.out_of_time = out_of_time
+            # past a third of the cap, behind what a rival had reached by this step: this lr has lost
+            state.pruned = 3 * done >= cfg.steps and state.best_val["score"] < max(
+                (_best_by(rundir.best_so_far(Path(d)), done) for d in cfg.rivals), default=-math.inf)
             state.wall_seconds = time.perf_counter() - started
             if world.is_main:
                 record = {"step": done, "train": train_stats, "val": val, "wall_seconds": round(state.wall_seconds, 3)}
@@ -227,6 +232,13 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
             bar.set_postfix(loss=f"{train_stats['loss']:.4f}", **{k: f"{v:.4f}" for k, v in kind.progress(val).items()})
     bar.close()
     return state, best_params
+
+
+def _best_by(curve: list[tuple[int, float]], step: int) -> float:
+    """A rival's best validation score at or before `step` (its last, once its curve has ended; while it
+    trains behind this run, the best it has so far)."""
+    reached = [score for at, score in curve if at <= step]
+    return reached[-1] if reached else -math.inf
 
 
 def _accumulate(micro_batches: list[Batch], forward: torch.nn.Module, built: Setup, world: distributed.World,
