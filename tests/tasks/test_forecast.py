@@ -135,3 +135,12 @@ def test_benchmark_names_download_once_and_verify(tmp_path, monkeypatch, csv_fil
     monkeypatch.setitem(fc.BENCHMARKS, "ettm1", Remote("http://127.0.0.1:9/ETTm1.csv", "ETTm1.csv"))
     with pytest.raises(FptError, match="put it at .*ETTm1.csv"):
         Forecast(ForecastOptions(**small("ettm1")), 0, data_dir=tmp_path)
+
+
+def test_an_ett_file_anywhere_gets_the_ett_split():
+    from fpt.tasks.forecast import ForecastOptions
+
+    assert ForecastOptions(path="etth1").split_name == "ett-hour"
+    assert ForecastOptions(path="/data/ETT-small/ETTh1.csv").split_name == "ett-hour"  # its name, not its path
+    assert ForecastOptions(path="data/ETTm2.csv").split_name == "ett-minute"
+    assert ForecastOptions(path="data/etth_like/sales.csv").split_name == "0.7,0.1,0.2"

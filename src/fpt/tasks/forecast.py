@@ -75,7 +75,7 @@ class ForecastOptions:
     def split_name(self) -> str:
         if self.split != "auto":
             return self.split
-        name = self.path.lower()
+        name = Path(self.path).name.lower()  # data/ETTh1.csv is an ETT file as much as ETTh1.csv
         return "ett-hour" if name.startswith("etth") else "ett-minute" if name.startswith("ettm") else "0.7,0.1,0.2"
 
 
