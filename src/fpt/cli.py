@@ -297,7 +297,8 @@ def add_compare_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=_positive_int, default=5, help="seeds per contender (default: 5)")
     p.add_argument("--out", help="the comparison's directory (default: runs/compare/TASK-MODEL); the same "
                    "command again resumes it")
-    p.add_argument("--workers", type=_positive_int, default=1, help="runs side by side (default: 1)")
+    p.add_argument("--workers", type=_positive_int, help="runs side by side (default: one per CPU core up to 4, "
+                   "each on its share of the cores; 1 where a GPU trains)")
     p.add_argument("--steps", type=_positive_int, help="step cap of every run (default: fpt train's, per task)")
     p.add_argument("--patience", type=int, default=5,
                    help="stop a run after this many evaluations without a better validation score (default: 5)")

@@ -78,3 +78,16 @@ def test_a_comparison_on_a_table_runs_the_table_baselines_and_skips_what_cannot_
     rows = {row["contender"]: row for row in result.table}
     assert set(rows) == {"fpt", "logistic", "trees"} and rows["trees"]["once"] == "fitted once"
     assert "| trees |" in result.report.read_text() and "fitted once" in result.report.read_text()
+
+
+def test_runs_go_side_by_side_one_per_core_up_to_four_and_one_on_a_gpu(monkeypatch):
+    import torch
+
+    from fpt.experiments import compare as compare_module
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for cores, workers in ((1, 1), (2, 2), (16, 4), (None, 1)):
+        monkeypatch.setattr(compare_module.os, "cpu_count", lambda cores=cores: cores)
+        assert compare_module.default_workers() == workers
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert compare_module.default_workers() == 1
