@@ -91,3 +91,11 @@ def test_runs_go_side_by_side_one_per_core_up_to_four_and_one_on_a_gpu(monkeypat
         assert compare_module.default_workers() == workers
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert compare_module.default_workers() == 1
+
+
+def test_the_card_counts_the_pruned_lr_runs(tmp_path):
+    from fpt.experiments.compare import Comparison, card
+
+    result = Comparison(["Limits: none."], [], {}, tmp_path / "REPORT.md", runs=66, pruned=9)
+    assert "9 of the 66 runs were lr-search runs stopped early behind a sibling lr's" in card(result, 5.0)[-2]
+    assert "pruned" not in card(Comparison([], [], {}, tmp_path / "REPORT.md", runs=3), 5.0)[-2]

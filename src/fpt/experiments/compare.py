@@ -126,6 +126,8 @@ class Comparison:
     report: Path
     failed: list[str] = field(default_factory=list)
     span_seconds: float = 0.0            # from the first run's start to the last run's end (result files)
+    runs: int = 0                        # finished runs, lr search included
+    pruned: int = 0                      # of which lr-search runs stopped behind a sibling lr (--prune-against)
 
 
 def choose_contenders(arms: str, forecasting: bool) -> list[Contender]:
@@ -356,7 +358,9 @@ def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[s
     limits += [f"{name} skipped: {why}" for name, why in skipped.items()]
     limits += [f"{len(failed)} run(s) failed: {', '.join(failed[:3])}"] if failed else []
     lines.append("Limits: " + ("; ".join(limits) if limits else "every contender converged in every seed") + ".")
-    return Comparison(lines, table, skipped, path, failed, span_seconds(rows))
+    results = [r for row in rows for r in row.results]
+    return Comparison(lines, table, skipped, path, failed, span_seconds(rows), len(results),
+                      sum(bool(r.get("pruned")) for r in results))
 
 
 def card(result: Comparison, seconds: float) -> list[str]:
@@ -370,8 +374,10 @@ def card(result: Comparison, seconds: float) -> list[str]:
                     f"{converged} | {r['train_seconds']:.0f} | {'-' if r['once'] else r['lr']} |")
     span = (f"The runs span {_duration(result.span_seconds)}, from the first one's start to the last one's end "
             "(their result files' finished_at less wall_seconds); " if result.span_seconds else "")
+    pruned = (f" {result.pruned} of the {result.runs} runs were lr-search runs stopped early behind a sibling "
+              "lr's validation curve (pruned; never the chosen lr)." if result.pruned else "")
     return ["## Verdict", "", *(f"- {line}" for line in result.verdict), "", *rows, "",
-            f"{span}this invocation of `fpt compare` took {_duration(seconds)}.", ""]
+            f"{span}this invocation of `fpt compare` took {_duration(seconds)}.{pruned}", ""]
 
 
 def span_seconds(rows: list[Row]) -> float:
