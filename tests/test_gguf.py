@@ -181,3 +181,30 @@ def test_the_installed_smollm2_wheel_is_what_fpt_models_says():
     assert params == 134_515_008 and round(params / 1e6, 1) == known.params_m
     matrices = {t.tensor_type.name for t in reader.tensors if t.name.startswith("blk.") and len(t.shape) == 2}
     assert matrices == {"Q4_1"}  # every block matrix is 4-bit
+
+
+def test_a_file_is_hashed_once_per_version_of_it(tmp_path, monkeypatch):
+    import fpt.gguf
+    from fpt.gguf import verified_sha256
+
+    calls = []
+    real = fpt.gguf.sha256_file
+    monkeypatch.setattr(fpt.gguf, "sha256_file", lambda path: calls.append(path) or real(path))
+    data, stamps = tmp_path / "w.bin", tmp_path / "cache" / "stamps.json"
+    data.write_bytes(b"x" * 1000)
+    first = verified_sha256(data, stamps)
+    assert verified_sha256(data, stamps) == first and len(calls) == 1  # the stamp is trusted
+    data.write_bytes(b"y" * 1000)  # same size, a new write: hashed again
+    assert verified_sha256(data, stamps) == real(data) != first and len(calls) == 2
+    stamps.write_text("not json")  # a damaged stamp file costs a hash, nothing else
+    assert verified_sha256(data, stamps) == real(data) and len(calls) == 3
+
+
+def test_a_second_load_hashes_nothing(tiny_gguf, tmp_path, monkeypatch):
+    import fpt.gguf
+
+    path, _ = tiny_gguf
+    load_backbone(str(path), "pretrained", "auto", 0, cache_dir=tmp_path)
+    monkeypatch.setattr(fpt.gguf, "sha256_file", lambda path: (_ for _ in ()).throw(AssertionError("hashed")))
+    _, info = load_backbone(str(path), "pretrained", "auto", 0, cache_dir=tmp_path)
+    assert info.source_sha256 and info.converted_sha256
