@@ -22,7 +22,7 @@ from torch import nn
 
 from fpt.errors import FptError
 from fpt.families import (Family, apply_attention, check_attention, family_of, keep_first_blocks, max_positions,
-                          output_width, position_kind, prepare_config, probe_causal)
+                          position_kind, prepare_config, probe_causal)
 from fpt.catalog import lookup, packaged_gguf
 from fpt.gguf import dequantised, locate
 from fpt.storage.downloads import default_data_dir
@@ -134,9 +134,8 @@ def load_backbone(name: str, init: str, attention: str, seed: int, fused_gelu: b
     kept = keep_first_blocks(model, family, layers, name)  # before hashing: the hash is of what is used
     apply_attention(model, family, attention)
     input_size = model.get_input_embeddings().embedding_dim
-    causal = probe_causal(model, input_size)
+    causal, hidden = probe_causal(model, input_size)  # two forward passes of 2 x 6 tokens
     check_attention(family, attention, causal, name)
-    hidden = output_width(model, input_size)
     info = BackboneInfo(name=name, source=source, init=init, model_type=config.model_type, hidden_size=hidden,
                         max_positions=max_positions(family, config), causal=causal, family=family.name,
                         position=position_kind(family, config), layers=kept, attention_impl=impl,

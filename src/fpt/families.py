@@ -170,11 +170,12 @@ def check_attention(family: Family, attention: str, causal: bool, name: str) -> 
 
 
 @torch.no_grad()
-def probe_causal(model: nn.Module, width: int, length: int = 6) -> bool:
+def probe_causal(model: nn.Module, width: int, length: int = 6) -> tuple[bool, int]:
     """Measure causality: change a later token and see whether earlier outputs move.
 
     Two rows, one unpadded and one right-padded, so that both of transformers' mask paths (no mask
-    materialised, and a padding mask) are measured. Returns True when earlier outputs are unchanged.
+    materialised, and a padding mask) are measured. Returns (True when earlier outputs are unchanged,
+    the width of last_hidden_state: OPT-350m projects back to its embedding width).
     """
     was_training = model.training
     model.eval()  # no dropout: the two passes must differ only by the changed token
@@ -192,17 +193,7 @@ def probe_causal(model: nn.Module, width: int, length: int = 6) -> bool:
     if unchanged[0] != unchanged[1]:
         raise FptError(f"{type(model).__name__}: its attention is causal with padding and bidirectional "
                        "without (or the reverse); fpt cannot use a backbone whose mask depends on padding")
-    return unchanged[0]
-
-
-def output_width(model: nn.Module, width: int) -> int:
-    """The width of last_hidden_state (OPT-350m projects back to its embedding width)."""
-    with torch.no_grad():
-        was_training = model.training
-        model.eval()
-        out = model(inputs_embeds=torch.zeros(1, 1, width), attention_mask=torch.ones(1, 1, dtype=torch.long))
-        model.train(was_training)
-    return int(out.last_hidden_state.shape[-1])
+    return unchanged[0], int(a.shape[-1])
 
 
 def block_list(model: nn.Module, family: Family) -> nn.ModuleList:
