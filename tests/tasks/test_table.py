@@ -145,3 +145,51 @@ def test_rare_categories_share_one_slot_and_a_table_too_wide_for_memory_is_refus
     monkeypatch.setattr(table, "MAX_TOKEN_BYTES", 1000)
     with pytest.raises(FptError, match=r"GiB as tokens; lower --task-opt max_categories"):
         build_task(str(tmp_path / "wide.csv"), {"target": "label"}, 0)
+
+
+def test_new_rows_are_encoded_as_the_training_rows_were(tmp_path, table):
+    from fpt.tasks.table import Table, TableOptions, encode_rows
+
+    options = {"target": "label", "drop": "price"}
+    task = build_task(str(table), options, data_seed=0)
+    every = encode_rows(task.spec, table)                                   # the training file itself, in row order
+    split = Table._split(pd.read_csv(table), TableOptions(**options), 0, table)
+    for s, name in enumerate(("train", "val", "test")):
+        assert torch.equal(torch.from_numpy(every[split == s]), task.splits[name].x)
+    reordered = pd.read_csv(table)[["income", "city", "age"]]               # any column order, no target
+    assert np.array_equal(encode_rows(task.spec, _saved(tmp_path, reordered)), every)
+    city = json.loads(task.spec.table_encoding)[1]["categories"]            # slots 1..5 of the token
+    new = pd.DataFrame({"age": [30.0, np.nan], "city": ["berlin", None], "income": [None, 40.0]})
+    tokens = encode_rows(task.spec, _saved(tmp_path, new))                  # (2, 3, 8)
+    assert tokens[0, 1, 1 + city.index("(other)")] == 1                     # a city never seen in training
+    assert tokens[1, 1, 1 + city.index("(missing)")] == 1 and tokens[0, 2, 7] == 1  # missing cells, flagged
+    assert tokens[1, 0, 0] == 0                                             # a missing age: the training mean
+    assert task.spec.classes == ("no", "yes")
+    with pytest.raises(FptError, match=r"lacks the column\(s\) income"):
+        encode_rows(task.spec, _saved(tmp_path, new[["age", "city"]]))
+    with pytest.raises(FptError, match=r"row 1, column 'age': 'old' is not a finite number"):
+        encode_rows(task.spec, _saved(tmp_path, new.assign(age=["old", "1"])))
+
+
+def _saved(tmp_path: Path, frame: pd.DataFrame) -> Path:
+    path = tmp_path / f"rows-{len(list(tmp_path.glob('rows-*')))}.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_fpt_predict_reads_a_table_and_writes_labels_or_values(tmp_path, table, tiny_bert):
+    fast = ["--model", str(tiny_bert), "--steps", "4", "--eval-every", "2", "--precision", "fp32", "--no-progress"]
+    assert main(["train", "--task", str(table), "--task-opt", "target=label", "--task-opt", "drop=price",
+                 "--out", str(tmp_path / "c"), *fast]) == 0
+    new = _saved(tmp_path, pd.read_csv(table).head(5).drop(columns=["label"]))
+    assert main(["predict", "--run", str(tmp_path / "c"), "--input", str(new), "--out", str(tmp_path / "p.csv")]) == 0
+    assert set(pd.read_csv(tmp_path / "p.csv")["prediction"]) <= {"no", "yes"}
+    assert main(["predict", "--run", str(tmp_path / "c"), "--input", str(new), "--out", str(tmp_path / "q.csv"),
+                 "--probs"]) == 0
+    probs = pd.read_csv(tmp_path / "q.csv")
+    assert list(probs.columns) == ["p(no)", "p(yes)"] and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert main(["train", "--task", str(table), "--task-opt", "target=price", "--task-opt", "drop=label",
+                 "--out", str(tmp_path / "r"), *fast]) == 0
+    assert main(["predict", "--run", str(tmp_path / "r"), "--input", str(new), "--out", str(tmp_path / "v.npy")]) == 0
+    values = np.load(tmp_path / "v.npy")                                    # (5, 1) in the target's units
+    assert values.shape == (5, 1) and 20 < float(np.abs(values).mean()) < 400  # prices, not standard deviations

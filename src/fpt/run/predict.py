@@ -12,6 +12,10 @@ The output is one .npy array, written atomically:
     regression      values (N, K) float32
     forecast        (N, horizon, K) float32 in the data's units (see fpt.run.predict_series;
                     --input may be a CSV, --out FILE.csv writes one forecast as CSV)
+A run trained on a table (fpt.tasks.table) also reads a CSV or Parquet table with its feature
+columns (others, the target among them, are ignored), encoded as its training rows were; its
+regression values are in the target's units, and --out FILE.csv writes a `prediction` column
+(class labels, or values) or with --probs a `p(LABEL)` column per class.
 From Python: `fpt.predict(run_dir, x)`, or `predict_loaded(fpt.FPTModel.from_pretrained(run_dir), x)`
 to load once.
 Neither reads the training data: the input format is recorded in the saved model.
@@ -41,6 +45,7 @@ from fpt.tasks import is_data_file
 from fpt.tasks.arrays import Arrays
 from fpt.tasks.base import TaskSpec
 from fpt.tasks.inputs import check_pad_id, check_tokens, load_arrays, token_lengths
+from fpt.tasks.table import encode_rows, is_table
 
 
 def load_input(path: str | Path) -> tuple[np.ndarray, int | None]:
@@ -125,7 +130,26 @@ def predict_loaded(model: FPTModel | Setup, x: np.ndarray | torch.Tensor, batch_
         series = torch.from_numpy(check_series(spec, x, where).astype(np.float32))
         return run(Arrays.full_length(series, torch.zeros(len(series))), probs)
     tokens, lengths = prepare(spec, x, pad_id, where)
-    return run(Arrays(tokens, torch.zeros(len(tokens)), lengths), probs)  # no targets: y is a placeholder
+    predictions = run(Arrays(tokens, torch.zeros(len(tokens)), lengths), probs)  # no targets: y is a placeholder
+    if spec.channel_mean and not kind.probabilities:  # a table's regression target was standardised: its units
+        predictions = predictions * np.array(spec.channel_std, dtype=np.float32) + np.array(spec.channel_mean,
+                                                                                             dtype=np.float32)
+    return predictions
+
+
+def table_csv(spec: TaskSpec, predictions: np.ndarray, probs: bool) -> bytes:
+    """A table run's predictions as CSV, a row per input row: `prediction` (the class label, or the value
+    in the target's units), or with --probs one column `p(LABEL)` per class."""
+    import pandas as pd
+
+    if probs:
+        frame = pd.DataFrame(predictions, columns=[f"p({c})" for c in spec.classes])
+    elif spec.classes:
+        frame = pd.DataFrame({"prediction": np.array(spec.classes, dtype=object)[predictions]})
+    else:
+        frame = pd.DataFrame({"prediction" if predictions.shape[1] == 1 else f"prediction_{k}": predictions[:, k]
+                              for k in range(predictions.shape[1])})
+    return frame.to_csv(index=False).encode()
 
 
 def predict(run_dir: str | Path, x: np.ndarray | torch.Tensor, batch_size: int = 64, device: str = "auto",
@@ -160,16 +184,19 @@ def predict_cli(run: str, input: str, out: str, batch_size: int = 64, device: st
     if out_path.is_dir() or not out_path.parent.is_dir():
         raise FptError(f"--out '{out}': must be a file in an existing directory, e.g. predictions.npy")
     model = open_run(run, device)
-    forecasting = objective(model.spec.objective).horizon
-    if out.endswith(".csv") and not forecasting:
-        raise FptError(f"--out '{out}': CSV output is for forecasts; write an .npy")
+    spec = model.spec
+    forecasting = objective(spec.objective).horizon
+    if out.endswith(".csv") and not (forecasting or spec.table_encoding):
+        raise FptError(f"--out '{out}': CSV output is for forecasts and tables; write an .npy")
     if forecasting and input.endswith(".csv"):
-        x, pad_id = read_window_csv(model.spec, Path(input)), None
+        x, pad_id = read_window_csv(spec, Path(input)), None
+    elif is_table(input):
+        x, pad_id = encode_rows(spec, Path(input)), None
     else:
         x, pad_id = load_input(input)
     result = predict_loaded(model, x, batch_size, probs, pad_id, progress=True, where=f"--input '{input}'")
     if out.endswith(".csv"):
-        atomic_write(out_path, forecast_csv(model.spec, result))
+        atomic_write(out_path, table_csv(spec, result, probs) if spec.table_encoding else forecast_csv(spec, result))
     else:
         buffer = io.BytesIO()
         np.save(buffer, result)
@@ -183,9 +210,10 @@ def add_predict_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="DIR", help="run directory (the --out of fpt train)")
     parser.add_argument("--input", required=True, metavar="FILE.npz",
                         help="inputs: array x (or x_test) of an .npz, optional pad_id; or a .npy array; for a "
-                             "forecasting run also a CSV with its channels (its last seq_len rows)")
+                             "forecasting run also a CSV with its channels (its last seq_len rows); for a run "
+                             "trained on a table, a CSV or Parquet table with its feature columns")
     parser.add_argument("--out", required=True, metavar="FILE.npy",
-                        help="where to write the predictions (.npy; for one forecast also .csv)")
+                        help="where to write the predictions (.npy; for one forecast or a table also .csv)")
     parser.add_argument("--batch-size", type=int, default=64, help="examples per forward pass (default: 64)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     parser.add_argument("--probs", action="store_true",

@@ -51,6 +51,8 @@ class TaskSpec:
     channel_std: tuple[float, ...] = ()
     period: int = 0               # the seasonal period in steps (24 for hourly data), 0: unknown
     columns: tuple[str, ...] = () # a table's feature columns, one token each (fpt.tasks.table)
+    table_encoding: str = ""      # ... and their encodings as JSON, so that `fpt predict` encodes new rows alike
+    classes: tuple[str, ...] = () # a table's class labels, in class-id order
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TaskSpec":

@@ -30,6 +30,7 @@ encoding (standardised numbers, one-hot categories, missing indicators).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,16 @@ def read_table(path: Path) -> Any:
 
 
 class Column:
-    """One feature column's encoding, learned on the training rows."""
+    """One feature column's encoding, learned on the training rows (or read back from a run's spec)."""
+
+    name: str
+    numeric: bool
+    mean: float
+    std: float
+    has_missing: bool
+    categories: list[str]
+    slots: int
+    values: np.ndarray
 
     def __init__(self, name: str, values: Any, train: np.ndarray, path: Path, max_categories: int):
         self.name = name
@@ -126,6 +136,34 @@ class Column:
             self.categories = [str(kept[i]) for i in order] + [OTHER]
             self.slots = len(self.categories)
             self.values = text
+
+    def describe(self) -> dict[str, Any]:
+        """The encoding as data (TaskSpec.table_encoding holds the list of them)."""
+        if self.numeric:
+            return {"name": self.name, "numeric": True, "mean": self.mean, "std": self.std,
+                    "has_missing": self.has_missing}
+        return {"name": self.name, "numeric": False, "categories": self.categories}
+
+    @classmethod
+    def described(cls, d: dict[str, Any], values: Any, path: Path) -> "Column":
+        """The column `d` describes, holding `values` (new rows) encoded as in training."""
+        column = cls.__new__(cls)
+        column.name, column.numeric = d["name"], d["numeric"]
+        if column.numeric:
+            column.mean, column.std, column.has_missing = d["mean"], d["std"], d["has_missing"]
+            column.slots = 1 + column.has_missing
+            numbers, bad = _as_numbers(values)
+            wrong = bad | np.isinf(numbers)
+            if wrong.any():
+                row = int(np.flatnonzero(wrong)[0])
+                raise FptError(f"'{path}' row {row + 1}, column {column.name!r}: {values.iloc[row]!r} is not a "
+                               "finite number, and the run learned this column as numbers; fix the cell or empty it")
+            column.values = numbers  # an empty cell: 0 (the training mean), its missing slot set if it has one
+        else:
+            column.categories = list(d["categories"])
+            column.slots = len(column.categories)
+            column.values = values.astype("string").fillna(MISSING).str.strip().to_numpy(dtype=object)
+        return column
 
     def encode(self, tokens: np.ndarray, column: int, offset: int) -> None:
         """Write this column's slots (from `offset`) into tokens[:, column, :]."""
@@ -169,7 +207,8 @@ class Table(ArrayTask):
         if len(frame) < 10:
             raise FptError(f"'{path}' has {len(frame)} rows; a table needs 10 at least to split and learn from")
         split = self._split(frame, o, data_seed, path)
-        y, objective, n_outputs = self._target(frame[o.target], o, path, split)
+        y, objective, classes = self._target(frame[o.target], o, path, split)
+        n_outputs = len(classes) or 1
         features = [c for c in columns if c not in {o.target, o.split_column, *dropped}]
         if not features:
             raise FptError(f"'{path}': no columns left to learn from besides the target {o.target!r}")
@@ -181,11 +220,7 @@ class Table(ArrayTask):
             raise FptError(f"'{path}': {len(frame):,} rows x {len(encoded)} columns x {width} slots would take "
                            f"{size / 2 ** 30:.1f} GiB as tokens; lower --task-opt max_categories "
                            f"(now {o.max_categories}) or drop wide categorical columns (--task-opt drop=...)")
-        tokens = np.zeros((len(frame), len(encoded), width), dtype=np.float32)  # (N, columns, slots)
-        offset = 0
-        for j, column in enumerate(encoded):
-            column.encode(tokens, j, offset)
-            offset += column.slots
+        tokens = _tokens(encoded, len(frame), width)
         numeric = sum(c.numeric for c in encoded)
         self.columns = encoded
         scale: dict[str, Any] = {}
@@ -199,7 +234,8 @@ class Table(ArrayTask):
             description=(f"table of {len(frame):,} rows: {numeric} numeric and {len(encoded) - numeric} categorical "
                          f"column(s), one token each; target {o.target!r} ({objective}"
                          f"{f', {n_outputs} classes' if objective == 'classification' else ''})"),
-            source=f"file {path}", columns=tuple(features), **scale)
+            source=f"file {path}", columns=tuple(features),
+            table_encoding=json.dumps([c.describe() for c in encoded]), classes=classes, **scale)
         x = torch.from_numpy(tokens)
         parts = [Arrays.full_length(x[torch.from_numpy(split == s)], y[torch.from_numpy(split == s)]) for s in range(3)]
         super().__init__(spec, *parts)
@@ -228,7 +264,9 @@ class Table(ArrayTask):
         return split
 
     @staticmethod
-    def _target(values: Any, o: TableOptions, path: Path, split: np.ndarray) -> tuple[torch.Tensor, str, int]:
+    def _target(values: Any, o: TableOptions, path: Path, split: np.ndarray
+                ) -> tuple[torch.Tensor, str, tuple[str, ...]]:
+        """(targets, objective, class labels in id order: () for regression)."""
         missing = values.isna().to_numpy()
         if missing.any():
             raise FptError(f"'{path}': {int(missing.sum())} row(s) have no {o.target!r} (row {int(np.argmax(missing)) + 1} "
@@ -248,7 +286,7 @@ class Table(ArrayTask):
                 raise FptError(f"'{path}': the target {o.target!r} holds an infinite value; fix or drop that row")
             if len(np.unique(numbers)) < 2:
                 raise FptError(f"'{path}': the target {o.target!r} is constant; there is nothing to predict")
-            return torch.from_numpy(numbers[:, None]), "regression", 1
+            return torch.from_numpy(numbers[:, None].copy()), "regression", ()
         labels = values.astype("string").str.strip().to_numpy(dtype=object)
         classes = sorted(set(labels), key=lambda v: (float(v) if numeric else math.inf, str(v)))
         if len(classes) < 2:
@@ -259,7 +297,37 @@ class Table(ArrayTask):
         if len(set(labels[split == 0])) < 2:
             raise FptError(f"'{path}': the training rows of {o.target!r} hold one class; use more rows or "
                            "another split")
-        return y, "classification", len(classes)
+        return y, "classification", tuple(str(c) for c in classes)
+
+
+def _tokens(columns: list[Column], rows: int, width: int) -> np.ndarray:
+    """The rows as tokens (N, columns, slots): one token per column, its value in its own slots."""
+    tokens = np.zeros((rows, len(columns), width), dtype=np.float32)
+    offset = 0
+    for j, column in enumerate(columns):
+        column.encode(tokens, j, offset)
+        offset += column.slots
+    return tokens
+
+
+def encode_rows(spec: TaskSpec, path: Path) -> np.ndarray:
+    """New rows of a table (CSV or Parquet) encoded as the run's training rows were: tokens
+    (N, columns, slots) for `fpt predict`. The run's feature columns must all be there; other
+    columns (the target, ids) are ignored."""
+    if not spec.table_encoding:
+        raise FptError(f"--input '{path}': a table is read by runs trained on a table; this run's task "
+                       f"{spec.name} takes arrays (.npz / .npy)")
+    frame = read_table(path)
+    frame.columns = [str(c) for c in frame.columns]
+    described = json.loads(spec.table_encoding)
+    missing = [d["name"] for d in described if d["name"] not in frame.columns]
+    if missing:
+        raise FptError(f"--input '{path}' lacks the column(s) {_list(missing)} that the run was trained on; "
+                       f"it needs {_list([d['name'] for d in described])}")
+    if not len(frame):
+        raise FptError(f"--input '{path}' has no rows")
+    columns = [Column.described(d, frame[d["name"]], path) for d in described]
+    return _tokens(columns, len(frame), spec.token_dim or 0)
 
 
 def _list(columns: list[str]) -> str:
