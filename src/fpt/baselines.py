@@ -1,4 +1,5 @@
-"""Forecasting baselines that replace fpt's whole model: `--model linear`, `repeat-last`, `seasonal-naive`.
+"""Forecasting baselines that replace fpt's whole model: `--model linear`, `dlinear`, `repeat-last`,
+`seasonal-naive`.
 
 Both are FPTModels with no backbone and no input layer, so the runner, checkpoints and
 `fpt predict` treat them like any run. The window (series_len steps of one channel) is one
@@ -7,6 +8,11 @@ token and the head is the whole model:
     linear       instance normalisation -> Linear(seq_len, horizon) -> de-normalisation:
                  one linear map per window, shared by the channels (NLinear/DLinear style,
                  the linear model Tan et al. and the closed-form numbers in PAPER.md use)
+    dlinear      DLinear (Zeng et al. 2023, "Are Transformers Effective for Time Series
+                 Forecasting?"): the window split into its trend (a 25-step moving average, the
+                 ends padded with the first and last values) and the remainder, a linear map
+                 from each to the horizon, summed; shared by the channels, no normalisation
+                 (their individual=False, as Time-Series-Library runs it)
     repeat-last  the window's last value, repeated over the horizon; nothing trains
     seasonal-naive  the window's last season repeated: step h of the forecast is the value one
                  period before it (period: the data's, from its date column, or seasonal-naive-N);
@@ -18,6 +24,7 @@ The catalogue (fpt.catalog) names them; these are their hooks (fpt.arms.base).
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -66,6 +73,33 @@ class WindowBaseline(ArmHooks):
 
 class LinearBaseline(WindowBaseline):
     normalise = True
+
+
+class Decomposition(NoBackbone):
+    """DLinear's series decomposition as a parameter-free backbone: the window token (B, 1, T * C),
+    step-major, becomes its remainder and its trend side by side (B, 1, 2 * T * C), so that the head
+    (one Linear) is DLinear's two linear maps and their sum."""
+
+    def __init__(self, steps: int, channels: int, kernel: int = 25):
+        super().__init__(2 * steps * channels)
+        self.steps, self.channels, self.kernel = steps, channels, kernel
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                **_: object) -> SimpleNamespace:
+        x = inputs_embeds.reshape(-1, self.steps, self.channels)               # (B, T, C)
+        side = (self.kernel - 1) // 2
+        padded = torch.cat([x[:, :1].expand(-1, side, -1), x, x[:, -1:].expand(-1, side, -1)], dim=1)
+        trend = padded.unfold(1, self.kernel, 1).mean(dim=-1)                 # (B, T, C): moving average
+        features = torch.cat([(x - trend).flatten(1), trend.flatten(1)], dim=1)  # (B, 2 * T * C)
+        return SimpleNamespace(last_hidden_state=features.unsqueeze(1))      # (B, 1, 2 * T * C)
+
+
+class DLinear(WindowBaseline):
+    def replace_backbone(self, backbone: Any, info: Any, spec: TaskSpec,
+                         options: ModelOptions) -> tuple[nn.Module, BackboneInfo]:
+        decomposition = Decomposition(spec.series_len, spec.channels)  # any window: the padding fills the kernel
+        _, info = super().replace_backbone(backbone, info, spec, options)
+        return decomposition, dataclasses.replace(info, hidden_size=decomposition.hidden_size)
 
 
 class RepeatLast(WindowBaseline):

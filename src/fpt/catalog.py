@@ -9,7 +9,7 @@ weights come from and, for fpt's own models, how they are built:
     gpt2, ..., opt-125m   hub names, with their sizes for `fpt models`
     patchtst              a PatchTST-style transformer trained from scratch (fpt.patchtst)
     lstm, lstm-N          the paper's LSTM baseline (fpt.lstm)
-    linear, repeat-last, seasonal-naive   forecasting baselines that replace fpt's whole model
+    linear, dlinear, repeat-last, seasonal-naive   forecasting baselines that replace fpt's whole model
                           (fpt.baselines)
 
 This module imports nothing heavy (no torch): the CLI lists it at start-up.
@@ -110,6 +110,10 @@ for _entry in (
     NamedModel("linear", "built in", "baseline", 0, 0, 0.0, 0,
                "forecasting: one linear map from the input window to the horizon (fpt.baselines)", "none",
                whole_model="fpt.baselines:LinearBaseline", from_scratch=True, default_train="output"),
+    NamedModel("dlinear", "built in", "baseline", 0, 0, 0.0, 0,
+               "forecasting: DLinear, a linear map each from the window's trend (25-step moving average) and "
+               "remainder to the horizon (fpt.baselines)", "none",
+               whole_model="fpt.baselines:DLinear", from_scratch=True, default_train="output"),
     NamedModel("repeat-last", "built in", "baseline", 0, 0, 0.0, 0,
                "forecasting: the window's last value, repeated; nothing trains", "none",
                whole_model="fpt.baselines:RepeatLast", from_scratch=True, default_train="none"),

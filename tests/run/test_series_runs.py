@@ -101,3 +101,27 @@ def test_ucr_classification_end_to_end(tmp_path, tiny_bert):
     mean, std = np.array(built.task.spec.channel_mean), np.array(built.task.spec.channel_std)
     classes = predict(out, x * std + mean)  # the data's own units in
     assert classes.shape == (5,) and classes.dtype == np.int64
+
+
+def test_dlinears_decomposition_is_its_moving_average_and_remainder():
+    import torch
+
+    from fpt.baselines import Decomposition
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 48, 2)                                               # (B, T, C)
+    # DLinear's own moving_avg: the ends padded with the first and last steps, then AvgPool1d(25, stride 1)
+    front, end = x[:, :1].repeat(1, 12, 1), x[:, -1:].repeat(1, 12, 1)
+    pooled = torch.nn.AvgPool1d(25, stride=1)(torch.cat([front, x, end], dim=1).permute(0, 2, 1)).permute(0, 2, 1)
+    out = Decomposition(48, 2)(x.flatten(1).unsqueeze(1)).last_hidden_state  # (B, 1, 2 * 48 * 2), step-major
+    seasonal, trend = out[:, 0].split(96, dim=1)
+    assert torch.allclose(trend.reshape(3, 48, 2), pooled, atol=1e-6)
+    assert torch.allclose(seasonal.reshape(3, 48, 2), x - pooled, atol=1e-6)
+
+
+def test_dlinear_trains_as_a_forecasting_run(tmp_path, series_csv):
+    out = run(tmp_path, "dlinear", series_csv, model="dlinear", steps=200, eval_every=50)
+    result = json.loads((out / "result.json").read_text())
+    assert result["trainable_params"] == 2 * 48 * 12 + 12                  # a map each from remainder and trend
+    assert result["config"]["lr"] == FORECAST_TRAINING["dlinear"]["lr"] and result["test"]["mse"] < 1.0
+    assert predict(out, np.zeros((2, 48, 3), dtype=np.float32)).shape == (2, 12, 3)

@@ -85,6 +85,8 @@ for _c in (
               "fitted once per seed: the series-classification baseline", once=True),
     Contender("linear", {"model": "linear"}, (1e-3, 1e-2), "a linear map from the window to the horizon",
               forecasting_only=True),
+    Contender("dlinear", {"model": "dlinear"}, (1e-3, 1e-2), "DLinear: a linear map each from the window's trend "
+              "and remainder (the baseline of every forecasting table)", forecasting_only=True),
     Contender("repeat-last", {"model": "repeat-last"}, ONCE, "the window's last value, repeated (nothing trains)",
               forecasting_only=True, once=True),
     Contender("seasonal-naive", {"model": "seasonal-naive"}, ONCE, "the window's last season, repeated (period from "
@@ -97,8 +99,8 @@ for _c in (
     CONTENDERS.register(_c)
 
 # The default contenders, by what the task's outputs are (fpt.objectives: `horizon` or not).
-DEFAULTS = {"forecast": ("fpt", "random-init", "no-lm", "linear", "repeat-last", "seasonal-naive", "patchtst",
-                         "pattn"),
+DEFAULTS = {"forecast": ("fpt", "random-init", "no-lm", "linear", "dlinear", "repeat-last", "seasonal-naive",
+                         "patchtst", "pattn"),
             "other": ("fpt", "random-init", "no-lm", "full", "lora", "ln-tuning", "logistic", "mlp", "cnn", "trees",
                       "minirocket")}
 

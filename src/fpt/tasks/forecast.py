@@ -274,4 +274,5 @@ FORECAST_TRAINING: dict[str, dict[str, object]] = {
     "*": {"steps": 500, "batch_size": 64, "lr": 1e-3, "eval_every": 50, "patience": 3},
     # linear: lr 3e-4 over up to 4,000 steps (at 1e-3 early stopping caught a noisy validation MSE)
     "linear": {"steps": 4000, "lr": 3e-4, "eval_every": 200, "patience": 4},
+    "dlinear": {"steps": 4000, "lr": 3e-4, "eval_every": 200, "patience": 4},  # the same kind of model
 }
