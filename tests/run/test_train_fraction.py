@@ -44,16 +44,17 @@ def test_training_on_a_fraction_cycles_through_that_subset(tmp_path, tiny_bert):
     assert result["config"]["train_fraction"] == 0.25 and result["steps_run"] == 6
 
 
-def test_forecasting_keeps_the_first_windows_in_time(tmp_path, tiny_bert, write_series):
+def test_forecasting_keeps_the_first_rows_in_time(tmp_path, tiny_bert, write_series):
     csv = tmp_path / "s.csv"
     write_series(csv, 300)
     options = {"path": str(csv), "split": "0.7,0.1,0.2", "seq_len": 32, "horizon": 8, "patch_len": 8, "stride": 4}
     full = setup(build_config({"task": "forecast", "task_options": options, "model": str(tiny_bert)})).task
     part = setup(build_config({"task": "forecast", "task_options": options, "model": str(tiny_bert),
                                "train_fraction": 0.5})).task
-    windows = full.windows["train"].shape[1]
-    assert part.windows["train"].shape[1] == windows // 2
-    assert (part.windows["train"] == full.windows["train"][:, :windows // 2]).all()
+    rows = full.windows["train"].shape[1] + 40 - 1                   # 40 = seq_len + horizon
+    kept = (rows - 32) * 50 // 100 + 32 - 40 + 1                       # One Fits All's cut of the rows, as windows
+    assert part.windows["train"].shape[1] == kept
+    assert (part.windows["train"] == full.windows["train"][:, :kept]).all()
 
 
 @pytest.mark.parametrize("fraction", [0, 1.5, -0.1])

@@ -79,7 +79,10 @@ def test_val_stride_and_train_fraction(csv_file):
     windows = full.windows["val"].shape[1]
     assert strided.split_size("val") == 3 * len(range(0, windows, 4))
     assert strided.split_size("test") == full.split_size("test")  # test is always every window
-    assert strided.split_size("train") == 3 * int(full.windows["train"].shape[1] * 0.25)
+    train_rows = full.windows["train"].shape[1] + full.windows["train"].shape[2] - 1
+    seq_len, span = full.options.seq_len, full.windows["train"].shape[2]
+    kept_rows = (train_rows - seq_len) * 25 // 100 + seq_len       # One Fits All's cut of the rows
+    assert strided.split_size("train") == 3 * (kept_rows - span + 1)
     assert strided.spec.channel_mean == full.spec.channel_mean  # statistics from all training rows
 
 
@@ -144,3 +147,18 @@ def test_an_ett_file_anywhere_gets_the_ett_split():
     assert ForecastOptions(path="/data/ETT-small/ETTh1.csv").split_name == "ett-hour"  # its name, not its path
     assert ForecastOptions(path="data/ETTm2.csv").split_name == "ett-minute"
     assert ForecastOptions(path="data/etth_like/sales.csv").split_name == "0.7,0.1,0.2"
+
+
+def test_few_shot_keeps_one_fits_alls_rows(tmp_path, write_series):
+    """border2 = (border2 - seq_len) * percent // 100 + seq_len on ETT's 12 training months (8,640 rows)."""
+    path = tmp_path / "ETTh1.csv"
+    write_series(path, 14400, channels=1)
+    def windows(fraction: float, horizon: int) -> int:
+        return build_task("forecast", {"path": str(path), "features": "c0", "horizon": horizon,
+                                       "train_fraction": fraction}, 0).split_size("train")
+    assert windows(1.0, 96) == 8640 - 336 - 96 + 1
+    assert windows(0.1, 96) == 735      # 1,166 rows (a cut of the windows kept 820)
+    assert windows(0.1, 720) == 111     # 6.8x fewer than 10% of the windows (758)
+    assert windows(0.05, 96) == 751 - 432 + 1
+    with pytest.raises(FptError, match="train_fraction 0.01: 419 training rows are left"):
+        windows(0.01, 96)

@@ -12,8 +12,9 @@ numeric channels. Protocol (Informer's, as PatchTST, DLinear and One Fits All us
   - channel independence: an example is one channel's window, `seq_len` values in, the next
     `horizon` out, so a split has channels x windows examples;
   - MSE and MAE on the standardised values over every window of the test split.
-`train_fraction` < 1 keeps only the first fraction of the training windows (One Fits All's
-few-shot setting; the statistics still come from all training rows, as there).
+`train_fraction` < 1 keeps only the first training rows, cut as One Fits All's few-shot runs cut
+them: `border2 = (border2 - seq_len) * percent // 100 + seq_len` (ETTh1 at 10%, horizon 96:
+1,166 rows, 735 windows); the statistics still come from all training rows, as there.
 Windows are views of one (channels, rows) tensor: a batch copies only its own windows.
 `path` may also name a benchmark file (etth1, etth2, ettm1, ettm2), downloaded once.
 """
@@ -24,6 +25,7 @@ import csv
 import dataclasses
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -60,7 +62,7 @@ class ForecastOptions:
     split: str = "auto"          # ett-hour | ett-minute | fractions a,b,c; auto: ett-* for ETT names, else 0.7,0.1,0.2
     features: str = "all"        # all channels, or one column's name (univariate)
     instance_norm: bool = True
-    train_fraction: float = 1.0  # keep the first fraction of training windows (few-shot: 0.1)
+    train_fraction: float = 1.0  # keep the first training rows, One Fits All's few-shot cut (0.1, 0.05)
     val_stride: int = 8          # validate on every k-th window (adjacent windows share seq_len - 1 rows); test: all
 
     def __post_init__(self) -> None:
@@ -225,7 +227,7 @@ class Forecast(Task):
             name=file.stem if file else "forecast", seq_len=tokens, objective="forecast", n_outputs=o.horizon, token_dim=o.patch_len,
             description=f"forecast {o.horizon} steps from {o.seq_len} of {channels}, each on its own; "
                         f"split {o.split_name}{f', {rows} rows' if rows else ''}"
-                        f"{f', first {o.train_fraction:.0%} of training windows' if o.train_fraction < 1 else ''}",
+                        f"{f', first {o.train_fraction:.0%} of training rows (One Fits All cut)' if o.train_fraction < 1 else ''}",
             source=f"file {file}" if file else "a CSV (--task-opt path)",
             series_len=o.seq_len, channels=1, patch_len=o.patch_len, patch_stride=o.stride,
             instance_norm=o.instance_norm, channel_names=tuple(names or ()),
@@ -233,10 +235,18 @@ class Forecast(Task):
             channel_std=tuple(float(v) for v in (std if std is not None else ())))
 
     def keep_train_fraction(self, fraction: float, data_seed: int) -> None:
-        """The first fraction of the training windows in time (the task option train_fraction and
-        --train-fraction alike, as One Fits All's few-shot runs), not a random subset."""
-        view = self.windows["train"]
-        self.windows["train"] = view[:, :max(1, int(view.shape[1] * fraction))]
+        """The first training rows in time (the task option train_fraction and --train-fraction alike),
+        not a random subset: One Fits All's cut, rows = (rows - seq_len) * fraction + seq_len, floored
+        (their percent // 100 on whole percents, exactly: 0.1 is read as 1/10), so the windows kept are
+        those that fit in those rows."""
+        view = self.windows["train"]                                       # (C, W, seq_len + horizon)
+        rows = view.shape[1] + view.shape[2] - 1                           # the training rows
+        kept_rows = int(Fraction(str(fraction)) * (rows - self.options.seq_len)) + self.options.seq_len
+        windows = kept_rows - view.shape[2] + 1
+        if windows < 1:
+            raise FptError(f"train_fraction {fraction}: {kept_rows} training rows are left, fewer than seq_len + "
+                           f"horizon = {view.shape[2]}; use a larger fraction or a shorter horizon")
+        self.windows["train"] = view[:, :windows]
         self.order = EpochOrder(self.spec.name, self.split_size("train"))
 
     def _examples(self, split: str) -> Tensor:
