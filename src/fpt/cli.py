@@ -76,17 +76,17 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     from fpt.tasks import REGISTRY, describe_task, option_help
     from fpt.tasks.table import TableOptions
 
-    print(f"{'task':<17}{'tokens x dim':<28}{'outputs':<22}{'metric':<20}data")
+    print(f"{'task':<17}{'tokens x dim':<32}{'outputs':<22}{'metric':<20}data")
     for name in REGISTRY:
         spec = describe_task(name)
         outputs = objective(spec.objective).describe_outputs(spec.n_outputs, spec.readout_tokens)
-        print(f"{name:<17}{spec.shape:<28}{outputs:<22}{spec.metric:<20}{spec.source}")
+        print(f"{name:<17}{spec.shape:<32}{outputs:<22}{spec.metric:<20}{spec.source}")
         print(f"{'':<17}{spec.description}; options: {option_help(name)}")
-    print(f"{'PATH.npz':<17}{'x (N, L, D) or ids (N, L)':<28}{'classes or K targets':<22}"
+    print(f"{'PATH.npz':<17}{'x (N, L, D) or ids (N, L)':<32}{'classes or K targets':<22}"
           f"{'accuracy | RMSE, R^2':<22}your file")
     print(f"{'':<17}your own data: x_train, y_train, x_test, y_test (+ x_val, y_val, pad_id); "
           "options: n_val (see README)")
-    print(f"{'PATH.csv':<17}{'one token per column':<28}{'classes or 1 target':<22}"
+    print(f"{'PATH.csv':<17}{'one token per column':<32}{'classes or 1 target':<22}"
           f"{'accuracy | RMSE, R^2':<22}your file (.csv, .parquet)")
     print(f"{'':<17}a table of numeric and categorical columns; options: "
           f"{', '.join(f'{f.name}={f.default}' for f in dataclasses.fields(TableOptions))} (target= is required)")

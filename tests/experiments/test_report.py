@@ -292,8 +292,11 @@ def test_the_forecasting_task_records_its_protocol(tmp_path):
     assert not protocol(path="etth1", seq_len=96)["published"]
     assert not protocol(path="etth1", features="OT")["published"]
     assert not protocol(path="etth1", train_fraction=0.1)["published"]
-    assert not protocol(path="data/ETT-small/ETTh1.csv")["published"]  # auto gives 70/10/20 for that path
-    assert not protocol(path="weather.csv")["published"]
+    assert protocol(path="data/ETT-small/ETTh1.csv")["published"]  # the file's name decides, not its folders
+    assert not protocol(path="data/ETT-small/ETTh1.csv", split="0.7,0.1,0.2")["published"]
+    assert not protocol(path="ETTm2.csv", seq_len=336)["published"]  # ETTm's window is 512
+    assert protocol(path="weather.csv")["published"] and protocol(path="weather.csv")["seq_len"] == 512
+    assert not protocol(path="sales.csv")["published"]  # no benchmark of that name
 
 
 def test_every_committed_report_with_result_files_rebuilds_to_identical_tables(tmp_path):

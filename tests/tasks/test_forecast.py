@@ -162,3 +162,18 @@ def test_few_shot_keeps_one_fits_alls_rows(tmp_path, write_series):
     assert windows(0.05, 96) == 751 - 432 + 1
     with pytest.raises(FptError, match="train_fraction 0.01: 419 training rows are left"):
         windows(0.01, 96)
+
+
+def test_a_benchmark_file_brings_its_published_protocol():
+    from fpt.tasks.forecast import ForecastOptions
+
+    def window(path: str, **given) -> tuple:
+        o = ForecastOptions(path=path, **given)
+        return o.seq_len, o.patch_len, o.stride, o.horizon, o.split_name
+
+    assert window("etth1") == window("data/ETTh2.csv") == (336, 16, 8, 96, "ett-hour")
+    assert window("/x/ETTm1.csv") == (512, 16, 16, 96, "ett-minute")   # stride 16, as One Fits All's ETTm scripts
+    assert window("weather.csv") == window("traffic.csv") == (512, 16, 8, 96, "0.7,0.1,0.2")
+    assert window("national_illness.csv") == (104, 24, 2, 24, "0.7,0.1,0.2")
+    assert window("sales.csv") == (336, 16, 8, 96, "0.7,0.1,0.2")       # any other file: the generic setting
+    assert window("ETTm1.csv", seq_len=96, stride=8) == (96, 16, 8, 96, "ett-minute")  # given values stand

@@ -111,7 +111,8 @@ def describe_task(name: str) -> TaskSpec:
 
 def option_help(name: str) -> str:
     """'key=default, ...' for `fpt tasks`."""
-    return ", ".join(f"{f.name}={f.default}" for f in fields(REGISTRY[name].options))
+    return ", ".join(f"{f.name}={'auto' if f.metadata.get('auto') else f.default}"
+                     for f in fields(REGISTRY[name].options))
 
 
 __all__ = ["Batch", "Task", "TaskSpec", "TaskEntry", "REGISTRY", "register", "resolve", "is_data_file", "task_label",

@@ -16,7 +16,9 @@ numeric channels. Protocol (Informer's, as PatchTST, DLinear and One Fits All us
 them: `border2 = (border2 - seq_len) * percent // 100 + seq_len` (ETTh1 at 10%, horizon 96:
 1,166 rows, 735 windows); the statistics still come from all training rows, as there.
 Windows are views of one (channels, rows) tensor: a batch copies only its own windows.
-`path` may also name a benchmark file (etth1, etth2, ettm1, ettm2), downloaded once.
+`path` may also name a benchmark file (etth1, etth2, ettm1, ettm2), downloaded once. A file
+named after a benchmark (ETTm1.csv, weather.csv, ...) brings its published split, window and
+patching (PROTOCOLS) unless options say otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator
@@ -45,7 +47,8 @@ ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/
 BENCHMARKS = {
     "etth1": Remote(ETT_URL.format("ETTh1"), "ETTh1.csv",
                     "f18de3ad269cef59bb07b5438d79bb3042d3be49bdeecf01c1cd6d29695ee066", 2589657),
-    "etth2": Remote(ETT_URL.format("ETTh2"), "ETTh2.csv"),
+    "etth2": Remote(ETT_URL.format("ETTh2"), "ETTh2.csv",
+                    "a3dc2c597b9218c7ce1cd55eb77b283fd459a1d09d753063f944967dd6b9218b", 2417960),
     "ettm1": Remote(ETT_URL.format("ETTm1"), "ETTm1.csv"),
     "ettm2": Remote(ETT_URL.format("ETTm2"), "ETTm2.csv"),
 }
@@ -53,19 +56,49 @@ MONTH_ROWS = {"ett-hour": 30 * 24, "ett-minute": 30 * 24 * 4}
 
 
 @dataclass(frozen=True)
+class Benchmark:
+    """A long-term forecasting data set as One Fits All runs it (their Long-term_Forecasting/scripts):
+    its split, input window, patching and horizons."""
+
+    split: str
+    seq_len: int
+    patch_len: int
+    stride: int
+    horizons: tuple[int, ...] = (96, 192, 336, 720)
+
+
+# By the file's name, lower case, without its suffix: ETTh1.csv, data/ETTm2.csv, weather.csv, ...
+# ETT: 12/4/4 months; the others: Autoformer's 0.7/0.1/0.2 of the rows.
+PROTOCOLS = {
+    "etth1": Benchmark("ett-hour", 336, 16, 8), "etth2": Benchmark("ett-hour", 336, 16, 8),
+    "ettm1": Benchmark("ett-minute", 512, 16, 16), "ettm2": Benchmark("ett-minute", 512, 16, 16),
+    "weather": Benchmark("0.7,0.1,0.2", 512, 16, 8), "electricity": Benchmark("0.7,0.1,0.2", 512, 16, 8),
+    "traffic": Benchmark("0.7,0.1,0.2", 512, 16, 8),
+    "national_illness": Benchmark("0.7,0.1,0.2", 104, 24, 2, (24, 36, 48, 60)),
+}
+GENERIC = Benchmark("0.7,0.1,0.2", 336, 16, 8)  # any other CSV
+AUTO = {"auto": "the benchmark's (by the file's name), else the generic"}  # an option's 0 means that
+
+
+@dataclass(frozen=True)
 class ForecastOptions:
     path: str = ""               # a CSV, or etth1 | etth2 | ettm1 | ettm2
-    seq_len: int = 336           # input window (One Fits All's ETTh setting)
-    horizon: int = 96            # steps forecast
-    patch_len: int = 16
-    stride: int = 8
-    split: str = "auto"          # ett-hour | ett-minute | fractions a,b,c; auto: ett-* for ETT names, else 0.7,0.1,0.2
+    seq_len: int = field(default=0, metadata=AUTO)    # input window: 336 (ETTh), 512 (ETTm, weather, ...), 104 (ILI)
+    horizon: int = field(default=0, metadata=AUTO)    # steps forecast: 96 (24 for ILI)
+    patch_len: int = field(default=0, metadata=AUTO)  # 16 (24 for ILI)
+    stride: int = field(default=0, metadata=AUTO)     # 8 (16 for ETTm, 2 for ILI)
+    split: str = "auto"          # ett-hour | ett-minute | fractions a,b,c; auto: the benchmark's, else 0.7,0.1,0.2
     features: str = "all"        # all channels, or one column's name (univariate)
     instance_norm: bool = True
     train_fraction: float = 1.0  # keep the first training rows, One Fits All's few-shot cut (0.1, 0.05)
     val_stride: int = 8          # validate on every k-th window (adjacent windows share seq_len - 1 rows); test: all
 
     def __post_init__(self) -> None:
+        protocol = self.benchmark or GENERIC
+        for name, value in (("seq_len", protocol.seq_len), ("horizon", protocol.horizons[0]),
+                            ("patch_len", protocol.patch_len), ("stride", protocol.stride)):
+            if getattr(self, name) == 0:  # not given: the benchmark's own
+                object.__setattr__(self, name, value)
         positive(self, "seq_len", "horizon", "patch_len", "stride", "val_stride")
         if self.patch_len > self.seq_len:
             raise ValueError(f"patch_len {self.patch_len} is longer than seq_len {self.seq_len}")
@@ -74,10 +107,17 @@ class ForecastOptions:
         split_rows(self.split_name, 10 ** 9, self.seq_len)  # refuses an unknown split spelling
 
     @property
+    def benchmark(self) -> Benchmark | None:
+        """The published protocol of the data set the file is named after (its folders do not count)."""
+        return PROTOCOLS.get(Path(self.path).stem.lower()) if self.path else None
+
+    @property
     def split_name(self) -> str:
         if self.split != "auto":
             return self.split
-        name = Path(self.path).name.lower()  # data/ETTh1.csv is an ETT file as much as ETTh1.csv
+        if self.benchmark:
+            return self.benchmark.split
+        name = Path(self.path).name.lower()  # an ETT file by another name: ETTh1-copy.csv
         return "ett-hour" if name.startswith("etth") else "ett-minute" if name.startswith("ettm") else "0.7,0.1,0.2"
 
 
@@ -184,12 +224,16 @@ class Forecast(Task):
     """Windows of a multichannel series, one channel per example (see the module docstring)."""
 
     def protocol(self) -> dict[str, Any]:
-        """One Fits All's long-term setting: all channels, 336 steps in, an ETT benchmark's own split
-        (12/4/4 months), every training window."""
-        o = self.options
-        published = (o.seq_len == 336 and o.features == "all" and o.train_fraction == 1.0
-                     and o.split_name in ("ett-hour", "ett-minute"))
-        return {"name": "long-term forecasting (One Fits All, Table 3)", "published": published}
+        """One Fits All's long-term setting: a benchmark file, all channels, its own input window,
+        patching, split and horizons, every training row."""
+        o, bench = self.options, self.options.benchmark
+        published = (bench is not None and (o.seq_len, o.patch_len, o.stride) == (bench.seq_len, bench.patch_len,
+                                                                                   bench.stride)
+                     and o.horizon in bench.horizons and o.split_name == bench.split and o.features == "all"
+                     and o.train_fraction == 1.0)
+        return {"name": "long-term forecasting (One Fits All, Table 3)", "published": published,
+                **({"benchmark": Path(o.path).stem.lower(), "seq_len": o.seq_len, "patch_len": o.patch_len,
+                    "stride": o.stride, "split": o.split_name} if bench else {})}
 
     def __init__(self, options: ForecastOptions, data_seed: int, data_dir: Path | None = None):
         self.options = o = options
