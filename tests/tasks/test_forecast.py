@@ -177,3 +177,27 @@ def test_a_benchmark_file_brings_its_published_protocol():
     assert window("national_illness.csv") == (104, 24, 2, 24, "0.7,0.1,0.2")
     assert window("sales.csv") == (336, 16, 8, 96, "0.7,0.1,0.2")       # any other file: the generic setting
     assert window("ETTm1.csv", seq_len=96, stride=8) == (96, 16, 8, 96, "ett-minute")  # given values stand
+
+
+def test_transfer_tests_on_another_files_test_split(tmp_path, write_series):
+    source, target = tmp_path / "ETTh1.csv", tmp_path / "ETTh2.csv"
+    write_series(source, 14400, seed=0)
+    values = write_series(target, 14400, seed=1)
+    options = {"path": str(source), "horizon": 24}
+    plain = build_task("forecast", options, 0)
+    moved = build_task("forecast", {**options, "test_path": str(target)}, 0)
+    assert torch.equal(moved.windows["train"], plain.windows["train"])      # trained and validated on the source
+    assert moved.split_size("test") == plain.split_size("test")             # the same ETT split, of the target
+    a = 16 * 720 - 336                                                      # ETT test rows reach back seq_len
+    own = (values[:12 * 720].mean(0), values[:12 * 720].std(0))             # the target's training rows
+    first = torch.from_numpy(((values[a:a + 360, 0] - own[0][0]) / own[1][0]).astype(np.float32))
+    assert torch.allclose(moved.windows["test"][0, 0], first, atol=1e-5)
+    scaled = build_task("forecast", {**options, "test_path": str(target), "test_scale": "source"}, 0)
+    mean, std = plain.spec.channel_mean[0], plain.spec.channel_std[0]
+    assert torch.allclose(scaled.windows["test"][0, 0], torch.from_numpy(((values[a:a + 360, 0] - mean) / std)
+                                                                           .astype(np.float32)), atol=1e-5)
+    assert not moved.protocol()["published"] and moved.protocol()["test_path"] == str(target)
+    other = tmp_path / "other.csv"
+    write_series(other, 14400, channels=2)
+    with pytest.raises(FptError, match="a transfer tests the same channels"):
+        build_task("forecast", {**options, "test_path": str(other)}, 0)

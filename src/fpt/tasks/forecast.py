@@ -91,6 +91,8 @@ class ForecastOptions:
     features: str = "all"        # all channels, or one column's name (univariate)
     instance_norm: bool = True
     train_fraction: float = 1.0  # keep the first training rows, One Fits All's few-shot cut (0.1, 0.05)
+    test_path: str = ""          # transfer: test on this file's test split instead (a CSV or benchmark name)
+    test_scale: str = "own"      # transfer: standardise it with its own training rows' statistics, or the source's
     val_stride: int = 8          # validate on every k-th window (adjacent windows share seq_len - 1 rows); test: all
 
     def __post_init__(self) -> None:
@@ -104,6 +106,8 @@ class ForecastOptions:
             raise ValueError(f"patch_len {self.patch_len} is longer than seq_len {self.seq_len}")
         if not 0 < self.train_fraction <= 1:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.test_scale not in ("own", "source"):
+            raise ValueError(f"test_scale must be own or source, got {self.test_scale!r}")
         split_rows(self.split_name, 10 ** 9, self.seq_len)  # refuses an unknown split spelling
 
     @property
@@ -230,10 +234,11 @@ class Forecast(Task):
         published = (bench is not None and (o.seq_len, o.patch_len, o.stride) == (bench.seq_len, bench.patch_len,
                                                                                    bench.stride)
                      and o.horizon in bench.horizons and o.split_name == bench.split and o.features == "all"
-                     and o.train_fraction == 1.0)
+                     and o.train_fraction == 1.0 and not o.test_path)
+        transfer = {"test_path": o.test_path, "test_scale": o.test_scale} if o.test_path else {}
         return {"name": "long-term forecasting (One Fits All, Table 3)", "published": published,
                 **({"benchmark": Path(o.path).stem.lower(), "seq_len": o.seq_len, "patch_len": o.patch_len,
-                    "stride": o.stride, "split": o.split_name} if bench else {})}
+                    "stride": o.stride, "split": o.split_name} if bench else {}), **transfer}
 
     def __init__(self, options: ForecastOptions, data_seed: int, data_dir: Path | None = None):
         self.options = o = options
@@ -256,10 +261,35 @@ class Forecast(Task):
                 raise FptError(f"'{file}': the {split} split has {b - a} rows, fewer than seq_len + horizon = "
                                f"{span}; use a shorter seq_len or horizon, or another split")
             self.windows[split] = series[:, a:b].unfold(1, span, 1)
+        if o.test_path:
+            self.windows["test"] = self._transfer_test(names, mean, std, data_dir)
         self.spec = dataclasses.replace(self.make_spec(o, names, mean, std, file, len(values)), period=season)
         self.order = EpochOrder(self.spec.name, self.split_size("train"))
         if o.train_fraction < 1:
             self.keep_train_fraction(o.train_fraction, data_seed)
+
+    def _transfer_test(self, names: list[str], mean: np.ndarray, std: np.ndarray, data_dir: Path | None) -> Tensor:
+        """The test windows of another file (`test_path`): its own benchmark split, the same channels,
+        standardised with its own training rows' statistics (`test_scale=own`, as One Fits All's and
+        Time-LLM's transfer runs build the target's loader) or with the source's (`source`)."""
+        o = self.options
+        file = locate(o.test_path, data_dir)
+        other_names, values, _ = read_csv(file, o.features)
+        if other_names != names:
+            raise FptError(f"--task-opt test_path: '{file}' has the channels {other_names}, the training file "
+                           f"{names}; a transfer tests the same channels (features=COLUMN picks one)")
+        target = dataclasses.replace(o, path=o.test_path, test_path="")  # its own split, by its own name
+        bounds = split_rows(target.split_name if o.split == "auto" else o.split_name, len(values), o.seq_len)
+        if o.test_scale == "own":
+            start, stop = bounds["train"]
+            mean, std = values[start:stop].mean(axis=0), values[start:stop].std(axis=0)
+            std = np.where(std == 0, 1.0, std)
+        a, b = bounds["test"]
+        if b - a < o.seq_len + o.horizon:
+            raise FptError(f"--task-opt test_path: the test split of '{file}' has {b - a} rows, fewer than seq_len + "
+                           f"horizon = {o.seq_len + o.horizon}")
+        series = torch.from_numpy(((values[a:b] - mean) / std).T.astype(np.float32)).contiguous()  # (C, rows)
+        return series.unfold(1, o.seq_len + o.horizon, 1)
 
     @classmethod
     def make_spec(cls, options: ForecastOptions, names: list[str] | None = None, mean: np.ndarray | None = None,
