@@ -69,7 +69,8 @@ def compare(task: str, **options: Any) -> Any:
     Returns a `Comparison`: `.verdict` (the card's sentences), `.table` (one dict per contender:
     score, paired 95% interval against FPT, p, verdict, convergence, cost), `.skipped`, `.report`.
     options: task_options, model, arms ("default", "all" or "a,b,c"), seeds, out, workers, steps,
-    patience, time_budget, extra (other fpt train keys), progress. See fpt.experiments.compare."""
+    patience, time_budget, extra (other fpt train keys), progress, dry_run (print the plan and the
+    estimate only, return None). See fpt.experiments.compare."""
     from fpt.experiments.compare import compare as run_comparison
 
     return run_comparison(task, **options)

@@ -141,7 +141,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare(args.task, dict(args.task_opt or []), model=args.model, arms=args.arms, seeds=args.seeds,
                      out=args.out, workers=args.workers, steps=args.steps, patience=args.patience,
                      time_budget=args.time_budget, extra=_yaml_values(args.set, "--set"), lrs=args.lrs,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, dry_run=args.dry_run)
+    if result is None:  # --dry-run: the plan and the estimate only
+        return 0
     print("\n".join(result.verdict))
     print(f"report: {result.report}")
     return 1 if result.failed else 0
@@ -297,6 +299,8 @@ def add_compare_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=_positive_int, default=5, help="seeds per contender (default: 5)")
     p.add_argument("--out", help="the comparison's directory (default: runs/compare/TASK-MODEL); the same "
                    "command again resumes it")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (contenders, skips, runs) and the time "
+                   "estimate, then stop: nothing runs or is written")
     p.add_argument("--workers", type=_positive_int, help="runs side by side (default: one per CPU core up to 4, "
                    "each on its share of the cores; 1 where a GPU trains)")
     p.add_argument("--steps", type=_positive_int, help="step cap of every run (default: fpt train's, per task)")

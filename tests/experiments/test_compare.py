@@ -99,3 +99,12 @@ def test_the_card_counts_the_pruned_lr_runs(tmp_path):
     result = Comparison(["Limits: none."], [], {}, tmp_path / "REPORT.md", runs=66, pruned=9)
     assert "9 of the 66 runs were lr-search runs stopped early behind a sibling lr's" in card(result, 5.0)[-2]
     assert "pruned" not in card(Comparison([], [], {}, tmp_path / "REPORT.md", runs=3), 5.0)[-2]
+
+
+def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_gpt2, capsys):
+    code = main(["compare", "--task", "bit-xor", "--task-opt", "n_bits=5", "--task-opt", "n_val=16", "--task-opt",
+                 "n_test=16", "--model", str(tiny_gpt2), "--arms", "fpt,logistic,linear", "--seeds", "2",
+                 "--out", str(tmp_path / "c"), "--steps", "6", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 0 and "compare: 2 contenders (fpt, logistic)" in err and "about" in err
+    assert "skipping linear" in err and not (tmp_path / "c").exists()

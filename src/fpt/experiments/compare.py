@@ -201,12 +201,13 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
             seeds: int = 5, out: str | Path | None = None, workers: int | None = None, steps: int | None = None,
             patience: int = 5, time_budget: float = 0.0, extra: dict[str, Any] | None = None,
             lrs: tuple[float, ...] | None = None, progress: bool = True,
-            say: Callable[[str], None] | None = None) -> Comparison:
+            say: Callable[[str], None] | None = None, dry_run: bool = False) -> Comparison | None:
     """Run (or resume) the comparison and return its verdict; see the module docstring.
 
     workers: runs side by side (None: default_workers());
     extra: further fpt train keys for every run (eval_every, batch_size, precision, ...);
-    lrs: one learning-rate grid for every contender instead of each one's own."""
+    lrs: one learning-rate grid for every contender instead of each one's own;
+    dry_run: say the plan and the estimate, then return None (nothing runs, nothing is written)."""
     from fpt.objectives import objective
     from fpt.options import is_count
     from fpt.run.config import build_config
@@ -258,6 +259,8 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
         f"to end runs at {EARLY_STOP_SHARE:.0%} of the cap, pruned lr runs at {PRUNED_SHARE:.0%})")
     for name, reason in skipped.items():
         say(f"compare: skipping {name}: {reason}")
+    if dry_run:
+        return None
     out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "compare.yaml"
     atomic_write(spec_path, yaml.safe_dump(spec_yaml, sort_keys=False).encode())
