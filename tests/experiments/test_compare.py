@@ -108,3 +108,9 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_gpt2, capsy
     err = capsys.readouterr().err
     assert code == 0 and "compare: 2 contenders (fpt, logistic)" in err and "about" in err
     assert "skipping linear" in err and not (tmp_path / "c").exists()
+
+
+def test_durations_read_as_a_person_says_them():
+    from fpt.experiments.compare import _duration
+
+    assert _duration(42) == "42 s" and _duration(1053) == "17 min 33 s" and _duration(71992) == "19 h 59 min"

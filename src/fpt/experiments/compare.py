@@ -287,6 +287,8 @@ def default_workers() -> int:
 
 
 def _duration(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
     return f"{int(seconds // 60)} min {seconds % 60:02.0f} s" if seconds >= 90 else f"{seconds:.0f} s"
 
 
