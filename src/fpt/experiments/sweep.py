@@ -245,11 +245,14 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     todo = [r for r in runs[world.rank::world.size] if not done[r.name]]
     workers = workers or spec.workers
     share = f" ({len(todo)} of them on rank {world.rank} of {world.size})" if world.parallel else ""
-    print(f"sweep: {len(runs)} runs, {len(runs) - unfinished} already finished, {unfinished} to run{share} "
-          f"on {workers} worker(s) -> {out}", file=sys.stderr)
-    threads = max(1, (os.cpu_count() or 1) // (workers * world.size))
     lr_seeds = spec.arena.get("lr_seeds")
     total = len(runs) if lr_seeds is None else _arena_runs(runs, lr_seeds)  # the runs that will exist in the end
+    finished = len(runs) - unfinished
+    grid = (f" ({len(runs)} in the grid: every lr on seed(s) {lr_seeds}, the other seeds at each arm's chosen lr "
+            "only)" if total < len(runs) else "")
+    print(f"sweep: {total} runs{grid}, {finished} already finished, {max(total - finished, 0)} to run{share} "
+          f"on {workers} worker(s) -> {out}", file=sys.stderr)
+    threads = max(1, (os.cpu_count() or 1) // (workers * world.size))
     bar = tqdm(total=total, initial=min(len(runs) - unfinished, total), desc="runs", disable=not progress,
                file=sys.stderr)
     try:
