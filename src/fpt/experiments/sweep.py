@@ -14,8 +14,8 @@ A spec is YAML:
     paper:     {table: table2, rows: {fpt: language (FPT), random: random}}  # optional, for `fpt report`
     arena:     {reference: fpt, lr_seeds: [0]}     # optional: lr chosen per arm on validation, paired verdicts;
                                                    # lr_seeds: every lr on these seeds, the rest at the chosen lr;
-                                                   # prune: true: an lr run stops once behind a finished
-                                                   # sibling's validation curve (train's --prune-against)
+                                                   # prune: true: an lr run stops once behind a sibling
+                                                   # lr's validation curve (train's --prune-against)
     tiny:      {steps: 4, eval_every: 2}           # optional: `--tiny` shrinks every run to a smoke test
     workers:   2
 
@@ -253,7 +253,7 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     print(f"sweep: {total} runs{grid}, {finished} already finished, {max(total - finished, 0)} to run{share} "
           f"on {workers} worker(s) -> {out}", file=sys.stderr)
     threads = max(1, (os.cpu_count() or 1) // (workers * world.size))
-    bar = tqdm(total=total, initial=min(len(runs) - unfinished, total), desc="runs", disable=not progress,
+    bar = tqdm(total=total, initial=min(finished, total), desc="runs", disable=not progress,
                file=sys.stderr)
     try:
         if lr_seeds is None:

@@ -248,12 +248,11 @@ class Forecast(Task):
         file = locate(o.path, data_dir)
         names, values, season = read_csv(file, o.features)
         bounds = split_rows(o.split_name, len(values), o.seq_len)
-        start, stop = bounds["train"]
-        mean, std = values[start:stop].mean(axis=0), values[start:stop].std(axis=0)  # as StandardScaler
+        mean, std = _train_statistics(values, bounds)
         if (std == 0).any():
             raise FptError(f"'{file}': channel {names[int(np.argmin(std))]!r} is constant over the training rows; "
                            "drop it (--task-opt features=COLUMN keeps one channel)")
-        series = torch.from_numpy(((values - mean) / std).T.astype(np.float32)).contiguous()  # (C, rows)
+        series = _standardised(values, mean, std)                         # (C, rows)
         span = o.seq_len + o.horizon
         self.windows: dict[str, Tensor] = {}                              # split -> (C, W, span) views
         for split, (a, b) in bounds.items():
@@ -279,17 +278,15 @@ class Forecast(Task):
             raise FptError(f"--task-opt test_path: '{file}' has the channels {other_names}, the training file "
                            f"{names}; a transfer tests the same channels (features=COLUMN picks one)")
         target = dataclasses.replace(o, path=o.test_path, test_path="")  # its own split, by its own name
-        bounds = split_rows(target.split_name if o.split == "auto" else o.split_name, len(values), o.seq_len)
+        bounds = split_rows(target.split_name, len(values), o.seq_len)
         if o.test_scale == "own":
-            start, stop = bounds["train"]
-            mean, std = values[start:stop].mean(axis=0), values[start:stop].std(axis=0)
+            mean, std = _train_statistics(values, bounds)
             std = np.where(std == 0, 1.0, std)
         a, b = bounds["test"]
         if b - a < o.seq_len + o.horizon:
             raise FptError(f"--task-opt test_path: the test split of '{file}' has {b - a} rows, fewer than seq_len + "
                            f"horizon = {o.seq_len + o.horizon}")
-        series = torch.from_numpy(((values[a:b] - mean) / std).T.astype(np.float32)).contiguous()  # (C, rows)
-        return series.unfold(1, o.seq_len + o.horizon, 1)
+        return _standardised(values[a:b], mean, std).unfold(1, o.seq_len + o.horizon, 1)
 
     @classmethod
     def make_spec(cls, options: ForecastOptions, names: list[str] | None = None, mean: np.ndarray | None = None,
@@ -348,6 +345,17 @@ class Forecast(Task):
 
     def split_size(self, split: str) -> int:
         return len(self._examples(split))
+
+
+def _train_statistics(values: np.ndarray, bounds: dict[str, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each channel's mean and std over the training rows, as StandardScaler computes them."""
+    start, stop = bounds["train"]
+    return values[start:stop].mean(axis=0), values[start:stop].std(axis=0)
+
+
+def _standardised(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> Tensor:
+    """Rows (rows, C) standardised, as one contiguous float32 tensor (C, rows) for windows to view."""
+    return torch.from_numpy(((values - mean) / std).T.astype(np.float32)).contiguous()
 
 
 # fpt train's defaults for this task (flags and YAML override them): a step budget and

@@ -76,15 +76,16 @@ def is_table(path: str) -> bool:
 
 
 def read_table(path: Path) -> Any:
-    """The file as a pandas DataFrame of strings and numbers, or one line saying why not."""
+    """The file as a pandas DataFrame of strings and numbers, its column names as strings, or one line
+    saying why not."""
     import pandas as pd
 
     if not path.is_file():
         raise FptError(f"--task: no such file '{path}'; give a CSV or Parquet table with a header row")
     try:
-        if path.suffix.lower() == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, skipinitialspace=True)
+        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, skipinitialspace=True)
+        frame.columns = [str(c) for c in frame.columns]
+        return frame
     except ImportError:
         raise FptError(f"--task {path}: reading Parquet needs pyarrow: pip install pyarrow") from None
     except (ValueError, OSError, UnicodeDecodeError) as err:  # pandas' ParserError is a ValueError
@@ -127,7 +128,7 @@ class Column:
             self.slots = 1 + self.has_missing
             self.values = numbers
         else:
-            text = values.astype("string").fillna(MISSING).str.strip().to_numpy(dtype=object)
+            text = _as_text(values)
             if len(set(text)) < 2:
                 raise FptError(f"'{path}': column {name!r} is constant; it tells nothing, drop it: "
                                f"--task-opt drop={name}")
@@ -162,7 +163,7 @@ class Column:
         else:
             column.categories = list(d["categories"])
             column.slots = len(column.categories)
-            column.values = values.astype("string").fillna(MISSING).str.strip().to_numpy(dtype=object)
+            column.values = _as_text(values)
         return column
 
     def encode(self, tokens: np.ndarray, column: int, offset: int) -> None:
@@ -177,6 +178,11 @@ class Column:
             other = index[OTHER]
             slots = np.array([index.get(v, other) for v in self.values])
             tokens[np.arange(len(slots)), column, offset + slots] = 1.0
+
+
+def _as_text(values: Any) -> np.ndarray:
+    """A categorical column's cells as stripped strings, an empty cell as "(missing)"."""
+    return values.astype("string").fillna(MISSING).str.strip().to_numpy(dtype=object)
 
 
 def _as_numbers(values: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -195,8 +201,7 @@ class Table(ArrayTask):
     def __init__(self, path: Path, options: TableOptions, data_seed: int):
         o = options
         frame = read_table(path)
-        columns = [str(c) for c in frame.columns]
-        frame.columns = columns
+        columns = list(frame.columns)
         if not o.target:
             raise FptError(f"--task {path.name}: name the column to predict: --task-opt target=COLUMN "
                            f"(columns: {_list(columns)})")
@@ -318,7 +323,6 @@ def encode_rows(spec: TaskSpec, path: Path) -> np.ndarray:
         raise FptError(f"--input '{path}': a table is read by runs trained on a table; this run's task "
                        f"{spec.name} takes arrays (.npz / .npy)")
     frame = read_table(path)
-    frame.columns = [str(c) for c in frame.columns]
     described = json.loads(spec.table_encoding)
     missing = [d["name"] for d in described if d["name"] not in frame.columns]
     if missing:
