@@ -219,9 +219,11 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
             state.stopped_early = cfg.patience > 0 and (done - state.best_step >= cfg.patience * cfg.eval_every
                                                         or state.best_val["score"] >= kind.perfect)
             state.out_of_time = out_of_time
-            # past a third of the cap, behind what a rival had reached by this step: this lr has lost
-            state.pruned = 3 * done >= cfg.steps and state.best_val["score"] < max(
+            # past a third of the cap, behind what a rival had reached by this step: this lr has lost. Under
+            # torchrun the ranks may read a rival's growing curve at different moments: they stop together.
+            behind = 3 * done >= cfg.steps and state.best_val["score"] < max(
                 (_best_by(rundir.best_so_far(Path(d)), done) for d in cfg.rivals), default=-math.inf)
+            state.pruned = bool(cfg.rivals) and distributed.any_across(behind, world, built.device)
             state.wall_seconds = time.perf_counter() - started
             if world.is_main:
                 record = {"step": done, "train": train_stats, "val": val, "wall_seconds": round(state.wall_seconds, 3)}
