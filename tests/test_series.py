@@ -61,7 +61,7 @@ def test_repeat_last_trains_nothing_and_repeats():
 
 def test_series_baselines_refuse_other_tasks():
     spec = TaskSpec(name="c", seq_len=4, objective="classification", n_outputs=2, token_dim=3)
-    with pytest.raises(FptError, match="forecasting baseline"):
+    with pytest.raises(FptError, match="series baseline"):
         assemble_model(spec, ModelOptions(model="linear"))
     with pytest.raises(FptError, match="--train none"):
         ModelOptions(model="minilm", train="none").validate()

@@ -1,5 +1,5 @@
-"""Forecasting baselines that replace fpt's whole model: `--model linear`, `dlinear`, `repeat-last`,
-`seasonal-naive`.
+"""Series baselines that replace fpt's whole model: `--model linear`, `dlinear`, `repeat-last`,
+`seasonal-naive` (forecasting), `interpolate`, `locf`, `channel-mean` (imputation).
 
 Both are FPTModels with no backbone and no input layer, so the runner, checkpoints and
 `fpt predict` treat them like any run. The window (series_len steps of one channel) is one
@@ -17,6 +17,9 @@ token and the head is the whole model:
     seasonal-naive  the window's last season repeated: step h of the forecast is the value one
                  period before it (period: the data's, from its date column, or seasonal-naive-N);
                  nothing trains
+
+On an imputation task (fpt.tasks.impute) linear and dlinear map the whole window, every
+channel, to itself rebuilt; the gap fillers are GapFill below.
 
 The catalogue (fpt.catalog) names them; these are their hooks (fpt.arms.base).
 """
@@ -48,12 +51,14 @@ class WindowBaseline(ArmHooks):
     normalise = False  # instance normalisation of each window (and de-normalisation of the forecast)
 
     def adapt_spec(self, spec: TaskSpec, options: ModelOptions) -> TaskSpec:
-        if not objective(spec.objective).horizon:
-            raise FptError(f"--model {options.model} is a forecasting baseline (task forecast); task {spec.name} is "
-                           f"{spec.objective}: use a backbone (see `fpt models`)")
+        kind = objective(spec.objective)
+        if not (kind.horizon or kind.reconstructs):
+            raise FptError(f"--model {options.model} is a series baseline (tasks forecast and impute); task {spec.name} "
+                           f"is {spec.objective}: use a backbone (see `fpt models`)")
         width = spec.series_len * spec.channels
+        outputs = width if kind.reconstructs else spec.n_outputs  # a rebuilt window: every value, step-major
         return dataclasses.replace(spec, seq_len=1, token_dim=width, patch_len=spec.series_len,
-                                   patch_stride=spec.series_len, patch_pad=False,
+                                   patch_stride=spec.series_len, patch_pad=False, readout_tokens=1, n_outputs=outputs,
                                    instance_norm=spec.instance_norm and self.normalise)
 
     def replace_backbone(self, backbone: Any, info: Any, spec: TaskSpec,
@@ -102,7 +107,14 @@ class DLinear(WindowBaseline):
         return decomposition, dataclasses.replace(info, hidden_size=decomposition.hidden_size)
 
 
-class RepeatLast(WindowBaseline):
+class ForecastOnly(WindowBaseline):
+    def adapt_spec(self, spec: TaskSpec, options: ModelOptions) -> TaskSpec:
+        if not objective(spec.objective).horizon:
+            raise FptError(f"--model {options.model} forecasts (task forecast); task {spec.name} is {spec.objective}")
+        return super().adapt_spec(spec, options)
+
+
+class RepeatLast(ForecastOnly):
     @torch.no_grad()
     def finish(self, model: "FPTModel", options: ModelOptions) -> None:
         """Make the head (window -> horizon) copy the window's last value to every step."""
@@ -111,7 +123,7 @@ class RepeatLast(WindowBaseline):
         model.head.bias.zero_()
 
 
-class SeasonalNaive(WindowBaseline):
+class SeasonalNaive(ForecastOnly):
     """y[T + h] = x[T + h - period * ceil((h + 1) / period)]: the last whole season, repeated."""
 
     def adapt_spec(self, spec: TaskSpec, options: ModelOptions) -> TaskSpec:
@@ -134,3 +146,72 @@ class SeasonalNaive(WindowBaseline):
         for h in range(horizon):
             model.head.weight[h, window - self.period + h % self.period] = 1
         model.head.bias.zero_()
+
+
+class GapFill(NoBackbone):
+    """A window's gaps (NaN) filled by a rule, as a parameter-free backbone: the window token
+    (B, 1, T * C), step-major, in and out; what was observed passes through unchanged.
+
+        interpolate   linear interpolation in time between the nearest observed points of the
+                      channel; before the first and after the last, the nearest observed value
+        locf          the last observed value carried forward; before the first, the next one
+        channel-mean  the mean of the channel's observed points in the window
+
+    A channel with nothing observed in the window gets 0, its training mean (the task
+    standardises every channel with its training rows' statistics)."""
+
+    RULES = ("interpolate", "locf", "channel-mean")
+
+    def __init__(self, steps: int, channels: int, rule: str):
+        super().__init__(steps * channels)
+        self.steps, self.channels, self.rule = steps, channels, rule
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                **_: object) -> SimpleNamespace:
+        x = inputs_embeds.reshape(-1, self.steps, self.channels)               # (B, T, C), NaN: a gap
+        seen = ~torch.isnan(x)
+        values = torch.where(seen, x, 0.0)
+        if self.rule == "channel-mean":
+            count = seen.sum(dim=1, keepdim=True)                              # (B, 1, C)
+            fill = (values.sum(dim=1, keepdim=True) / count.clamp(min=1)).expand_as(x)
+        else:
+            fill = self._from_neighbours(values, seen)
+        filled = torch.where(seen, x, fill)
+        return SimpleNamespace(last_hidden_state=filled.reshape(-1, 1, self.steps * self.channels))
+
+    def _from_neighbours(self, values: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        """The previous and next observed point of every step (B, T, C), combined by the rule."""
+        steps = torch.arange(self.steps, device=values.device).view(1, -1, 1).expand_as(values)
+        before = torch.where(seen, steps, -1).cummax(dim=1).values             # last observed step <= t, or -1
+        after = torch.where(seen, steps, self.steps).flip(1).cummin(dim=1).values.flip(1)  # first >= t, or T
+        has_before, has_after = before >= 0, after < self.steps
+        previous = values.gather(1, before.clamp(min=0))
+        following = values.gather(1, after.clamp(max=self.steps - 1))
+        if self.rule == "locf":
+            return torch.where(has_before, previous, torch.where(has_after, following, 0.0))
+        span = (after - before).clamp(min=1).to(values.dtype)
+        blend = previous + (following - previous) * (steps - before).to(values.dtype) / span
+        return torch.where(has_before & has_after, blend,
+                           torch.where(has_before, previous, torch.where(has_after, following, 0.0)))
+
+
+class GapFiller(WindowBaseline):
+    """`--model interpolate | locf | channel-mean`: the imputation user's first checks; nothing trains."""
+
+    def adapt_spec(self, spec: TaskSpec, options: ModelOptions) -> TaskSpec:
+        if not objective(spec.objective).reconstructs:
+            raise FptError(f"--model {options.model} fills gaps (task impute); task {spec.name} is {spec.objective}")
+        return super().adapt_spec(spec, options)
+
+    def replace_backbone(self, backbone: Any, info: Any, spec: TaskSpec,
+                         options: ModelOptions) -> tuple[nn.Module, BackboneInfo]:
+        _, info = super().replace_backbone(backbone, info, spec, options)
+        return GapFill(spec.series_len, spec.channels, options.model), info
+
+    @torch.no_grad()
+    def finish(self, model: "FPTModel", options: ModelOptions) -> None:
+        """The head hands the filled window on (identity); the gaps reach the backbone as NaN."""
+        nn.init.eye_(model.head.weight)
+        model.head.bias.zero_()
+        assert model.series is not None
+        model.series.fill_gaps = False

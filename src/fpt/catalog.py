@@ -10,7 +10,7 @@ weights come from and, for fpt's own models, how they are built:
     patchtst              a PatchTST-style transformer trained from scratch (fpt.patchtst)
     lstm, lstm-N          the paper's LSTM baseline (fpt.lstm)
     linear, dlinear, repeat-last, seasonal-naive   forecasting baselines that replace fpt's whole model
-                          (fpt.baselines)
+                          (fpt.baselines); interpolate, locf, channel-mean: imputation's
 
 This module imports nothing heavy (no torch): the CLI lists it at start-up.
 """
@@ -121,6 +121,11 @@ for _entry in (
                "forecasting: the window's last season repeated (period from the data's dates, or "
                "seasonal-naive-N); nothing trains", "none",
                whole_model="fpt.baselines:SeasonalNaive", from_scratch=True, default_train="none", sized=True),
+    *(NamedModel(rule, "built in", "baseline", 0, 0, 0.0, 0, f"imputation: {note}; nothing trains", "none",
+                 whole_model="fpt.baselines:GapFiller", from_scratch=True, default_train="none")
+      for rule, note in (("interpolate", "linear interpolation between each channel's nearest observed points"),
+                         ("locf", "the last observed value carried forward"),
+                         ("channel-mean", "the mean of the channel's observed points in the window"))),
     NamedModel("lstm", "built in", "lstm", 3, 768, 14.2, 0,
                "the paper's LSTM baseline (LayerNorm after each layer); lstm-N for width N; train with --train all",
                "none", loader="fpt.lstm:load_lstm", sized=True),

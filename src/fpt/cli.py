@@ -288,14 +288,14 @@ def build_parser() -> Parser:
 
 
 def add_compare_flags(p: argparse.ArgumentParser) -> None:
-    from fpt.experiments.compare import CONTENDERS, DEFAULTS
+    from fpt.experiments.compare import CONTENDERS, DEFAULTS, KIND_NAMES
 
     p.add_argument("--task", required=True, help="what fpt train takes: a task name (fpt tasks), an .npz, ...")
     p.add_argument("--task-opt", action="append", type=_task_option, metavar="KEY=VALUE", help="a task option")
     p.add_argument("--model", default="minilm", help="the backbone of the FPT arm and its twins (default: minilm)")
     p.add_argument("--arms", default="default", help="default, all, or a comma-separated list of: "
-                   + ", ".join(CONTENDERS) + f". Default for forecasting: {', '.join(DEFAULTS['forecast'])}; "
-                   f"else {', '.join(DEFAULTS['other'])}")
+                   + ", ".join(CONTENDERS) + ". Defaults: " + "; ".join(f"{KIND_NAMES[kind]}: {', '.join(names)}"
+                                                             for kind, names in DEFAULTS.items()))
     p.add_argument("--seeds", type=_positive_int, default=5, help="seeds per contender (default: 5)")
     p.add_argument("--out", help="the comparison's directory (default: runs/compare/TASK-MODEL); the same "
                    "command again resumes it")

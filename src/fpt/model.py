@@ -133,7 +133,10 @@ class FPTModel(nn.Module):
             return self.head(self._features(x, mask))
         x, scale = self.series.normalise(x, mask)
         out = self.head(self._features(x, mask))
-        return denormalise(out, scale) if objective(self.spec.objective).horizon else out
+        kind = objective(self.spec.objective)
+        if kind.reconstructs:  # per token (B, P, patch_len * C) or one token (B, T * C), step-major
+            out = out.reshape(len(out), self.spec.series_len, -1)         # (B, T, C)
+        return denormalise(out, scale) if kind.horizon or kind.reconstructs else out
 
     # -- PEFT-style conveniences ----------------------------------------------
     def trained_state(self) -> dict[str, Tensor]:
@@ -226,7 +229,7 @@ def resolve_readout(spec: TaskSpec, readout: str, info: BackboneInfo) -> str:
     """The readout `auto` means for this task, or an error for one that cannot work."""
     if readout == "flatten" and spec.readout_tokens > 1:
         raise FptError(f"--readout flatten: task {spec.name} predicts one output per token; use last-k (or auto)")
-    if spec.series_len:  # One Fits All's flatten head: every patch's output, concatenated
+    if spec.series_len and spec.readout_tokens == 1:  # One Fits All's flatten head: every patch's output
         return "flatten" if readout == "auto" else readout
     if spec.readout_tokens > 1:
         if readout not in ("auto", "last-k"):

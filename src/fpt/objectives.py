@@ -17,6 +17,9 @@ entry (`objective(spec.objective)`) instead.
                     never as E[y^2] - E[y]^2, whose rounding noise made R^2 explode.
     forecast        forecasts (B, horizon) vs the true values (B, horizon): mean squared error;
                     `mse` and `mae` over every value of every window (the benchmarks' protocol).
+    imputation      the window rebuilt (B, T, C) vs y (B, T, C, 2): the true values and, 1 or 0,
+                    whether the point was hidden from the model; mean squared error over the
+                    hidden points only, `mse` and `mae` over them (One Fits All's protocol).
 
 `score` is the number that model selection and steps_to_threshold look at, higher is better:
 accuracy, R^2 for regression, minus the MSE for forecasts.
@@ -52,6 +55,7 @@ class Objective:
     per_target: bool = False          # accumulates per-target vectors (their shards merge pairwise)
     probabilities: bool = True        # --probs gives class or bit probabilities
     horizon: bool = False             # outputs continue the input series, in each window's own scale
+    reconstructs: bool = False        # outputs rebuild the input window (B, T, C), in its own scale
     perfect: float = 1.0              # the best `score` there is (accuracy 1, R^2 1, MSE 0): early stopping
                                       # ends a run whose validation reaches it, as nothing can beat it
 
@@ -179,6 +183,23 @@ def _forecast_summarise(m: Metrics) -> dict[str, float]:
     return {"mse": mse, "mae": m.abs_sum / units, "score": -mse}
 
 
+def _hidden_points(outputs: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """The errors (B, T, C) of a rebuilt window and which points count (1.0: hidden from the model)."""
+    return outputs.reshape(y.shape[:-1]) - y[..., 0], y[..., 1]
+
+
+def _masked_mse(outputs: Tensor, y: Tensor) -> Tensor:
+    error, hidden = _hidden_points(outputs, y)
+    return (error.square() * hidden).sum() / hidden.sum().clamp(min=1)
+
+
+def _imputation_accumulate(m: Metrics, outputs: Tensor, y: Tensor) -> None:
+    error, hidden = _hidden_points(outputs.double(), y.double())           # (B, T, C)
+    m.sq_sum += float((error.square() * hidden).sum())
+    m.abs_sum += float((error.abs() * hidden).sum())
+    m.units += int(hidden.sum())
+
+
 def _values(outputs: Tensor, probs: bool) -> Tensor:
     return outputs.reshape(len(outputs), -1)                               # (B, K) or (B, horizon)
 
@@ -197,3 +218,7 @@ register(Objective(
 register(Objective(
     "forecast", "MSE, MAE", "steps ahead", "mse", lower_is_better=True, percent=False, probabilities=False, perfect=0.0,
     horizon=True, loss=_mse, accumulate=_forecast_accumulate, summarise=_forecast_summarise, predict=_values))
+register(Objective(
+    "imputation", "masked MSE, MAE", "values per step", "mse", lower_is_better=True, percent=False,
+    probabilities=False, perfect=0.0, per_token=True, reconstructs=True, loss=_masked_mse,
+    accumulate=_imputation_accumulate, summarise=_forecast_summarise, predict=lambda out, probs: out))

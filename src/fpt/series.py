@@ -46,18 +46,24 @@ class SeriesInput(nn.Module):
         super().__init__()
         self.series_len, self.patch_len, self.stride = series_len, patch_len, stride
         self.instance_norm, self.pad = instance_norm, pad
+        self.fill_gaps = True  # NaN points (gaps to impute) become 0; False: handed on as NaN
 
     def normalise(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Scale | None]:
-        """x (B, T, C), mask (B, T) -> normalised x (padding set to 0) and the scale, if instance_norm."""
-        weights = mask.unsqueeze(-1).to(x.dtype)                           # (B, T, 1)
-        x = x * weights
+        """x (B, T, C), mask (B, T) -> normalised x (padding and gaps set to 0) and the scale, if
+        instance_norm. A gap is a NaN in x (a point to impute): the mean and std of each channel
+        come from its observed points alone, as One Fits All's imputation normalises (a channel
+        with none observed gets mean 0). fill_gaps=False (the gap-filling baselines) keeps the
+        NaNs for the model to see."""
+        observed = mask.unsqueeze(-1) & ~torch.isnan(x)                     # (B, T, C)
+        weights = observed.to(x.dtype)
+        values = torch.where(observed, x, torch.zeros((), dtype=x.dtype, device=x.device))
         if not self.instance_norm:
-            return x, None
-        count = weights.sum(dim=1, keepdim=True).clamp(min=1)              # (B, 1, 1)
-        mean = x.sum(dim=1, keepdim=True) / count                          # (B, 1, C)
-        var = (((x - mean) * weights) ** 2).sum(dim=1, keepdim=True) / count
+            return (values if self.fill_gaps else torch.where(mask.unsqueeze(-1), x, 0)), None
+        count = weights.sum(dim=1, keepdim=True).clamp(min=1)              # (B, 1, C)
+        mean = values.sum(dim=1, keepdim=True) / count                     # (B, 1, C)
+        var = (((values - mean) * weights) ** 2).sum(dim=1, keepdim=True) / count
         std = torch.sqrt(var + EPS)
-        return (x - mean) / std * weights, Scale(mean, std)
+        return (values - mean) / std * weights, Scale(mean, std)
 
     def patches(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, T, C), mask (B, T) -> tokens (B, P, patch_len * C), token mask (B, P).
@@ -78,7 +84,10 @@ class SeriesInput(nn.Module):
 
 
 def denormalise(forecast: Tensor, scale: Scale | None) -> Tensor:
-    """forecast (B, horizon) of one-channel windows -> in the windows' own scale."""
+    """forecast (B, horizon) of one-channel windows, or a rebuilt window (B, T, C) -> in the
+    windows' own scale."""
     if scale is None:
         return forecast
+    if forecast.dim() == 3:
+        return forecast * scale.std + scale.mean                           # (B, T, C)
     return forecast * scale.std[:, :, 0] + scale.mean[:, :, 0]             # (B, horizon)

@@ -13,11 +13,11 @@ TINY = {"batch_size": 8, "eval_every": 2, "precision": "fp32"}
 
 
 def test_default_contenders_follow_the_objective():
-    assert [c.name for c in choose_contenders("default", forecasting=True)] == list(DEFAULTS["forecast"])
-    assert [c.name for c in choose_contenders("default", forecasting=False)][:3] == ["fpt", "random-init", "no-lm"]
-    assert [c.name for c in choose_contenders("logistic,no-lm", forecasting=False)] == ["fpt", "logistic", "no-lm"]
+    assert [c.name for c in choose_contenders("default", "forecast")] == list(DEFAULTS["forecast"])
+    assert [c.name for c in choose_contenders("default", "classification")][:3] == ["fpt", "random-init", "no-lm"]
+    assert [c.name for c in choose_contenders("logistic,no-lm", "classification")] == ["fpt", "logistic", "no-lm"]
     with pytest.raises(FptError, match=r"--arms must be one of fpt, .*got 'lorra'"):
-        choose_contenders("fpt,lorra", forecasting=False)
+        choose_contenders("fpt,lorra", "classification")
 
 
 def test_a_comparison_runs_resumes_and_gives_the_same_verdict_from_python_and_the_cli(tmp_path, tiny_gpt2, capsys):
@@ -25,7 +25,7 @@ def test_a_comparison_runs_resumes_and_gives_the_same_verdict_from_python_and_th
                    arms="fpt,random-init,logistic,linear", seeds=2, out=tmp_path / "c", workers=2, steps=6,
                    extra=TINY, lrs=(1e-3,), progress=False)
     result = fpt.compare("bit-xor", **options)
-    assert result.skipped == {"linear": "a forecasting model; this task's outputs are bits"}
+    assert result.skipped == {"linear": "a model for forecasting and imputation; this task's outputs are bits"}
     assert {row["contender"] for row in result.table} == {"fpt", "random-init", "logistic"}
     assert all(row["seeds"] == 2 for row in result.table)
     assert result.verdict[0].startswith("Does the language pretraining matter here?")

@@ -38,10 +38,12 @@ from fpt.experiments import arena
 from fpt.experiments.report import report
 from fpt.experiments.results import Row, collect, mean_se
 from fpt.experiments.sweep import sweep
+from fpt.options import FPT_DEFAULT_GROUPS
 from fpt.registry import Registry
 from fpt.storage.files import atomic_write
 
 REFERENCE = "fpt"
+SERIES = ("forecast", "imputation")  # the series models' objectives: windows in, a horizon or the window out
 WIDE = (1e-4, 1e-3, 1e-2)  # the lr grid of arms whose trained parameters start fresh
 ONCE = (1e-3,)             # the one (unused) lr of contenders fitted once or that do not train
 # For the estimate printed at the start: the share of its step cap an early-stopped run takes; that of
@@ -62,7 +64,7 @@ class Contender:
     settings: dict[str, Any]   # fpt train keys: method, init, model
     lrs: tuple[float, ...]
     question: str              # what a reader learns from it
-    forecasting_only: bool = False
+    objectives: tuple[str, ...] = ()  # the objectives (fpt.objectives) it can serve; (): any
     once: bool = False         # fitted in one go or nothing trains: one run per seed, no lr to choose
 
 
@@ -83,26 +85,40 @@ for _c in (
               "fitted once per seed", once=True),
     Contender("minirocket", {"method": "minirocket"}, ONCE, "MiniRocket features and a ridge classifier (sktime), "
               "fitted once per seed: the series-classification baseline", once=True),
-    Contender("linear", {"model": "linear"}, (1e-3, 1e-2), "a linear map from the window to the horizon",
-              forecasting_only=True),
+    Contender("fpt+ffn", {"train": f"{FPT_DEFAULT_GROUPS},feedforward"}, WIDE, "One Fits All's imputation and "
+              "anomaly recipe: fpt with the feed-forward layers trained too (their --mlp 1)"),
+    Contender("linear", {"model": "linear"}, (1e-3, 1e-2), "a linear map from the window to the horizon (imputation: "
+              "to the whole window rebuilt)", objectives=SERIES),
     Contender("dlinear", {"model": "dlinear"}, (1e-3, 1e-2), "DLinear: a linear map each from the window's trend "
-              "and remainder (the baseline of every forecasting table)", forecasting_only=True),
+              "and remainder (the baseline of every forecasting table)", objectives=SERIES),
     Contender("repeat-last", {"model": "repeat-last"}, ONCE, "the window's last value, repeated (nothing trains)",
-              forecasting_only=True, once=True),
+              objectives=("forecast",), once=True),
     Contender("seasonal-naive", {"model": "seasonal-naive"}, ONCE, "the window's last season, repeated (period from "
-              "the data's dates; nothing trains)", forecasting_only=True, once=True),
+              "the data's dates; nothing trains)", objectives=("forecast",), once=True),
     Contender("patchtst", {"model": "patchtst"}, (1e-4, 1e-3), "a PatchTST-style transformer trained from scratch",
-              forecasting_only=True),
+              objectives=SERIES),
     Contender("pattn", {"method": "pattn"}, WIDE, "Tan et al.'s PAttn: patches, one attention layer, no positions",
-              forecasting_only=True),
+              objectives=SERIES),
+    *(Contender(rule, {"model": rule}, ONCE, f"{what} (nothing trains)", objectives=("imputation",), once=True)
+      for rule, what in (("interpolate", "linear interpolation between each channel's nearest observed points"),
+                         ("locf", "the last observed value carried forward"),
+                         ("channel-mean", "each channel's mean over the window's observed points"))),
 ):
     CONTENDERS.register(_c)
 
-# The default contenders, by what the task's outputs are (fpt.objectives: `horizon` or not).
+# The default contenders, by the task's objective (fpt.objectives); "other" for the rest.
 DEFAULTS = {"forecast": ("fpt", "random-init", "no-lm", "linear", "dlinear", "repeat-last", "seasonal-naive",
                          "patchtst", "pattn"),
+            "imputation": ("fpt", "fpt+ffn", "random-init", "no-lm", "linear", "dlinear", "patchtst", "interpolate",
+                           "locf", "channel-mean"),
             "other": ("fpt", "random-init", "no-lm", "full", "lora", "ln-tuning", "logistic", "mlp", "cnn", "trees",
                       "minirocket")}
+KIND_NAMES = {"forecast": "forecasting", "imputation": "imputation", "other": "other tasks"}
+
+
+def defaults_for(objective_name: str) -> tuple[str, ...]:
+    """The default contenders of a task with this objective."""
+    return DEFAULTS.get(objective_name, DEFAULTS["other"])
 
 
 def markdown_table() -> str:
@@ -110,8 +126,7 @@ def markdown_table() -> str:
     lines = ["| contender | fpt train settings | lr grid | default for | what it answers |", "|---|---|---|---|---|"]
     for c in CONTENDERS.values():
         settings = ", ".join(f"--{k} {v}" for k, v in c.settings.items()) or "(none: the defaults)"
-        default = " and ".join(kind for kind, names in (("forecasting", DEFAULTS["forecast"]),
-                                                        ("other tasks", DEFAULTS["other"])) if c.name in names)
+        default = ", ".join(KIND_NAMES[kind] for kind, names in DEFAULTS.items() if c.name in names)
         grid = "- (fitted once)" if c.once else ", ".join(f"{lr:g}" for lr in c.lrs)
         lines.append(f"| `{c.name}` | {settings} | {grid} | {default or '-'} | "
                      f"{c.question} |")
@@ -132,10 +147,10 @@ class Comparison:
     pruned: int = 0                      # of which lr-search runs stopped behind a sibling lr (--prune-against)
 
 
-def choose_contenders(arms: str, forecasting: bool) -> list[Contender]:
-    """default | all | a comma-separated list of contender names (fpt always first)."""
+def choose_contenders(arms: str, objective_name: str) -> list[Contender]:
+    """default (the objective's) | all | a comma-separated list of contender names (fpt always first)."""
     if arms == "default":
-        names = list(DEFAULTS["forecast" if forecasting else "other"])
+        names = list(defaults_for(objective_name))
     elif arms == "all":
         names = list(CONTENDERS)
     else:
@@ -164,8 +179,9 @@ def probe(contender: Contender, task: Any, config: Any) -> Probe:
     from fpt.objectives import objective
 
     kind = objective(task.spec.objective)
-    if contender.forecasting_only and not kind.horizon:
-        return Probe(f"a forecasting model; this task's outputs are {kind.outputs}")
+    if contender.objectives and kind.name not in contender.objectives:
+        return Probe(f"a model for {' and '.join(KIND_NAMES.get(o, o) for o in contender.objectives)}; this task's "
+                     f"outputs are {kind.outputs}")
     try:
         model = assemble_model(task.spec, config.model_options, "cpu", task.pad_id)
     except FptError as err:
@@ -208,7 +224,6 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     extra: further fpt train keys for every run (eval_every, batch_size, precision, ...);
     lrs: one learning-rate grid for every contender instead of each one's own;
     dry_run: say the plan and the estimate, then return None (nothing runs, nothing is written)."""
-    from fpt.objectives import objective
     from fpt.options import is_count
     from fpt.run.config import build_config
     from fpt.run.setup import data_dir
@@ -230,7 +245,7 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     entry = resolve(cfg.task)
     parsed = parse_options(entry.options, cfg.task_options, cfg.task)
     typed_options = {k: getattr(parsed, k) for k in cfg.task_options}
-    contenders = choose_contenders(arms, objective(spec.objective).horizon)
+    contenders = choose_contenders(arms, spec.objective)
     if lrs:
         contenders = [c if c.once else dataclasses.replace(c, lrs=tuple(float(lr) for lr in lrs)) for c in contenders]
     skipped, capped, expected, overhead = {}, 0.0, 0.0, 0.0

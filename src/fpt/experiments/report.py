@@ -161,6 +161,54 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def imputation_table(rows: list[Row]) -> str:
+    """Imputation runs: masked test MSE ± SE / MAE at each of the four published mask ratios (every
+    run is tested at all four, fpt.tasks.impute), one line per variant, data and the ratio it trained
+    at; then, where runs trained at each of the four ratios (the published protocol: one model per
+    ratio), their own-ratio numbers averaged beside the published averages."""
+    from fpt.tasks.impute import RATIOS, VARIANT
+
+    ratios = [f"{VARIANT}{r:g}" for r in RATIOS]
+    settings = sorted({k for r in rows for k in r.setting if k != "task_options.mask_ratio"})  # its own column
+    header = ["variant", "data", *settings, "trained at", "seeds", *(f"{r:.1%} MSE / MAE" for r in RATIOS),
+              "train seconds"]
+    body, diagonal = [], {}
+    for r in sorted(rows, key=lambda r: (r.task, r.variant, r.results[0].get("protocol", {}).get("mask_ratio", 0),
+                                         json.dumps(r.setting, sort_keys=True))):
+        protocol = r.results[0].get("protocol", {})
+        trained = protocol.get("mask_ratio")
+        cells = []
+        for name in ratios:
+            scored = [x["test_variants"][name] for x in r.results if name in x.get("test_variants", {})]
+            if not scored:
+                cells.append("-")
+                continue
+            mses = [m["mse"] for m in scored]
+            mae = sum(m["mae"] for m in scored) / len(scored)
+            cells.append(f"{fmt(mses, 1.0, 3)} / {mae:.3f}")
+            if f"{VARIANT}{trained:g}" == name and protocol.get("published"):
+                diagonal.setdefault((r.variant, protocol.get("benchmark", r.task)), {})[name] = (*mean_se(mses), mae)
+        body.append([r.variant, r.task, *[r.setting.get(k, "") for k in settings], f"{trained:.1%}" if trained else "-",
+                     len(r.results), *cells,
+                     fmt([x["wall_seconds"] for x in r.results], 1.0, 0)])
+    lines = [_markdown(header, body)]
+    complete = {key: by for key, by in diagonal.items() if len(by) == len(ratios)}
+    if complete:
+        published = paper_numbers()["imputation"]
+        references = list(published["rows"])
+        head = ["variant", "data", "average MSE ± SE / MAE (each ratio its own model)",
+                *(f"{name} MSE / MAE" for name in references)]
+        averaged = []
+        for (variant, data), by in sorted(complete.items()):
+            cell = _average_cell([by[name] for name in ratios])
+            cited = [published["rows"][name].get(data) for name in references]
+            averaged.append([variant, data, cell, *(f"{c[0]:.3f} / {c[1]:.3f}" if c and c[1] is not None
+                                                    else f"{c[0]:.3f} / -" if c else "" for c in cited)])
+        lines += ["", "Averaged over the four ratios, as the published table is (its source: "
+                  f"{published['source']}):", "", _markdown(head, averaged)]
+    return "\n".join(lines)
+
+
 def _average_cell(per_horizon: list[tuple[float, float, float]]) -> str:
     """MSE ± SE / MAE averaged over horizons: independent runs, so the SEs add in quadrature."""
     n = len(per_horizon)
@@ -284,9 +332,11 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
     except OSError as err:
         raise FptError(f"cannot create the report directory '{out}': {err.strerror}; choose another --out") from None
     forecasts = [r for r in rows if r.objective.horizon]  # tabled by horizon, MSE and MAE
-    rows = [r for r in rows if r not in forecasts]
+    imputations = [r for r in rows if r.objective.reconstructs]  # tabled by mask ratio
+    rows = [r for r in rows if r not in forecasts and r not in imputations]
+    series = forecasts + imputations
     table_md, table_csv = main_table(rows, spec) if rows else ("", [])
-    versions = (rows or forecasts)[0].results[0]["versions"]
+    versions = (rows or series)[0].results[0]["versions"]
     paper = spec.get("paper") or {}
     published = paper_numbers().get(paper.get("table", ""), {})
     description = (spec.get("description") or "").strip()
@@ -298,7 +348,7 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
         f"- command: `{command or 'fpt report ' + ' '.join(map(str, dirs))}`",
         f"- machine: {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores, {_bf16_flags()}; "
         f"torch {versions['torch']}, transformers {versions['transformers']}, fpt {versions['fpt']}",
-        f"- date: {time.strftime('%Y-%m-%d')}; runs: {sum(len(r.results) for r in rows + forecasts)} finished",
+        f"- date: {time.strftime('%Y-%m-%d')}; runs: {sum(len(r.results) for r in rows + series)} finished",
         "- numbers: test score (full pass over the test split) and best validation score, in percent: "
         "accuracy (per bit for bit tasks), or R^2 x 100 for regression; mean ± standard error over seeds; "
         "train seconds: wall-clock time of each run's training loop, evaluations included (comparable "
@@ -309,7 +359,7 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
                      "GPT-2 on the full tasks. 'does not reproduce' marks a mean more than 2 points (and 2 SE) "
                      "from the paper's: at this scale the claim did not hold")
     if spec.get("arena"):
-        parts += ["", *arena.tables(rows + forecasts, spec)]
+        parts += ["", *arena.tables(rows + series, spec)]
     if forecasts:
         cited = paper_numbers()["forecasting"]
         forecast_md, forecast_csv = forecast_table(forecasts)
@@ -325,6 +375,10 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
         buffer = io.StringIO()
         csv.writer(buffer).writerows(forecast_csv)
         atomic_write(out / "forecasts.csv", buffer.getvalue().encode())
+    if imputations:
+        parts += ["", "## Imputation", "", "Masked test MSE ± SE / MAE (mean over seeds) on the hidden points only, "
+                  "standardised values, at each mask ratio (one draw per point by the task's mask_seed: every arm is "
+                  "scored on the same points).", "", imputation_table(imputations), ""]
     if rows:
         parts += ["", table_md, ""]
     best = best_lr_table(rows)
@@ -334,7 +388,7 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
     if ratios:
         parts += ["## Steps to threshold, relative", "", *ratios, ""]
     parts += ["## Figures", ""]
-    drawn = figures.draw_all(rows + forecasts, out) + (arena.compute_figures(rows + forecasts, out)
+    drawn = figures.draw_all(rows + series, out) + (arena.compute_figures(rows + series, out)
                                                        if spec.get("arena") else [])
     for title, path in drawn:
         parts.append(f"![{title}]({path.name})")
@@ -342,7 +396,7 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
         buffer = io.StringIO()
         csv.writer(buffer).writerows(table_csv)
         atomic_write(out / "results.csv", buffer.getvalue().encode())
-    archived = archive(rows + forecasts, sweep_dir / "sweep.yaml", out)
+    archived = archive(rows + series, sweep_dir / "sweep.yaml", out)
     if archived:
         parts += ["", f"Result files of the {archived} runs (no checkpoints) are in `runs/` beside this report, "
                   f"indexed by `index.json`: `fpt report {out} --out {out}` rebuilds it, and "

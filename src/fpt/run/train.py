@@ -141,6 +141,9 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
         rundir.save_attention(built, out)
     test = evaluate(built, "test", cfg.batch_size * 4)
     result = rundir.result_record(built, state, test)
+    variants = {name: evaluate(built, name, cfg.batch_size * 4) for name in built.task.test_variants()}
+    if variants:
+        result["test_variants"] = variants
     if main:
         atomic_write_json(out / "result.json", result)
     distributed.barrier(built.world)  # no rank returns before the result is on disk

@@ -24,6 +24,7 @@ from fpt.tasks.bits import BitMemory, BitMemoryOptions, BitXor, BitXorOptions
 from fpt.tasks.cifar import Cifar10, Cifar10Lra, Cifar10LraOptions, Cifar10Options
 from fpt.tasks.forecast import FORECAST_TRAINING, Forecast, ForecastOptions
 from fpt.tasks.homology import RemoteHomology, RemoteHomologyOptions
+from fpt.tasks.impute import IMPUTE_TRAINING, Impute, ImputeOptions
 from fpt.tasks.listops import ListOps, ListOpsOptions
 from fpt.tasks.mnist import Mnist, MnistOptions
 from fpt.tasks.npz import NpzOptions, NpzTask
@@ -68,6 +69,7 @@ register("cifar10", Cifar10Options, Cifar10, needs_data_dir=True)
 register("cifar10-lra", Cifar10LraOptions, Cifar10Lra, needs_data_dir=True)
 register("remote-homology", RemoteHomologyOptions, RemoteHomology, needs_data_dir=True)
 register("forecast", ForecastOptions, Forecast, needs_data_dir=True, train_defaults=FORECAST_TRAINING)
+register("impute", ImputeOptions, Impute, needs_data_dir=True, train_defaults=IMPUTE_TRAINING)
 register("ucr", UcrOptions, Ucr, needs_data_dir=True, train_defaults={"*": {"lr": 5e-4}})  # One Fits All's
 
 

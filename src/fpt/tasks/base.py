@@ -116,6 +116,11 @@ class Task(ABC):
         decide from the files alone: {"name": ..., "published": bool}; {} for tasks without one."""
         return {}
 
+    def test_variants(self) -> tuple[str, ...]:
+        """Further splits the finished model is tested on (eval_batches takes their names), each
+        recorded in result.json's `test_variants`: imputation's other mask ratios. () for most tasks."""
+        return ()
+
     def keep_train_fraction(self, fraction: float, data_seed: int) -> None:
         """Train on a fixed random `fraction` of the training set from now on (--train-fraction)."""
         raise FptError(f"--train-fraction: task {self.spec.name} generates its training examples (every step "

@@ -112,17 +112,28 @@ class ForecastOptions:
 
     @property
     def benchmark(self) -> Benchmark | None:
-        """The published protocol of the data set the file is named after (its folders do not count)."""
-        return PROTOCOLS.get(Path(self.path).stem.lower()) if self.path else None
+        return benchmark_of(self.path)
 
     @property
     def split_name(self) -> str:
-        if self.split != "auto":
-            return self.split
-        if self.benchmark:
-            return self.benchmark.split
-        name = Path(self.path).name.lower()  # an ETT file by another name: ETTh1-copy.csv
-        return "ett-hour" if name.startswith("etth") else "ett-minute" if name.startswith("ettm") else "0.7,0.1,0.2"
+        return split_for(self.path, self.split)
+
+
+def benchmark_of(path: str) -> Benchmark | None:
+    """The published protocol of the data set a file is named after (its folders do not count)."""
+    return PROTOCOLS.get(Path(path).stem.lower()) if path else None
+
+
+def split_for(path: str, split: str) -> str:
+    """The split a `split` option means for the file at `path`: as given, else the benchmark's, else
+    by the file's name (an ETT file by another name: ETTh1-copy.csv), else 0.7,0.1,0.2."""
+    if split != "auto":
+        return split
+    bench = benchmark_of(path)
+    if bench:
+        return bench.split
+    name = Path(path).name.lower()
+    return "ett-hour" if name.startswith("etth") else "ett-minute" if name.startswith("ettm") else "0.7,0.1,0.2"
 
 
 def split_rows(split: str, rows: int, seq_len: int) -> dict[str, tuple[int, int]]:
@@ -248,11 +259,11 @@ class Forecast(Task):
         file = locate(o.path, data_dir)
         names, values, season = read_csv(file, o.features)
         bounds = split_rows(o.split_name, len(values), o.seq_len)
-        mean, std = _train_statistics(values, bounds)
+        mean, std = train_statistics(values, bounds)
         if (std == 0).any():
             raise FptError(f"'{file}': channel {names[int(np.argmin(std))]!r} is constant over the training rows; "
                            "drop it (--task-opt features=COLUMN keeps one channel)")
-        series = _standardised(values, mean, std)                         # (C, rows)
+        series = standardised(values, mean, std)                         # (C, rows)
         span = o.seq_len + o.horizon
         self.windows: dict[str, Tensor] = {}                              # split -> (C, W, span) views
         for split, (a, b) in bounds.items():
@@ -280,13 +291,13 @@ class Forecast(Task):
         target = dataclasses.replace(o, path=o.test_path, test_path="")  # its own split, by its own name
         bounds = split_rows(target.split_name, len(values), o.seq_len)
         if o.test_scale == "own":
-            mean, std = _train_statistics(values, bounds)
+            mean, std = train_statistics(values, bounds)
             std = np.where(std == 0, 1.0, std)
         a, b = bounds["test"]
         if b - a < o.seq_len + o.horizon:
             raise FptError(f"--task-opt test_path: the test split of '{file}' has {b - a} rows, fewer than seq_len + "
                            f"horizon = {o.seq_len + o.horizon}")
-        return _standardised(values[a:b], mean, std).unfold(1, o.seq_len + o.horizon, 1)
+        return standardised(values[a:b], mean, std).unfold(1, o.seq_len + o.horizon, 1)
 
     @classmethod
     def make_spec(cls, options: ForecastOptions, names: list[str] | None = None, mean: np.ndarray | None = None,
@@ -347,13 +358,13 @@ class Forecast(Task):
         return len(self._examples(split))
 
 
-def _train_statistics(values: np.ndarray, bounds: dict[str, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+def train_statistics(values: np.ndarray, bounds: dict[str, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     """Each channel's mean and std over the training rows, as StandardScaler computes them."""
     start, stop = bounds["train"]
     return values[start:stop].mean(axis=0), values[start:stop].std(axis=0)
 
 
-def _standardised(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> Tensor:
+def standardised(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> Tensor:
     """Rows (rows, C) standardised, as one contiguous float32 tensor (C, rows) for windows to view."""
     return torch.from_numpy(((values - mean) / std).T.astype(np.float32)).contiguous()
 
