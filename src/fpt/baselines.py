@@ -53,7 +53,7 @@ class WindowBaseline(ArmHooks):
     def adapt_spec(self, spec: TaskSpec, options: ModelOptions) -> TaskSpec:
         kind = objective(spec.objective)
         if not (kind.horizon or kind.reconstructs):
-            raise FptError(f"--model {options.model} is a series baseline (tasks forecast and impute); task {spec.name} "
+            raise FptError(f"--model {options.model} is a series baseline (tasks forecast, impute, anomaly); task {spec.name} "
                            f"is {spec.objective}: use a backbone (see `fpt models`)")
         width = spec.series_len * spec.channels
         outputs = width if kind.reconstructs else spec.n_outputs  # a rebuilt window: every value, step-major
@@ -199,7 +199,7 @@ class GapFiller(WindowBaseline):
     """`--model interpolate | locf | channel-mean`: the imputation user's first checks; nothing trains."""
 
     def adapt_spec(self, spec: TaskSpec, options: ModelOptions) -> TaskSpec:
-        if not objective(spec.objective).reconstructs:
+        if spec.objective != "imputation":
             raise FptError(f"--model {options.model} fills gaps (task impute); task {spec.name} is {spec.objective}")
         return super().adapt_spec(spec, options)
 

@@ -20,6 +20,8 @@ entry (`objective(spec.objective)`) instead.
     imputation      the window rebuilt (B, T, C) vs y (B, T, C, 2): the true values and, 1 or 0,
                     whether the point was hidden from the model; mean squared error over the
                     hidden points only, `mse` and `mae` over them (One Fits All's protocol).
+    reconstruction  the same with every point scored (y[..., 1] all 1): anomaly detection's model
+                    rebuilds the window it sees; its anomaly scores come after (fpt.tasks.anomaly).
 
 `score` is the number that model selection and steps_to_threshold look at, higher is better:
 accuracy, R^2 for regression, minus the MSE for forecasts.
@@ -218,7 +220,8 @@ register(Objective(
 register(Objective(
     "forecast", "MSE, MAE", "steps ahead", "mse", lower_is_better=True, percent=False, probabilities=False, perfect=0.0,
     horizon=True, loss=_mse, accumulate=_forecast_accumulate, summarise=_forecast_summarise, predict=_values))
-register(Objective(
-    "imputation", "masked MSE, MAE", "values per step", "mse", lower_is_better=True, percent=False,
-    probabilities=False, perfect=0.0, per_token=True, reconstructs=True, loss=_masked_mse,
-    accumulate=_imputation_accumulate, summarise=_forecast_summarise, predict=lambda out, probs: out))
+for _name, _metric in (("imputation", "masked MSE, MAE"), ("reconstruction", "MSE, MAE")):
+    register(Objective(
+        _name, _metric, "values per step", "mse", lower_is_better=True, percent=False, probabilities=False, perfect=0.0,
+        per_token=True, reconstructs=True, loss=_masked_mse, accumulate=_imputation_accumulate,
+        summarise=_forecast_summarise, predict=lambda out, probs: out))

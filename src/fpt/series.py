@@ -83,6 +83,15 @@ class SeriesInput(nn.Module):
         return tokens, token_mask
 
 
+def window_starts(rows: int, steps: int) -> list[int]:
+    """Where windows of `steps` rows start to cover `rows` rows: back to back, and the last one ending
+    at the last row (overlapping the one before when `steps` does not divide `rows`)."""
+    starts = list(range(0, rows - steps + 1, steps))
+    if starts and starts[-1] + steps < rows:
+        starts.append(rows - steps)
+    return starts
+
+
 def denormalise(forecast: Tensor, scale: Scale | None) -> Tensor:
     """forecast (B, horizon) of one-channel windows, or a rebuilt window (B, T, C) -> in the
     windows' own scale."""

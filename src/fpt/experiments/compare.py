@@ -43,7 +43,7 @@ from fpt.registry import Registry
 from fpt.storage.files import atomic_write
 
 REFERENCE = "fpt"
-SERIES = ("forecast", "imputation")  # the series models' objectives: windows in, a horizon or the window out
+SERIES = ("forecast", "imputation", "reconstruction")  # series models' objectives: windows in, a horizon or the window out
 WIDE = (1e-4, 1e-3, 1e-2)  # the lr grid of arms whose trained parameters start fresh
 ONCE = (1e-3,)             # the one (unused) lr of contenders fitted once or that do not train
 # For the estimate printed at the start: the share of its step cap an early-stopped run takes; that of
@@ -111,9 +111,11 @@ DEFAULTS = {"forecast": ("fpt", "random-init", "no-lm", "linear", "dlinear", "re
                          "patchtst", "pattn"),
             "imputation": ("fpt", "fpt+ffn", "random-init", "no-lm", "linear", "dlinear", "patchtst", "interpolate",
                            "locf", "channel-mean"),
+            "reconstruction": ("fpt", "fpt+ffn", "random-init", "no-lm", "linear", "dlinear", "patchtst"),
             "other": ("fpt", "random-init", "no-lm", "full", "lora", "ln-tuning", "logistic", "mlp", "cnn", "trees",
                       "minirocket")}
-KIND_NAMES = {"forecast": "forecasting", "imputation": "imputation", "other": "other tasks"}
+KIND_NAMES = {"forecast": "forecasting", "imputation": "imputation", "reconstruction": "anomaly detection",
+              "other": "other tasks"}
 
 
 def defaults_for(objective_name: str) -> tuple[str, ...]:
@@ -180,7 +182,7 @@ def probe(contender: Contender, task: Any, config: Any) -> Probe:
 
     kind = objective(task.spec.objective)
     if contender.objectives and kind.name not in contender.objectives:
-        return Probe(f"a model for {' and '.join(KIND_NAMES.get(o, o) for o in contender.objectives)}; this task's "
+        return Probe(f"a model for {', '.join(KIND_NAMES.get(o, o) for o in contender.objectives)}; this task's "
                      f"outputs are {kind.outputs}")
     try:
         model = assemble_model(task.spec, config.model_options, "cpu", task.pad_id)

@@ -209,6 +209,44 @@ def imputation_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+DETECTION_LEGEND = (
+    "F1 and AUC-PR in %, mean ± SE over seeds, on the test points (fpt.detection): **F1** with the threshold from "
+    "the training and validation scores only, no point adjustment; **F1-PA** the same threshold, point-adjusted; "
+    "**F1 published** and **F1-PA published** with the threshold from the training and test scores together (One "
+    "Fits All's protocol; F1-PA published is the number its Table 2 reports); **AUC-PR** needs no threshold. The "
+    "random, isolation-forest and PCA rows score the same points without the model: random scores show how much of "
+    "a number the protocol alone gives.")
+
+
+def detection_table(rows: list[Row]) -> str:
+    """Anomaly-detection runs: each variant's detection metrics beside the baselines' on the same points
+    (random scores, isolation forest, PCA; from the runs' own result files) and the published F1-PA."""
+    from fpt.detection import HEADLINES
+
+    published = paper_numbers()["anomaly"]["rows"]
+    settings = sorted({k for r in rows for k in r.setting})
+    header = ["variant", "data", *settings, "seeds", "F1", "F1-PA", "F1 published", "F1-PA published", "AUC-PR",
+              *(f"{name} (F1-PA published)" for name in published)]
+    body = []
+    for task in sorted({r.task for r in rows}):
+        of_task = sorted((r for r in rows if r.task == task), key=lambda r: (r.variant, json.dumps(r.setting, sort_keys=True)))
+        first = of_task[0].results[0]
+        benchmark = first.get("protocol", {}).get("benchmark", "")
+        cited = [published[name].get(benchmark, "") if first.get("protocol", {}).get("published") else ""
+                 for name in published]
+        for r in of_task:
+            found = [x["detection"]["model"] for x in r.results if "detection" in x]
+            body.append([r.variant, task, *[r.setting.get(k, "") for k in settings], len(found),
+                         *(fmt([m[key] for m in found]) if found else "-" for key in HEADLINES), *cited])
+        every = [x for r in of_task for x in r.results if "detection" in x]
+        for baseline in ("random", "isolation-forest", "pca"):
+            found = [x["detection"][baseline] for x in every]
+            if found:
+                body.append([f"({baseline})", task, *["" for _ in settings], len(found),
+                             *(fmt([m[key] for m in found]) for key in HEADLINES), *["" for _ in published]])
+    return _markdown(header, body)
+
+
 def _average_cell(per_horizon: list[tuple[float, float, float]]) -> str:
     """MSE ± SE / MAE averaged over horizons: independent runs, so the SEs add in quadrature."""
     n = len(per_horizon)
@@ -332,9 +370,10 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
     except OSError as err:
         raise FptError(f"cannot create the report directory '{out}': {err.strerror}; choose another --out") from None
     forecasts = [r for r in rows if r.objective.horizon]  # tabled by horizon, MSE and MAE
-    imputations = [r for r in rows if r.objective.reconstructs]  # tabled by mask ratio
-    rows = [r for r in rows if r not in forecasts and r not in imputations]
-    series = forecasts + imputations
+    imputations = [r for r in rows if r.objective.name == "imputation"]  # tabled by mask ratio
+    detections = [r for r in rows if r.objective.name == "reconstruction"]  # tabled by detection metric
+    rows = [r for r in rows if r not in forecasts and r not in imputations and r not in detections]
+    series = forecasts + imputations + detections
     table_md, table_csv = main_table(rows, spec) if rows else ("", [])
     versions = (rows or series)[0].results[0]["versions"]
     paper = spec.get("paper") or {}
@@ -379,6 +418,8 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
         parts += ["", "## Imputation", "", "Masked test MSE ± SE / MAE (mean over seeds) on the hidden points only, "
                   "standardised values, at each mask ratio (one draw per point by the task's mask_seed: every arm is "
                   "scored on the same points).", "", imputation_table(imputations), ""]
+    if detections:
+        parts += ["", "## Anomaly detection", "", DETECTION_LEGEND, "", detection_table(detections), ""]
     if rows:
         parts += ["", table_md, ""]
     best = best_lr_table(rows)

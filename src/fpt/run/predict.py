@@ -12,6 +12,8 @@ The output is one .npy array, written atomically:
     regression      values (N, K) float32
     forecast        (N, horizon, K) float32 in the data's units (see fpt.run.predict_series;
                     --input may be a CSV, --out FILE.csv writes one forecast as CSV)
+    imputation      (N, seq_len, K) float32: the input windows (NaN at the gaps) with the gaps
+                    filled; --input gaps.csv --out filled.csv writes the CSV back, empty cells filled
 A run trained on a table (fpt.tasks.table) also reads a CSV or Parquet table with its feature
 columns (others, the target among them, are ignored), encoded as its training rows were; its
 regression values are in the target's units, and --out FILE.csv writes a `prediction` column
@@ -37,7 +39,7 @@ from fpt.errors import FptError
 from fpt.model import FPTModel
 from fpt.objectives import objective
 from fpt.options import is_count
-from fpt.run.predict_series import check_series, forecast, forecast_csv, read_window_csv
+from fpt.run.predict_series import check_series, fill_csv, forecast, forecast_csv, impute, read_window_csv
 from fpt.run.setup import Setup, load_run
 from fpt.storage.checkpoints import read_meta
 from fpt.storage.files import atomic_write
@@ -124,9 +126,10 @@ def predict_loaded(model: FPTModel | Setup, x: np.ndarray | torch.Tensor, batch_
     if spec.series_len:
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
-        if kind.horizon:
-            return forecast(spec, x, lambda w: torch.from_numpy(run(Arrays.full_length(w, torch.zeros(len(w))),
-                                                                    False)), where)
+        if kind.horizon or kind.reconstructs:
+            fill = forecast if kind.horizon else impute
+            return fill(spec, x, lambda w: torch.from_numpy(run(Arrays.full_length(w, torch.zeros(len(w))), False)),
+                        where)
         series = torch.from_numpy(check_series(spec, x, where).astype(np.float32))
         return run(Arrays.full_length(series, torch.zeros(len(series))), probs)
     tokens, lengths = prepare(spec, x, pad_id, where)
@@ -185,6 +188,8 @@ def predict_cli(run: str, input: str, out: str, batch_size: int = 64, device: st
         raise FptError(f"--out '{out}': must be a file in an existing directory, e.g. predictions.npy")
     model = open_run(run, device)
     spec = model.spec
+    if objective(spec.objective).reconstructs and input.endswith(".csv"):
+        return _fill_csv_cli(model, Path(input), out_path, batch_size)
     forecasting = objective(spec.objective).horizon
     if out.endswith(".csv") and not (forecasting or spec.table_encoding):
         raise FptError(f"--out '{out}': CSV output is for forecasts and tables; write an .npy")
@@ -203,6 +208,20 @@ def predict_cli(run: str, input: str, out: str, batch_size: int = 64, device: st
         atomic_write(out_path, buffer.getvalue())
     print(json.dumps({"out": str(out_path), "examples": len(result), "shape": list(result.shape),
                       "dtype": str(result.dtype)}))
+    return 0
+
+
+def _fill_csv_cli(model: FPTModel, path: Path, out: Path, batch_size: int) -> int:
+    """An imputation run on a CSV with empty cells: the CSV written back to --out with them filled."""
+    if out.suffix != ".csv":
+        raise FptError(f"--out '{out}': an imputation run fills a CSV's empty cells and writes the CSV: use "
+                       "--out FILE.csv")
+    if out.resolve() == path.resolve():
+        raise FptError(f"--out '{out}' is the input itself; write the filled CSV to another file")
+    text, filled = fill_csv(model.spec, path, lambda windows: predict_loaded(model, windows, batch_size,
+                                                                             where=f"--input '{path}'"))
+    atomic_write(out, text)
+    print(json.dumps({"out": str(out), "cells_filled": filled}))
     return 0
 
 

@@ -3,6 +3,9 @@
     forecast        x (N, seq_len, K) float, the K channels of the training CSV in its units,
                     or a CSV with those columns (its last seq_len rows: one window) ->
                     forecasts (N, horizon, K) in the same units (a CSV of horizon rows for --out FILE.csv)
+    imputation      x (N, seq_len, K) float with NaN at the gaps, in the data's units -> the same
+                    windows with the gaps filled (observed values unchanged); or a CSV with empty
+                    cells -> the CSV written back with them filled (fill_csv)
     classification  x (N, T, C) float, T <= the run's series length -> as for any classifier
 
 Each channel is standardised with the training rows' mean and std recorded in the run, as
@@ -21,6 +24,7 @@ import torch
 
 from fpt.errors import FptError
 from fpt.objectives import objective
+from fpt.series import window_starts
 from fpt.tasks.base import TaskSpec
 from fpt.tasks.inputs import first_bad
 
@@ -82,3 +86,62 @@ def forecast_csv(spec: TaskSpec, forecasts: np.ndarray) -> bytes:
     for step, row in enumerate(forecasts[0], start=1):
         writer.writerow([step, *(f"{v:.6g}" for v in row)])
     return text.getvalue().encode()
+
+
+def impute(spec: TaskSpec, x: np.ndarray, run: Callable[[torch.Tensor], torch.Tensor], where: str) -> np.ndarray:
+    """Windows (N, seq_len, K) in original units with NaN gaps -> the same with the gaps filled; `run`
+    maps standardised windows with NaN gaps (M, seq_len, K) to rebuilt ones (M, seq_len, K)."""
+    x = np.asarray(x)
+    channels = len(spec.channel_names)
+    if x.dtype.kind not in "fiu" or x.ndim != 3 or x.shape[1:] != (spec.series_len, channels) or not len(x):
+        raise FptError(f"{where}: the run imputes windows of shape (N, {spec.series_len}, {channels}) (windows x "
+                       f"steps x the channels {', '.join(spec.channel_names)}), NaN at the gaps; got {x.dtype} {x.shape}")
+    x = x.astype(np.float64)
+    if np.isinf(x).any():
+        raise FptError(f"{where} holds inf (first at index {first_bad(np.where(np.isnan(x), 0, x))}); only NaN "
+                       "marks a gap")
+    mean, std = np.asarray(spec.channel_mean), np.asarray(spec.channel_std)
+    rebuilt = run(torch.from_numpy(((x - mean) / std).astype(np.float32))).numpy() * std + mean  # (N, seq_len, K)
+    return np.where(np.isnan(x), rebuilt, x).astype(np.float32)
+
+
+def fill_csv(spec: TaskSpec, path: Path, fill: Callable[[np.ndarray], np.ndarray]) -> tuple[bytes, int]:
+    """The CSV at `path` with the empty cells of the run's channels filled, every other cell as it was,
+    and the number of cells filled. The rows are covered by windows of seq_len rows, back to back, the
+    last one ending at the last row; `fill` maps windows (N, seq_len, K) in the data's units with NaN
+    gaps to the same filled (impute() with the run's model)."""
+    from fpt.tasks.forecast import read_csv
+
+    names, values, _ = read_csv(path, "all", gaps=True)
+    missing = [c for c in spec.channel_names if c not in names]
+    if missing:
+        raise FptError(f"--input '{path}' has no column(s) {', '.join(missing)}; the run imputes "
+                       f"{', '.join(spec.channel_names)}")
+    steps = spec.series_len
+    if len(values) < steps:
+        raise FptError(f"--input '{path}' has {len(values)} rows; the run imputes windows of {steps} rows, so it "
+                       f"needs {steps} at least")
+    columns = [names.index(c) for c in spec.channel_names]
+    series = values[:, columns]                                            # (rows, K), NaN: a gap
+    starts = window_starts(len(series), steps)
+    filled = fill(np.stack([series[s:s + steps] for s in starts]))         # (windows, seq_len, K)
+    result = series.copy()
+    for start, window in zip(starts, filled):
+        gap = np.isnan(series[start:start + steps])
+        result[start:start + steps][gap] = window[gap]
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header = [h.strip() for h in rows[0]]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(rows[0])
+    count = 0
+    for r, row in enumerate(rows[1:]):
+        row = list(row)
+        for k, name in enumerate(spec.channel_names):
+            cell = header.index(name)
+            if not row[cell].strip() or np.isnan(series[r, k]):
+                row[cell] = f"{result[r, k]:.6g}"
+                count += 1
+        writer.writerow(row)
+    return text.getvalue().encode(), count

@@ -61,6 +61,18 @@ def evaluate(built: Setup, split: str, batch_size: int) -> dict[str, float]:
     return distributed.merge_metrics(metrics, world, built.device, spec.n_outputs).compute()
 
 
+@torch.no_grad()
+def assess(built: Setup) -> dict[str, Any]:
+    """The task's further results of the finished model (Task.assess: anomaly detection's metrics)."""
+    model = built.model
+    was_training = model.training
+    model.eval()
+    try:
+        return built.task.assess(lambda batch: model(batch.x.to(built.device), batch.mask.to(built.device)).cpu())
+    finally:
+        model.train(was_training)
+
+
 def _rounds(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
     """Consecutive groups of `size` batches (the last may be shorter)."""
     group: list[Batch] = []
@@ -144,6 +156,7 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
     variants = {name: evaluate(built, name, cfg.batch_size * 4) for name in built.task.test_variants()}
     if variants:
         result["test_variants"] = variants
+    result.update(assess(built))
     if main:
         atomic_write_json(out / "result.json", result)
     distributed.barrier(built.world)  # no rank returns before the result is on disk

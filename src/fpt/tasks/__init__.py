@@ -20,6 +20,7 @@ from typing import Any, Callable
 from fpt.errors import FptError
 from fpt.registry import Registry
 from fpt.tasks.base import Batch, Task, TaskSpec, parse_options
+from fpt.tasks.anomaly import ANOMALY_TRAINING, Anomaly, AnomalyOptions
 from fpt.tasks.bits import BitMemory, BitMemoryOptions, BitXor, BitXorOptions
 from fpt.tasks.cifar import Cifar10, Cifar10Lra, Cifar10LraOptions, Cifar10Options
 from fpt.tasks.forecast import FORECAST_TRAINING, Forecast, ForecastOptions
@@ -70,6 +71,7 @@ register("cifar10-lra", Cifar10LraOptions, Cifar10Lra, needs_data_dir=True)
 register("remote-homology", RemoteHomologyOptions, RemoteHomology, needs_data_dir=True)
 register("forecast", ForecastOptions, Forecast, needs_data_dir=True, train_defaults=FORECAST_TRAINING)
 register("impute", ImputeOptions, Impute, needs_data_dir=True, train_defaults=IMPUTE_TRAINING)
+register("anomaly", AnomalyOptions, Anomaly, needs_data_dir=True, train_defaults=ANOMALY_TRAINING)
 register("ucr", UcrOptions, Ucr, needs_data_dir=True, train_defaults={"*": {"lr": 5e-4}})  # One Fits All's
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -120,6 +120,11 @@ class Task(ABC):
         """Further splits the finished model is tested on (eval_batches takes their names), each
         recorded in result.json's `test_variants`: imputation's other mask ratios. () for most tasks."""
         return ()
+
+    def assess(self, rebuild: Callable[[Batch], Tensor]) -> dict[str, Any]:
+        """Further results of the finished model (`rebuild` runs it on a batch), merged into result.json:
+        anomaly detection's scores under every protocol. {} for most tasks."""
+        return {}
 
     def keep_train_fraction(self, fraction: float, data_seed: int) -> None:
         """Train on a fixed random `fraction` of the training set from now on (--train-fraction)."""

@@ -158,9 +158,10 @@ def split_rows(split: str, rows: int, seq_len: int) -> dict[str, tuple[int, int]
             "test": (max(edges[2] - seq_len, 0), edges[3])}
 
 
-def read_csv(path: Path, features: str) -> tuple[list[str], np.ndarray, int]:
+def read_csv(path: Path, features: str, gaps: bool = False) -> tuple[list[str], np.ndarray, int]:
     """(channel names, values (rows, channels) float64, seasonal period) of a CSV; the date column
-    gives the period (fpt.tasks.forecast.period) and is dropped."""
+    gives the period (fpt.tasks.forecast.period) and is dropped. gaps=True (fpt predict of an
+    imputation run): an empty cell (or NaN) is a gap, read as NaN."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
@@ -184,12 +185,12 @@ def read_csv(path: Path, features: str) -> tuple[list[str], np.ndarray, int]:
             raise FptError(f"'{path}' line {r + 2} has {len(row)} fields but the header has {len(header)}")
         for j, c in enumerate(columns):
             try:
-                values[r, j] = float(row[c])
+                values[r, j] = float("nan") if gaps and not row[c].strip() else float(row[c])
             except ValueError:
                 raise FptError(f"'{path}' line {r + 2}, column {header[c]!r}: {row[c]!r} is not a number; "
                                "every column but the date must be numeric") from None
-    if not np.isfinite(values).all():
-        r, j = np.argwhere(~np.isfinite(values))[0]
+    if not np.isfinite(values[~np.isnan(values)] if gaps else values).all():
+        r, j = np.argwhere(np.isinf(values) if gaps else ~np.isfinite(values))[0]
         raise FptError(f"'{path}' line {r + 2}, column {header[columns[j]]!r} is NaN or inf; impute or drop it")
     return [header[c] for c in columns], values, period([row[date] for row in body[:2]] if date is not None else [])
 
