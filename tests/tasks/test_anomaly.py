@@ -154,3 +154,13 @@ def test_a_run_records_every_metric_for_the_model_and_the_baselines(tmp_path, ti
     # whose average precision is the share of anomalous points (16 of 320)
     assert detection["random"]["auc_pr"] == pytest.approx(16 / 320, abs=0.02)
     assert detection["pca"]["auc_pr"] > 4 * detection["random"]["auc_pr"]
+
+
+def test_bundled_series_by_name(tmp_path):
+    pytest.importorskip("sktime")
+    data = read_anomaly_data(AnomalyOptions(path="yahoo"))                  # sktime's wheel: 1,000 labelled points
+    assert (len(data.train), len(data.val), len(data.test), int(data.labels.sum())) == (500, 100, 400, 5)
+    calm = tmp_path / "calm.csv"
+    calm.write_text("a,label\n" + "".join(f"{i % 7},0\n" for i in range(600)))
+    with pytest.raises(FptError, match="no labelled anomaly"):
+        build_task("anomaly", {"path": str(calm)}, 0)

@@ -22,6 +22,8 @@ Data (`path`, its format found from the name):
     `NAME_test.npy`, `NAME_test_label.npy`), PSM (`train.csv`, `test.csv`, `test_label.csv`),
     SWaT (`swat_train2.csv`, `swat2.csv`, the label last). These come from a Google Drive
     folder without checksums, so fpt does not download them: the error names the files.
+`path` may also name a labelled series inside an installed wheel: kdd-tsad-135 (aeon: a UCR
+archive series) and daphnet-s06r02e0 (aeon; it has no labelled anomaly), yahoo and mitdb (sktime).
 A benchmark or UCR file's training rows are split 80/20 into training and validation (the
 validation rows early-stop the training and, with the training rows, set the honest threshold).
 Every channel is standardised with the training rows' mean and std (a constant one: std 1).
@@ -64,7 +66,7 @@ FIT_POINTS = 20_000          # the most training points the baselines are fitted
 
 @dataclass(frozen=True)
 class AnomalyOptions:
-    path: str = ""               # a labelled CSV, a UCR anomaly archive file, or a benchmark's directory
+    path: str = ""               # a labelled CSV, a UCR anomaly archive file, a benchmark's directory, or yahoo, mitdb, ...
     label: str = "auto"          # a CSV's 0/1 label column (auto: label, is_anomaly, anomaly or attack)
     win_size: int = 100          # steps per window (One Fits All's 100)
     patch_len: int = 1           # steps per token (1: one step of every channel)
@@ -105,9 +107,32 @@ class Series:
     benchmark: str = ""
 
 
+# Labelled series that ship inside installed wheels, by a short name: (package, path inside it)
+BUNDLED = {
+    "kdd-tsad-135": ("aeon", "datasets/data/KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_TEST.csv"),
+    "daphnet-s06r02e0": ("aeon", "datasets/data/Daphnet_S06R02E0/S06R02E0.csv"),
+    "yahoo": ("sktime", "datasets/data/yahoo/yahoo.csv"),
+    "mitdb": ("sktime", "datasets/data/mitdb/mitdb.csv"),
+}
+
+
+def bundled(name: str) -> Path:
+    """The file of a bundled series (BUNDLED), found without importing its package."""
+    import importlib.util
+
+    package, inside = BUNDLED[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FptError(f"--task-opt path={name} is a series inside the {package} wheel: pip install {package}")
+    file = Path(list(spec.submodule_search_locations)[0]) / inside
+    if not file.is_file():
+        raise FptError(f"--task-opt path={name}: the installed {package} has no {inside} (another version?)")
+    return file
+
+
 def read_anomaly_data(options: AnomalyOptions) -> Series:
     """The series at options.path in whichever layout it has (see the module docstring)."""
-    path = Path(options.path).expanduser()
+    path = bundled(options.path.lower()) if options.path.lower() in BUNDLED else Path(options.path).expanduser()
     if path.is_dir():
         return _read_benchmark(path)
     if not path.is_file():
@@ -250,6 +275,9 @@ class Anomaly(Task):
             raise FptError("task anomaly needs its data: --task-opt path=FILE.csv (numeric channels and a 0/1 label "
                            "column), a UCR anomaly archive file, or a benchmark's directory")
         data = read_anomaly_data(o)
+        if not data.labels.any():
+            raise FptError(f"{data.source}: the test rows hold no labelled anomaly, so no detection metric is defined; "
+                           "use a series whose test part has one (a CSV: move the split, --task-opt split=...)")
         train, val = data.train, data.val
         if val is None:  # the training rows' last fifth validates
             cut = int(len(train) * 0.8)
