@@ -222,6 +222,6 @@ register(Objective(
     horizon=True, loss=_mse, accumulate=_forecast_accumulate, summarise=_forecast_summarise, predict=_values))
 for _name, _metric in (("imputation", "masked MSE, MAE"), ("reconstruction", "MSE, MAE")):
     register(Objective(
-        _name, _metric, "values per step", "mse", lower_is_better=True, percent=False, probabilities=False, perfect=0.0,
+        _name, _metric, "values", "mse", lower_is_better=True, percent=False, probabilities=False, perfect=0.0,
         per_token=True, reconstructs=True, loss=_masked_mse, accumulate=_imputation_accumulate,
         summarise=_forecast_summarise, predict=lambda out, probs: out))
