@@ -31,7 +31,6 @@ Every channel is standardised with the training rows' mean and std (a constant o
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from fpt.errors import FptError
 from fpt.series import window_starts
 from fpt.tasks.arrays import EpochOrder
 from fpt.tasks.base import Batch, Task, TaskSpec, derive_seed, positive
+from fpt.tasks.forecast import read_rows
 
 UCR_ARCHIVE = re.compile(r"^(\d+)_UCR_Anomaly_(.+?)_(\d+)_(\d+)_(\d+)\.txt$", re.IGNORECASE)
 LABEL_COLUMNS = ("label", "is_anomaly", "anomaly", "attack", "normal/attack")
@@ -168,13 +168,7 @@ def _read_numbers(path: Path) -> np.ndarray:
 
 def _read_labelled_csv(path: Path, label: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(channel names, values (rows, C), labels (rows,)) of a CSV with a label column."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError) as err:
-        raise FptError(f"--task-opt path: cannot read '{path}' as a CSV ({err})") from None
-    if len(rows) < 2:
-        raise FptError(f"'{path}' has no data rows; it needs a header line and one row per time step")
+    rows = read_rows(path)
     header = [h.strip() for h in rows[0]]
     lower = [h.lower() for h in header]
     if label == "auto":

@@ -158,10 +158,8 @@ def split_rows(split: str, rows: int, seq_len: int) -> dict[str, tuple[int, int]
             "test": (max(edges[2] - seq_len, 0), edges[3])}
 
 
-def read_csv(path: Path, features: str, gaps: bool = False) -> tuple[list[str], np.ndarray, int]:
-    """(channel names, values (rows, channels) float64, seasonal period) of a CSV; the date column
-    gives the period (fpt.tasks.forecast.period) and is dropped. gaps=True (fpt predict of an
-    imputation run): an empty cell (or NaN) is a gap, read as NaN."""
+def read_rows(path: Path) -> list[list[str]]:
+    """A CSV's lines as fields: a header and at least one row, or an error that names the file."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
@@ -169,6 +167,14 @@ def read_csv(path: Path, features: str, gaps: bool = False) -> tuple[list[str], 
         raise FptError(f"--task-opt path: cannot read '{path}' as a CSV ({err})") from None
     if len(rows) < 2:
         raise FptError(f"'{path}' has no data rows; it needs a header line and one row per time step")
+    return rows
+
+
+def read_csv(path: Path, features: str, gaps: bool = False) -> tuple[list[str], np.ndarray, int]:
+    """(channel names, values (rows, channels) float64, seasonal period) of a CSV; the date column
+    gives the period (fpt.tasks.forecast.period) and is dropped. gaps=True (fpt predict of an
+    imputation run): an empty cell (or NaN) is a gap, read as NaN."""
+    rows = read_rows(path)
     header, body = [h.strip() for h in rows[0]], rows[1:]
     date = next((i for i, h in enumerate(header) if h.lower() == "date"), None)
     if date is None and not _is_number(body[0][0]):
@@ -254,17 +260,8 @@ class Forecast(Task):
 
     def __init__(self, options: ForecastOptions, data_seed: int, data_dir: Path | None = None):
         self.options = o = options
-        if not o.path:
-            raise FptError("task forecast needs its data: --task-opt path=FILE.csv (a date column and numeric "
-                           f"channels) or path=NAME for a benchmark ({', '.join(BENCHMARKS)})")
-        file = locate(o.path, data_dir)
-        names, values, season = read_csv(file, o.features)
-        bounds = split_rows(o.split_name, len(values), o.seq_len)
-        mean, std = train_statistics(values, bounds)
-        if (std == 0).any():
-            raise FptError(f"'{file}': channel {names[int(np.argmin(std))]!r} is constant over the training rows; "
-                           "drop it (--task-opt features=COLUMN keeps one channel)")
-        series = standardised(values, mean, std)                         # (C, rows)
+        file, names, values, season, bounds, mean, std, series = load_series("forecast", o.path, o.features,
+                                                                              o.split_name, o.seq_len, data_dir)
         span = o.seq_len + o.horizon
         self.windows: dict[str, Tensor] = {}                              # split -> (C, W, span) views
         for split, (a, b) in bounds.items():
@@ -357,6 +354,23 @@ class Forecast(Task):
 
     def split_size(self, split: str) -> int:
         return len(self._examples(split))
+
+
+def load_series(task: str, path: str, features: str, split: str, seq_len: int, data_dir: Path | None) -> tuple[
+        Path, list[str], np.ndarray, int, dict[str, tuple[int, int]], np.ndarray, np.ndarray, Tensor]:
+    """A series task's CSV read, split and standardised: (file, channel names, values (rows, C), seasonal
+    period, row bounds per split, training mean and std (C,), standardised series (C, rows))."""
+    if not path:
+        raise FptError(f"task {task} needs its data: --task-opt path=FILE.csv (a date column and numeric "
+                       f"channels) or path=NAME for a benchmark ({', '.join(BENCHMARKS)})")
+    file = locate(path, data_dir)
+    names, values, season = read_csv(file, features)
+    bounds = split_rows(split, len(values), seq_len)
+    mean, std = train_statistics(values, bounds)
+    if (std == 0).any():
+        raise FptError(f"'{file}': channel {names[int(np.argmin(std))]!r} is constant over the training rows; "
+                       "drop it (--task-opt features=COLUMN keeps one channel)")
+    return file, names, values, season, bounds, mean, std, standardised(values, mean, std)
 
 
 def train_statistics(values: np.ndarray, bounds: dict[str, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:

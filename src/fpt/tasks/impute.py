@@ -31,8 +31,7 @@ from torch import Tensor
 from fpt.errors import FptError
 from fpt.tasks.arrays import EpochOrder
 from fpt.tasks.base import Batch, Task, TaskSpec, generator, positive
-from fpt.tasks.forecast import (BENCHMARKS, benchmark_of, locate, read_csv, split_for, split_rows, standardised,
-                                train_statistics)
+from fpt.tasks.forecast import benchmark_of, load_series, split_for, split_rows
 
 RATIOS = (0.125, 0.25, 0.375, 0.5)  # One Fits All's Table 1: each trained and tested on its own
 VARIANT = "test@"                   # test@0.25: the test split scored at another mask ratio
@@ -69,17 +68,8 @@ class Impute(Task):
 
     def __init__(self, options: ImputeOptions, data_seed: int, data_dir: Path | None = None):
         self.options = o = options
-        if not o.path:
-            raise FptError("task impute needs its data: --task-opt path=FILE.csv (a date column and numeric "
-                           f"channels) or path=NAME for a benchmark ({', '.join(BENCHMARKS)})")
-        file = locate(o.path, data_dir)
-        names, values, season = read_csv(file, o.features)
-        bounds = split_rows(o.split_name, len(values), o.seq_len)
-        mean, std = train_statistics(values, bounds)
-        if (std == 0).any():
-            raise FptError(f"'{file}': channel {names[int(std.argmin())]!r} is constant over the training rows; "
-                           "drop it (--task-opt features=COLUMN keeps one channel)")
-        series = standardised(values, mean, std)                          # (C, rows)
+        file, names, values, season, bounds, mean, std, series = load_series("impute", o.path, o.features,
+                                                                              o.split_name, o.seq_len, data_dir)
         self.windows: dict[str, Tensor] = {}                              # split -> (C, W, seq_len) views
         for split, (a, b) in bounds.items():
             if b - a < o.seq_len:
