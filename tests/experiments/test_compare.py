@@ -114,3 +114,22 @@ def test_durations_read_as_a_person_says_them():
     from fpt.experiments.compare import _duration
 
     assert _duration(42) == "42 s" and _duration(1053) == "17 min 33 s" and _duration(71992) == "19 h 59 min"
+
+
+def test_series_comparisons_table_imputation_by_ratio_and_detection_by_metric(tmp_path, tiny_bert, write_series):
+    write_series(tmp_path / "series.csv", 300)
+    imputed = fpt.compare("impute", task_options={"path": str(tmp_path / "series.csv"), "seq_len": 24},
+                          model=str(tiny_bert), arms="interpolate,locf,linear", seeds=2, out=tmp_path / "i", workers=1,
+                          steps=4, extra=TINY, lrs=(1e-3,), progress=False)
+    text = imputed.report.read_text()
+    assert "## Imputation" in text and "| 12.5% MSE / MAE | 25.0% MSE / MAE |" in text
+    assert {row["contender"] for row in imputed.table} == {"fpt", "interpolate", "locf", "linear"}
+    rows = (tmp_path / "series.csv").read_text().splitlines()
+    labelled = [rows[0] + ",label"] + [f"{line},{int(i % 97 == 5)}" for i, line in enumerate(rows[1:])]
+    (tmp_path / "labelled.csv").write_text("\n".join(labelled) + "\n")
+    detected = fpt.compare("anomaly", task_options={"path": str(tmp_path / "labelled.csv"), "win_size": 20},
+                           model=str(tiny_bert), arms="linear", seeds=2, out=tmp_path / "a", workers=1, steps=4,
+                           extra=TINY, lrs=(1e-3,), progress=False)
+    text = detected.report.read_text()
+    assert "## Anomaly detection" in text and "| F1 | F1-PA | F1 published | F1-PA published | AUC-PR |" in text
+    assert "| (random) |" in text and "| (isolation-forest) |" in text and "| (pca) |" in text
