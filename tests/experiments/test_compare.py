@@ -133,3 +133,5 @@ def test_series_comparisons_table_imputation_by_ratio_and_detection_by_metric(tm
     text = detected.report.read_text()
     assert "## Anomaly detection" in text and "| F1 | F1-PA | F1 published | F1-PA published | AUC-PR |" in text
     assert "| (random) |" in text and "| (isolation-forest) |" in text and "| (pca) |" in text
+    assert detected.verdict[0].startswith("Which contender detects the anomalies? AUC-PR (%) on the test points")
+    assert "linear" in detected.verdict[0] and "random" in detected.verdict[0]

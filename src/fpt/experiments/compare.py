@@ -355,6 +355,8 @@ def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[s
             word = {"wins": "Yes: FPT beats", "loses": "No: FPT loses to", "tie": "Not shown: FPT ties with"}.get(
                 c.verdict, "Not enough seeds to say: FPT against")
             lines.append(f"{question} {word} {twin} ({kind.show_interval(c)}, p = {c.p:.3f}).")
+    if all("detection" in r for r in arms[REFERENCE].row.results):
+        lines.insert(0, detection_sentence(arms))
     fpt_row = by_name[REFERENCE]
     top = [n for n in ranked if means[n][0] == means[ranked[0]][0]]  # every contender at the best mean
     if REFERENCE in top:
@@ -386,6 +388,33 @@ def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[s
     results = [r for row in rows for r in row.results]
     return Comparison(lines, table, skipped, path, failed, span_seconds(rows), len(results),
                       sum(bool(r.get("pruned")) for r in results))
+
+
+def detection_sentence(arms: dict[str, arena.Arm]) -> str:
+    """Anomaly detection's own verdict, from the runs' `detection` records (fpt.tasks.anomaly): AUC-PR on the
+    test points, each contender paired against FPT by seed, beside the baselines scored on the same points.
+    The card's table ranks the reconstruction MSE, which is not the detection question."""
+    from fpt.experiments import stats
+
+    def auc(arm: arena.Arm) -> dict[int, float]:
+        return {r["seed"]: 100 * r["detection"]["model"]["auc_pr"] for r in arm.row.results if "detection" in r}
+
+    reference = auc(arms[REFERENCE])
+    parts = []
+    for name, arm in sorted(arms.items(), key=lambda item: -mean_se(list(auc(item[1]).values()) or [math.nan])[0]):
+        ours = auc(arm)
+        mean = mean_se(list(ours.values()))[0]
+        if name == REFERENCE or not ours:
+            parts.append(f"{name} {mean:.1f}")
+            continue
+        c = stats.paired([ours[s] - reference[s] for s in sorted(ours.keys() & reference.keys())])
+        parts.append(f"{name} {mean:.1f} ({c.verdict if c.n > 1 else 'n=1'} against FPT)")
+    first = arms[REFERENCE].row.results
+    baselines = ", ".join(f"{name} {100 * mean_se([r['detection'][name]['auc_pr'] for r in first])[0]:.1f}"
+                          for name in ("random", "isolation-forest", "pca"))
+    return (f"Which contender detects the anomalies? AUC-PR (%) on the test points, no threshold: {'; '.join(parts)}; "
+            f"without a model, on the same points: {baselines}. The table below ranks the reconstruction MSE; "
+            "F1 under each threshold and adjustment is in the report's anomaly section.")
 
 
 def card(result: Comparison, seconds: float) -> list[str]:
