@@ -19,7 +19,7 @@ PRESETS = sorted((ROOT / "configs").glob("*/*.yaml"))
 GENERATED = {"bit-xor", "bit-memory"}
 
 
-BUILT_IN = {"linear", "repeat-last", "patchtst"}  # small enough to run as they are
+BUILT_IN = {"linear", "repeat-last", "patchtst", "interpolate", "locf", "channel-mean"}  # small enough to run as they are
 
 
 def tiny_model(model: str, tiny_gpt2: Path, tiny_bert: Path) -> str:
@@ -54,6 +54,11 @@ def test_preset_parses_and_every_variant_starts(preset, tmp_path, tiny_gpt2, tin
             write_series(csv, 300)
             config["task_options"] = {**config.get("task_options", {}), "path": str(csv), "split": "0.7,0.1,0.2",
                                       "seq_len": 32, "horizon": 8, "patch_len": 8, "stride": 4}
+        elif config.get("task") == "impute":  # the same on a small CSV, shorter windows
+            csv = tmp_path / "series.csv"
+            write_series(csv, 300)
+            config["task_options"] = {**config.get("task_options", {}), "path": str(csv), "split": "0.7,0.1,0.2",
+                                      "seq_len": 24}
         elif config.get("task") == "ucr" and importlib.util.find_spec("sktime") is not None:
             pass  # reads the sets that ship inside the sktime wheel
         elif config.get("task") not in GENERATED:  # datasets are not here: the same settings on bit-xor
@@ -63,7 +68,8 @@ def test_preset_parses_and_every_variant_starts(preset, tmp_path, tiny_gpt2, tin
             config["task_options"] = {"n_bits": 20, "token_dim": 10, "n_val": 4, "n_test": 4}
         config.update(out=str(tmp_path / run.name), progress=False, steps=2, eval_every=1)
         result = train(build_config(config))
-        assert result["steps_run"] == (0 if config["model"] == "repeat-last" else 2), run.name
+        nothing_trains = config["model"] in ("repeat-last", "interpolate", "locf", "channel-mean")
+        assert result["steps_run"] == (0 if nothing_trains else 2), run.name
 
 
 def test_sweep_command_starts_a_paper_preset(tmp_path, tiny_gpt2):
