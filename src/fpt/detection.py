@@ -14,7 +14,8 @@ threshold, the second turns one lucky point into a whole segment of true positiv
     auc_pr          average precision: no threshold, no adjustment
     (and precision / recall for f1 and f1_pa_published)
 
-`ratio` is the percentage of points above the threshold (One Fits All: 0.5 for SMD, 1 elsewhere).
+`ratio` is the percentage of points above the threshold (One Fits All: 0.5 for SMD, 2 for MSL, 1 for
+SMAP, PSM and SWaT).
 `random_baseline` scores every point with uniform noise and reports the same metrics, averaged
 over draws: how much of a number the protocol alone produces.
 """
@@ -57,8 +58,8 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
 def detection_metrics(fit_scores: np.ndarray, train_scores: np.ndarray, test_scores: np.ndarray,
                       labels: np.ndarray, ratio: float) -> dict[str, float]:
     """Every metric of the module docstring. fit_scores: the training and validation points' scores
-    (the honest threshold's); train_scores: the training points' (the published threshold pools them
-    with the test scores); test_scores and labels (M,): the test points'."""
+    (the honest threshold's); train_scores: the training file's (the published threshold pools them
+    with the test scores; fpt.tasks.anomaly passes the same points); test_scores and labels (M,)."""
     honest = float(np.percentile(fit_scores, 100 - ratio))
     published = float(np.percentile(np.concatenate([train_scores, test_scores]), 100 - ratio))
     flagged, flagged_published = test_scores > honest, test_scores > published

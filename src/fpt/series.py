@@ -54,6 +54,7 @@ class SeriesInput(nn.Module):
         come from its observed points alone, as One Fits All's imputation normalises (a channel
         with none observed gets mean 0). fill_gaps=False (the gap-filling baselines) keeps the
         NaNs for the model to see."""
+        mask = mask.bool()                                                 # a 0/1 attention mask too
         observed = mask.unsqueeze(-1) & ~torch.isnan(x)                     # (B, T, C)
         weights = observed.to(x.dtype)
         values = torch.where(observed, x, torch.zeros((), dtype=x.dtype, device=x.device))

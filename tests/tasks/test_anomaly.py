@@ -9,6 +9,7 @@ import pytest
 from fpt.detection import detection_metrics, point_adjust, precision_recall_f1, random_baseline
 from fpt.errors import FptError
 from fpt.run.config import build_config
+from fpt.run.predict import predict
 from fpt.run.train import train
 from fpt.series import window_starts
 from fpt.tasks import build_task
@@ -99,6 +100,9 @@ def test_readers_of_every_layout(tmp_path):
     np.save(smd / "SMD_test_label.npy", np.r_[np.zeros(150), np.ones(50)])
     got = read_anomaly_data(AnomalyOptions(path=str(smd)))
     assert (got.benchmark, got.train.shape, got.labels.sum()) == ("smd", (300, 3), 50)
+    task = build_task("anomaly", {"path": str(smd), "win_size": 20}, 0)   # One Fits All's ratio for SMD: 0.5%
+    assert task.protocol() == {"name": "anomaly detection (One Fits All, Table 2)", "published": False,  # win 20
+                               "anomaly_ratio": 0.5, "benchmark": "smd"}
     psm = tmp_path / "psm"
     psm.mkdir()
     (psm / "train.csv").write_text("timestamp_(min),f0,f1\n" + "".join(f"{i},{i},\n" for i in range(150)))  # a NaN: 0
@@ -146,6 +150,8 @@ def test_a_run_records_every_metric_for_the_model_and_the_baselines(tmp_path, ti
     for name, flags in (("fpt", {"model": str(tiny_bert)}), ("linear", {"model": "linear"})):
         result = train(build_config({**QUICK, "task": "anomaly", "task_options": options, "out": str(tmp_path / name),
                                      **flags}))
+        with pytest.raises(FptError, match="anomaly detection run's scores and metrics come from its training"):
+            predict(tmp_path / name, np.zeros((1, 20, 2)))
         detection = result["detection"]
         assert (detection["anomalies"], detection["segments"], detection["anomaly_ratio"]) == (16, 2, 5)
         for arm in ("model", "random", "isolation-forest", "pca"):

@@ -167,3 +167,28 @@ def test_predict_fills_the_gaps_of_a_csv_and_keeps_the_rest(tmp_path, series_csv
         predict_cli(str(out), str(short), str(tmp_path / "x.csv"))
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "filled.npy").exists()
     assert json.loads((out / "result.json").read_text())["model"] == "interpolate"
+
+
+def test_fitted_arms_refuse_tasks_that_rebuild_windows(series_csv):
+    from fpt.model import assemble_model
+    from fpt.options import ModelOptions
+
+    path, _ = series_csv
+    spec = build_task("impute", {"path": str(path), **OPTIONS}, 0).spec
+    with pytest.raises(FptError, match="--method trees fits one estimator per output"):
+        assemble_model(spec, ModelOptions(model="minilm", method="trees"))
+
+
+def test_a_long_attention_mask_still_normalises():
+    x = torch.randn(2, 8, 1)
+    ones = torch.ones(2, 8, dtype=torch.long)
+    series = SeriesInput(8, 4, 4, instance_norm=True)
+    assert torch.allclose(series.normalise(x, ones)[0], series.normalise(x, ones.bool())[0])
+
+
+def test_a_gap_in_the_first_cell_is_not_a_date_column(tmp_path):
+    from fpt.tasks.forecast import read_csv
+
+    (tmp_path / "g.csv").write_text("a,b\n,2\n3,4\n")
+    names, values, _ = read_csv(tmp_path / "g.csv", "all", gaps=True)
+    assert names == ["a", "b"] and np.isnan(values[0, 0]) and values[1].tolist() == [3.0, 4.0]

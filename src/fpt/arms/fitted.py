@@ -56,6 +56,9 @@ class Fitted(ArmHooks):
         """Raise FptError when this estimator cannot fit a task of this spec."""
 
     def adapt_spec(self, spec: TaskSpec, options: ModelOptions) -> TaskSpec:
+        if objective(spec.objective).reconstructs:
+            raise FptError(f"--method {options.method} fits one estimator per output; task {spec.name} rebuilds whole "
+                           "windows (imputation, anomaly detection): use --model linear, dlinear or interpolate")
         self.check(spec)
         if spec.series_len:  # a window of raw steps: one token of all its values (time-major)
             # without instance normalisation: fitted on the values as the task scales them
@@ -205,7 +208,7 @@ class FittedHead(nn.Module):
         else:
             columns = [self._column(m, c, x) for m, c in zip(self.models, self.columns)]
             out = np.stack(columns, axis=1)                                # (B, outputs)
-            if kind.per_token:
+            if kind.name == "bits":
                 out = out.reshape(len(x), self.spec.readout_tokens, self.spec.n_outputs)
         return torch.from_numpy(np.ascontiguousarray(out)).float().to(features.device)
 
@@ -223,7 +226,7 @@ class FittedHead(nn.Module):
         return scores
 
     def _column(self, model: Any, constant: Any, x: np.ndarray) -> np.ndarray:
-        bits = objective(self.spec.objective).per_token
+        bits = self.spec.objective == "bits"
         if model is None:
             value = float(constant)
             return np.full(len(x), (1.0 if value > 0.5 else -1.0) * 10 if bits else value)

@@ -126,6 +126,9 @@ def predict_loaded(model: FPTModel | Setup, x: np.ndarray | torch.Tensor, batch_
     if spec.series_len:
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
+        if kind.name == "reconstruction":
+            raise FptError(f"{where}: an anomaly detection run's scores and metrics come from its training "
+                           "(result.json's detection); fpt predict does not score new series yet")
         if kind.horizon or kind.reconstructs:
             fill = forecast if kind.horizon else impute
             return fill(spec, x, lambda w: torch.from_numpy(run(Arrays.full_length(w, torch.zeros(len(w))), False)),
@@ -188,7 +191,7 @@ def predict_cli(run: str, input: str, out: str, batch_size: int = 64, device: st
         raise FptError(f"--out '{out}': must be a file in an existing directory, e.g. predictions.npy")
     model = open_run(run, device)
     spec = model.spec
-    if objective(spec.objective).reconstructs and input.endswith(".csv"):
+    if spec.objective == "imputation" and input.endswith(".csv"):
         return _fill_csv_cli(model, Path(input), out_path, batch_size)
     forecasting = objective(spec.objective).horizon
     if out.endswith(".csv") and not (forecasting or spec.table_encoding):

@@ -25,8 +25,14 @@ Data (`path`, its format found from the name):
 `path` may also name a labelled series inside an installed wheel: kdd-tsad-135 (aeon: a UCR
 archive series) and daphnet-s06r02e0 (aeon; it has no labelled anomaly), yahoo and mitdb (sktime).
 A benchmark or UCR file's training rows are split 80/20 into training and validation (the
-validation rows early-stop the training and, with the training rows, set the honest threshold).
-Every channel is standardised with the training rows' mean and std (a constant one: std 1).
+validation rows early-stop the training and, with the training rows, set the honest threshold);
+every channel is standardised with the whole training file's mean and std, as Time-Series-Library
+fits its scaler (a constant channel: std 1). A CSV's own split standardises with its training rows.
+
+Where fpt differs from One Fits All's anomaly model: it normalises each window as a whole (their
+GPT4TS normalises each 25-step segment of the 100-step window) and embeds each step with fpt's
+input layer (theirs zero-pads the channels to GPT-2's width); their scripts use GPT-2's first 6
+blocks, lr 1e-4 (5e-4 for SMAP), and train only the layer norms and positions (no --mlp).
 """
 
 from __future__ import annotations
@@ -49,10 +55,11 @@ from fpt.tasks.forecast import read_rows
 UCR_ARCHIVE = re.compile(r"^(\d+)_UCR_Anomaly_(.+?)_(\d+)_(\d+)_(\d+)\.txt$", re.IGNORECASE)
 LABEL_COLUMNS = ("label", "is_anomaly", "anomaly", "attack", "normal/attack")
 DROPPED_COLUMNS = ("date", "timestamp", "time", "timestamp_(min)")
-# The benchmarks' files (the Anomaly Transformer release) and One Fits All's anomaly_ratio (percent)
+# The benchmarks' files (the Anomaly Transformer release) and One Fits All's anomaly_ratio (percent, their
+# Anomaly_Detection/scripts: SMD 0.5, MSL 2, SMAP, PSM and SWaT 1)
 BENCHMARK_FILES = {
     "smd": (("SMD_train.npy", "SMD_test.npy", "SMD_test_label.npy"), 0.5),
-    "msl": (("MSL_train.npy", "MSL_test.npy", "MSL_test_label.npy"), 1.0),
+    "msl": (("MSL_train.npy", "MSL_test.npy", "MSL_test_label.npy"), 2.0),
     "smap": (("SMAP_train.npy", "SMAP_test.npy", "SMAP_test_label.npy"), 1.0),
     "psm": (("train.csv", "test.csv", "test_label.csv"), 1.0),
     "swat": (("swat_train2.csv", "swat2.csv"), 1.0),
@@ -71,7 +78,7 @@ class AnomalyOptions:
     win_size: int = 100          # steps per window (One Fits All's 100)
     patch_len: int = 1           # steps per token (1: one step of every channel)
     split: str = "0.5,0.1,0.4"   # a single labelled CSV: train,val,test fractions of its rows
-    anomaly_ratio: float = field(default=0.0, metadata={"auto": "the benchmark's (SMD 0.5), else 1"})
+    anomaly_ratio: float = field(default=0.0, metadata={"auto": "the benchmark's (SMD 0.5, MSL 2), else 1"})
     train_stride: int = 1        # training windows start every k rows
 
     def __post_init__(self) -> None:
@@ -273,10 +280,10 @@ class Anomaly(Task):
             raise FptError(f"{data.source}: the test rows hold no labelled anomaly, so no detection metric is defined; "
                            "use a series whose test part has one (a CSV: move the split, --task-opt split=...)")
         train, val = data.train, data.val
+        mean, std = train.mean(axis=0), train.std(axis=0)                  # the whole training file's
         if val is None:  # the training rows' last fifth validates
             cut = int(len(train) * 0.8)
             train, val = train[:cut], train[cut:]
-        mean, std = train.mean(axis=0), train.std(axis=0)
         std = np.where(std == 0, 1.0, std)
         for split, rows in (("train", train), ("val", val), ("test", data.test)):
             if len(rows) < o.win_size:
@@ -309,9 +316,13 @@ class Anomaly(Task):
             channel_std=tuple(std or ()))
 
     def protocol(self) -> dict[str, Any]:
-        return {"name": "anomaly detection (One Fits All, Table 2)", "published": bool(self.benchmark) and
-                self.benchmark != "ucr" and self.options.win_size == 100, "anomaly_ratio": self.ratio,
-                **({"benchmark": self.benchmark} if self.benchmark else {})}
+        """One Fits All's setting: one of its five benchmarks, windows of 100, one step a token, every
+        training window, the benchmark's own anomaly ratio."""
+        o = self.options
+        published = (self.benchmark in BENCHMARK_FILES and o.win_size == 100 and o.patch_len == 1
+                     and o.train_stride == 1 and self.ratio == BENCHMARK_FILES[self.benchmark][1])
+        return {"name": "anomaly detection (One Fits All, Table 2)", "published": published,
+                "anomaly_ratio": self.ratio, **({"benchmark": self.benchmark} if self.benchmark else {})}
 
     def _batch(self, split: str, starts: Tensor) -> Batch:
         steps = self.options.win_size
@@ -358,7 +369,7 @@ class Anomaly(Task):
         from fpt.detection import detection_metrics, random_baseline
 
         scores = {split: self.point_scores(split, rebuild) for split in ("train", "val", "test")}
-        fit = np.concatenate([scores["train"], scores["val"]])
+        fit = np.concatenate([scores["train"], scores["val"]])  # the training file (or a CSV's train + val rows)
         labels = self.labels
         segments = int(np.count_nonzero(np.diff(np.concatenate([[0], labels, [0]])) == 1))
         baselines = {name: detection_metrics(*self._baseline_scores(name), labels, self.ratio)
@@ -366,25 +377,27 @@ class Anomaly(Task):
         return {"detection": {
             "anomaly_ratio": self.ratio, "test_points": len(labels), "anomalies": int(labels.sum()),
             "segments": segments, "source": self.source,
-            "model": detection_metrics(fit, scores["train"], scores["test"], labels, self.ratio),
-            "random": random_baseline(len(fit), len(scores["train"]), labels, self.ratio,
-                                      derive_seed("anomaly-random", self.seed)),
+            "model": detection_metrics(fit, fit, scores["test"], labels, self.ratio),
+            "random": random_baseline(len(fit), len(fit), labels, self.ratio, derive_seed("anomaly-random", self.seed)),
             **baselines}}
 
-    def _features(self, split: str) -> np.ndarray:
-        """Each row's last FEATURE_STEPS steps of every channel (the first rows repeat the first step)."""
+    def _features(self, split: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows start..stop's last FEATURE_STEPS steps of every channel, (rows, C * k) float32 (before
+        the first row, the first step repeated)."""
         rows = self.series[split].numpy()                                  # (N, C)
+        stop = len(rows) if stop is None else stop
         k = min(FEATURE_STEPS, self.options.win_size)
-        padded = np.concatenate([np.repeat(rows[:1], k - 1, axis=0), rows])
-        return np.lib.stride_tricks.sliding_window_view(padded, k, axis=0).reshape(len(rows), -1)  # (N, C * k)
+        index = np.clip(np.arange(start, stop)[:, None] - np.arange(k - 1, -1, -1)[None, :], 0, None)  # (n, k)
+        return rows[index].reshape(stop - start, -1)
 
     def _baseline_scores(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(train+val, train, test) scores of a scikit-learn baseline fitted on the training rows."""
+        """(train+val, train+val, test) scores of a scikit-learn baseline fitted on (at most FIT_POINTS of)
+        the training rows, scored in chunks (a benchmark's test split holds ~10^5-10^6 rows)."""
         from sklearn.decomposition import PCA
         from sklearn.ensemble import IsolationForest
 
-        train, val, test = (self._features(s) for s in ("train", "val", "test"))
-        fit_rows = train[np.linspace(0, len(train) - 1, min(len(train), FIT_POINTS)).astype(int)]
+        n_train = len(self.series["train"])
+        fit_rows = self._features("train")[np.linspace(0, n_train - 1, min(n_train, FIT_POINTS)).astype(int)]
         seed = derive_seed("anomaly-baseline", name, self.seed) % 2 ** 32
         if name == "isolation-forest":
             forest = IsolationForest(random_state=seed).fit(fit_rows)
@@ -392,11 +405,17 @@ class Anomaly(Task):
         else:
             pca = PCA(n_components=0.9, svd_solver="full", random_state=seed).fit(fit_rows)
             score = lambda f: ((pca.inverse_transform(pca.transform(f)) - f) ** 2).mean(axis=1)  # noqa: E731
-        train_scores = score(train)
-        return np.concatenate([train_scores, score(val)]), train_scores, score(test)
+
+        def scored(split: str, chunk: int = 50_000) -> np.ndarray:
+            n = len(self.series[split])
+            return np.concatenate([score(self._features(split, a, min(a + chunk, n))) for a in range(0, n, chunk)])
+
+        fit = np.concatenate([scored("train"), scored("val")])
+        return fit, fit, scored("test")
 
 
-# fpt train's defaults for this task: One Fits All's lr, and early stopping on the validation rows
+# fpt train's defaults for this task: One Fits All's lr (1e-4, their run.py's default and most scripts'), and
+# early stopping on the validation rows
 ANOMALY_TRAINING: dict[str, dict[str, object]] = {
-    "*": {"steps": 1000, "batch_size": 32, "lr": 1e-3, "eval_every": 100, "patience": 3},
+    "*": {"steps": 1000, "batch_size": 32, "lr": 1e-4, "eval_every": 100, "patience": 3},
 }

@@ -177,7 +177,7 @@ def read_csv(path: Path, features: str, gaps: bool = False) -> tuple[list[str], 
     rows = read_rows(path)
     header, body = [h.strip() for h in rows[0]], rows[1:]
     date = next((i for i, h in enumerate(header) if h.lower() == "date"), None)
-    if date is None and not _is_number(body[0][0]):
+    if date is None and not _is_number(body[0][0]) and not (gaps and not body[0][0].strip()):  # a gap is no date
         date = 0
     columns = [i for i in range(len(header)) if i != date]
     if features != "all":
