@@ -187,12 +187,12 @@ class GapFill(NoBackbone):
         has_before, has_after = before >= 0, after < self.steps
         previous = values.gather(1, before.clamp(min=0))
         following = values.gather(1, after.clamp(max=self.steps - 1))
+        carried = torch.where(has_before, previous, torch.where(has_after, following, 0.0))  # locf, then nocb
         if self.rule == "locf":
-            return torch.where(has_before, previous, torch.where(has_after, following, 0.0))
+            return carried
         span = (after - before).clamp(min=1).to(values.dtype)
         blend = previous + (following - previous) * (steps - before).to(values.dtype) / span
-        return torch.where(has_before & has_after, blend,
-                           torch.where(has_before, previous, torch.where(has_after, following, 0.0)))
+        return torch.where(has_before & has_after, blend, carried)
 
 
 class GapFiller(WindowBaseline):

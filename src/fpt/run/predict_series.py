@@ -110,9 +110,10 @@ def fill_csv(spec: TaskSpec, path: Path, fill: Callable[[np.ndarray], np.ndarray
     and the number of cells filled. The rows are covered by windows of seq_len rows, back to back, the
     last one ending at the last row; `fill` maps windows (N, seq_len, K) in the data's units with NaN
     gaps to the same filled (impute() with the run's model)."""
-    from fpt.tasks.forecast import read_csv
+    from fpt.tasks.forecast import read_csv, read_rows
 
-    names, values, _ = read_csv(path, "all", gaps=True)
+    rows = read_rows(path)
+    names, values, _ = read_csv(path, "all", gaps=True, rows=rows)
     missing = [c for c in spec.channel_names if c not in names]
     if missing:
         raise FptError(f"--input '{path}' has no column(s) {', '.join(missing)}; the run imputes "
@@ -129,19 +130,14 @@ def fill_csv(spec: TaskSpec, path: Path, fill: Callable[[np.ndarray], np.ndarray
     for start, window in zip(starts, filled):
         gap = np.isnan(series[start:start + steps])
         result[start:start + steps][gap] = window[gap]
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
     header = [h.strip() for h in rows[0]]
+    cells = [header.index(name) for name in spec.channel_names]           # the channels' fields in a line
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(rows[0])
-    count = 0
     for r, row in enumerate(rows[1:]):
-        row = list(row)
-        for k, name in enumerate(spec.channel_names):
-            cell = header.index(name)
-            if not row[cell].strip() or np.isnan(series[r, k]):
+        for k, cell in enumerate(cells):
+            if np.isnan(series[r, k]):                                     # an empty cell (or NaN): a gap
                 row[cell] = f"{result[r, k]:.6g}"
-                count += 1
         writer.writerow(row)
-    return text.getvalue().encode(), count
+    return text.getvalue().encode(), int(np.isnan(series).sum())

@@ -170,11 +170,13 @@ def read_rows(path: Path) -> list[list[str]]:
     return rows
 
 
-def read_csv(path: Path, features: str, gaps: bool = False) -> tuple[list[str], np.ndarray, int]:
+def read_csv(path: Path, features: str, gaps: bool = False,
+             rows: list[list[str]] | None = None) -> tuple[list[str], np.ndarray, int]:
     """(channel names, values (rows, channels) float64, seasonal period) of a CSV; the date column
     gives the period (fpt.tasks.forecast.period) and is dropped. gaps=True (fpt predict of an
-    imputation run): an empty cell (or NaN) is a gap, read as NaN."""
-    rows = read_rows(path)
+    imputation run): an empty cell (or NaN) is a gap, read as NaN. rows: the file's read_rows(),
+    where the caller has them already."""
+    rows = read_rows(path) if rows is None else rows
     header, body = [h.strip() for h in rows[0]], rows[1:]
     date = next((i for i, h in enumerate(header) if h.lower() == "date"), None)
     if date is None and not _is_number(body[0][0]) and not (gaps and not body[0][0].strip()):  # a gap is no date
