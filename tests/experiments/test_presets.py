@@ -59,6 +59,10 @@ def test_preset_parses_and_every_variant_starts(preset, tmp_path, tiny_gpt2, tin
             write_series(csv, 300)
             config["task_options"] = {**config.get("task_options", {}), "path": str(csv), "split": "0.7,0.1,0.2",
                                       "seq_len": 24}
+        elif config.get("task") == "anomaly":  # a small labelled CSV of this test's own, shorter windows
+            csv = tmp_path / "labelled.csv"
+            write_labelled(csv)
+            config["task_options"] = {**config.get("task_options", {}), "path": str(csv), "win_size": 16}
         elif config.get("task") == "ucr" and importlib.util.find_spec("sktime") is not None:
             pass  # reads the sets that ship inside the sktime wheel
         elif config.get("task") not in GENERATED:  # datasets are not here: the same settings on bit-xor
@@ -70,6 +74,17 @@ def test_preset_parses_and_every_variant_starts(preset, tmp_path, tiny_gpt2, tin
         result = train(build_config(config))
         nothing_trains = config["model"] in ("repeat-last", "interpolate", "locf", "channel-mean")
         assert result["steps_run"] == (0 if nothing_trains else 2), run.name
+
+
+def write_labelled(path: Path, rows: int = 240) -> None:
+    """A sine with a 0/1 label column and one anomalous burst in its test rows (the last 40%)."""
+    import numpy as np
+
+    values = np.sin(np.arange(rows) / 5.0)
+    labels = np.zeros(rows, dtype=int)
+    labels[200:206] = 1
+    values[200:206] += 3.0
+    path.write_text("value,label\n" + "".join(f"{v:.5f},{y}\n" for v, y in zip(values, labels)))
 
 
 def test_sweep_command_starts_a_paper_preset(tmp_path, tiny_gpt2):

@@ -36,7 +36,7 @@ import yaml
 from fpt.errors import FptError
 from fpt.experiments import arena
 from fpt.experiments.report import report
-from fpt.experiments.results import Row, collect, mean_se
+from fpt.experiments.results import Row, collect, converged, mean_se, trained_once
 from fpt.experiments.sweep import sweep
 from fpt.options import FPT_DEFAULT_GROUPS
 from fpt.registry import Registry
@@ -310,18 +310,6 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:02.0f} s" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def _converged(results: list[dict[str, Any]]) -> int:
-    """How many seeds' best validation came before their last evaluation, or stopped early (a model
-    fitted once, or with nothing to train, counts as converged)."""
-    return sum(bool(_once(r) or r.get("stopped_early") or r["best_val"].get("step", 0) < r.get("steps_run", 0))
-               for r in results)
-
-
-def _once(result: dict[str, Any]) -> str:
-    """'fitted once' (trees, MiniRocket), 'nothing trains' (repeat-last), or '' for a trained run."""
-    return "fitted once" if result.get("fitted") else "nothing trains" if not result["trainable_params"] else ""
-
-
 def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[str]) -> Comparison:
     """The comparison's table and sentences from the runs' result files."""
     arenas = arena.choose(rows)
@@ -344,7 +332,7 @@ def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[s
             "p": comparison.p if comparison else math.nan, "verdict": comparison.verdict if comparison else "reference",
             "train_seconds": mean_se([r["wall_seconds"] for r in results])[0],
             "train_gflops": mean_se([r.get("train_flops", {}).get("total", 0) / 1e9 for r in results])[0],
-            "converged": _converged(results), "once": _once(results[0]),
+            "converged": converged(results), "once": trained_once(results[0]),
             "trainable_params": results[0]["trainable_params"]})
     by_name = {row["contender"]: row for row in table}
     lines = []

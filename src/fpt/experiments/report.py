@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import yaml
 
 from fpt.experiments import arena, figures
-from fpt.experiments.results import Row, archive, best_by_validation, collect, fmt, mean_se
+from fpt.experiments.results import Row, archive, best_by_validation, collect, converged, fmt, mean_se
 from fpt.storage.files import atomic_write
 from fpt.errors import FptError
 from fpt.provenance import cpu_flags, cpu_name
@@ -225,28 +225,37 @@ def detection_table(rows: list[Row]) -> str:
 
     published = paper_numbers()["anomaly"]["rows"]
     settings = sorted({k for r in rows for k in r.setting})
-    header = ["variant", "data", *settings, "seeds", "F1", "F1-PA", "F1 published", "F1-PA published", "AUC-PR",
-              *(f"{name} (F1-PA published)" for name in published)]
-    body = []
+    header = ["variant", "data", *settings, "seeds", "converged", "F1", "F1-PA", "F1 published", "F1-PA published",
+              "AUC-PR", *(f"{name} (F1-PA published)" for name in published)]
+    body, run_benchmarks = [], set()
     for task in sorted({r.task for r in rows}):
         of_task = sorted((r for r in rows if r.task == task), key=lambda r: (r.variant, json.dumps(r.setting, sort_keys=True)))
         first = of_task[0].results[0]
         benchmark = first.get("protocol", {}).get("benchmark", "")
+        run_benchmarks.add(benchmark)
         cited = [published[name].get(benchmark, "") if first.get("protocol", {}).get("published") else ""
                  for name in published]
         for r in of_task:
             found = [x["detection"]["model"] for x in r.results if "detection" in x]
             body.append([r.variant, task, *[r.setting.get(k, "") for k in settings], len(found),
-                         *(fmt([m[key] for m in found]) if found else "-" for key in HEADLINES), *cited])
+                         f"{converged(r.results)} of {len(r.results)}", *(fmt([m[key] for m in found]) if found else "-" for key in HEADLINES), *cited])
         # the baselines depend on the data and the seed only: one run per seed, of one variant (fpt's if there)
         variant = "fpt" if any(r.variant == "fpt" for r in of_task) else of_task[0].variant
         by_seed = {x["seed"]: x for r in of_task if r.variant == variant for x in r.results if "detection" in x}
         for baseline in ("random", "isolation-forest", "pca"):
             found = [x["detection"][baseline] for x in by_seed.values()]
             if found:
-                body.append([f"({baseline})", task, *["" for _ in settings], len(found),
+                body.append([f"({baseline})", task, *["" for _ in settings], len(found), "",
                              *(fmt([m[key] for m in found]) for key in HEADLINES), *["" for _ in published]])
-    return _markdown(header, body)
+    benchmarks = sorted({b for numbers in published.values() for b in numbers})
+    missing = [b for b in benchmarks if b not in run_benchmarks]
+    cited = "; ".join(f"{name}: " + ", ".join(f"{b.upper()} {numbers[b]}" for b in missing if b in numbers)
+                      for name, numbers in published.items())
+    note = (f"\n\nPublished benchmarks not run in this sweep ({cited}): their files are not here; "
+            "`fpt train --task anomaly --task-opt path=DIR` reads each release's directory. A published column "
+            "is filled only beside a run on that benchmark with its protocol (result.json `protocol.published`)."
+            if missing else "")
+    return _markdown(header, body) + note
 
 
 def _average_cell(per_horizon: list[tuple[float, float, float]]) -> str:

@@ -41,6 +41,18 @@ class Row:
         return [x["steps_to_threshold"] for x in self.results if x["steps_to_threshold"] is not None]
 
 
+def converged(results: list[dict[str, Any]]) -> int:
+    """How many seeds' best validation came before their last evaluation, or stopped early (a model
+    fitted once, or with nothing to train, counts as converged)."""
+    return sum(bool(trained_once(r) or r.get("stopped_early") or r["best_val"].get("step", 0) < r.get("steps_run", 0))
+               for r in results)
+
+
+def trained_once(result: dict[str, Any]) -> str:
+    """'fitted once' (trees, MiniRocket), 'nothing trains' (repeat-last), or '' for a trained run."""
+    return "fitted once" if result.get("fitted") else "nothing trains" if not result["trainable_params"] else ""
+
+
 def mean_se(values: list[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n
