@@ -65,7 +65,7 @@ def test_bad_arms_are_refused(tiny_gpt2):
         ModelOptions(method="adapters").validate()
     with pytest.raises(FptError, match="--lora-targets"):
         build(tiny_gpt2, "lora", lora_targets="mlp")
-    with pytest.raises(FptError, match="applies to pretrained backbones"):
+    with pytest.raises(FptError, match="applies to fpt.s language-model backbones"):
         ModelOptions(model="patchtst", method="lora").validate()
 
 

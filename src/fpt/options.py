@@ -122,16 +122,16 @@ class ModelOptions:
         scratch = named if named is not None and named.from_scratch else None
         chosen = arm(self.method)
         if self.train.strip() == ARM_DEFAULT:  # an explicit --train is honoured as given, never replaced
-            train = (scratch.default_train if scratch else "") or chosen.default_train or FPT_DEFAULT_GROUPS
+            train = (named.default_train if named else "") or chosen.default_train or FPT_DEFAULT_GROUPS
             return dataclasses.replace(self, train=train).validate()
         groups = self.train_groups
         unknown = [g for g in groups if g not in GROUPS]
         if unknown or (not groups and self.train.strip() != "none"):
             raise FptError(f"--train: unknown group(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
                            f"choose from {', '.join(GROUPS)} or 'all'")
-        if self.train.strip() == "none" and (scratch is None or scratch.default_train != "none"):
-            raise FptError("--train none trains nothing, which only the repeat-last baseline does; "
-                           f"choose groups from {', '.join(GROUPS)} or 'all'")
+        if self.train.strip() == "none" and (named is None or named.default_train != "none"):
+            raise FptError("--train none trains nothing, which only models that need no training do (repeat-last, "
+                           f"the gap fillers, Chronos-Bolt zero-shot); choose groups from {', '.join(GROUPS)} or 'all'")
         dropout = self.dropout
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise FptError(f"--dropout must be in [0, 1), got {dropout!r}")
@@ -143,9 +143,9 @@ class ModelOptions:
             raise FptError(f"--lora-rank must be a positive integer, got {self.lora_rank!r}")
         if not 0 <= self.lora_dropout < 1:
             raise FptError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout!r}")
-        if scratch is not None and chosen.name != DEFAULT_ARM:
-            raise FptError(f"--method {self.method} applies to pretrained backbones; --model {self.model} is "
-                           f"a model of its own (use --method {DEFAULT_ARM})")
+        if named is not None and (named.from_scratch or named.whole_model) and chosen.name != DEFAULT_ARM:
+            raise FptError(f"--method {self.method} applies to fpt's language-model backbones; --model {self.model} "
+                           f"is a model of its own (use --method {DEFAULT_ARM}; --train chooses what of it trains)")
         changes: dict[str, Any] = {"backbone_dropout": canonical_backbone_dropout(self.backbone_dropout)}
         if scratch is not None and self.init == "pretrained":  # no pretrained weights: built at random
             changes["init"] = "random"

@@ -99,6 +99,14 @@ for _c in (
               objectives=SERIES),
     Contender("pattn", {"method": "pattn"}, WIDE, "Tan et al.'s PAttn: patches, one attention layer, no positions",
               objectives=SERIES),
+    Contender("chronos-bolt", {"model": "chronos-bolt-small"}, ONCE, "Chronos-Bolt (small), a time-series "
+              "foundation model, zero-shot (nothing trains; fpt.tsfm, pip install 'fpt[tsfm]' and the hub's weights)",
+              objectives=("forecast",), once=True),
+    Contender("chronos-bolt-fpt", {"model": "chronos-bolt-small", "train": FPT_DEFAULT_GROUPS}, WIDE,
+              "the FPT recipe on Chronos-Bolt: a transformer pretrained on series, not language, with fpt's groups "
+              "trained", objectives=("forecast",)),
+    Contender("chronos-bolt-ft", {"model": "chronos-bolt-small", "train": "all"}, (1e-5, 1e-4),
+              "Chronos-Bolt fine-tuned whole", objectives=("forecast",)),
     *(Contender(rule, {"model": rule}, ONCE, f"{what} (nothing trains)", objectives=("imputation",), once=True)
       for rule, what in (("interpolate", "linear interpolation between each channel's nearest observed points"),
                          ("locf", "the last observed value carried forward"),
@@ -108,7 +116,7 @@ for _c in (
 
 # The default contenders, by the task's objective (fpt.objectives); "other" for the rest.
 DEFAULTS = {"forecast": ("fpt", "random-init", "no-lm", "linear", "dlinear", "repeat-last", "seasonal-naive",
-                         "patchtst", "pattn"),
+                         "patchtst", "pattn", "chronos-bolt"),
             "imputation": ("fpt", "fpt+ffn", "random-init", "no-lm", "linear", "dlinear", "patchtst", "interpolate",
                            "locf", "channel-mean"),
             "reconstruction": ("fpt", "random-init", "no-lm", "linear", "dlinear", "patchtst"),
