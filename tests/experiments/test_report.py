@@ -368,3 +368,24 @@ def test_arena_prune_must_be_a_boolean(tmp_path):
                     "variants: {fpt: {}}\narena: {reference: fpt, lr_seeds: [0], prune: maybe}\n")
     with pytest.raises(FptError, match="arena.prune must be true or false"):
         load_spec(spec)
+
+
+def test_mase_columns_appear_only_for_runs_that_asked_for_it():
+    from fpt.experiments.report import forecast_table
+    from fpt.experiments.results import Row
+
+    def row(variant: str, mase: list[float] | None) -> Row:
+        results = [{"task_spec": {"n_outputs": 96}, "test": {"mse": 0.4, "mae": 0.2}, "best_val": {"mse": 0.5},
+                    "wall_seconds": 1.0, "trainable_params": 10, "config": {"task_options": {"path": "x.csv"}},
+                    **({"mase": {"model": m, "relative": m / 2}} if mase else {})} for m in (mase or [0.0, 0.0])]
+        return Row(variant, "x", {}, results, [], [])
+
+    plain, _ = forecast_table([row("linear", None)])
+    assert "MASE" not in plain
+    table, rows = forecast_table([row("linear", [0.8, 1.0]), row("fpt", None)])
+    header = rows[0]
+    assert header[header.index("test MAE") + 1:header.index("test MAE") + 3] == ["MASE", "MASE / seasonal naive"]
+    by_variant = {r[0]: r for r in rows[1:]}
+    assert by_variant["linear"][header.index("MASE")] == "0.900 ± 0.100"
+    assert by_variant["linear"][header.index("MASE / seasonal naive")] == "0.450 ± 0.050"
+    assert by_variant["fpt"][header.index("MASE")] == "-"  # a run without it says so

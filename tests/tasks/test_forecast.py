@@ -201,3 +201,49 @@ def test_transfer_tests_on_another_files_test_split(tmp_path, write_series):
     write_series(other, 14400, channels=2)
     with pytest.raises(FptError, match="a transfer tests the same channels"):
         build_task("forecast", {**options, "test_path": str(other)}, 0)
+
+
+def _hourly_csv(path: Path, rows: int = 600) -> np.ndarray:
+    """A CSV with real hourly dates (period 24): a daily cycle, a trend and noise; returns the values."""
+    from datetime import datetime, timedelta
+
+    rng = np.random.default_rng(3)
+    t = np.arange(rows)
+    values = np.sin(2 * np.pi * t / 24) + 0.002 * t + 0.2 * rng.standard_normal(rows)
+    start = datetime(2020, 1, 1)
+    path.write_text("date,v\n" + "".join(f"{start + timedelta(hours=int(i))},{v:.6f}\n" for i, v in zip(t, values)))
+    return values
+
+
+def test_mase_against_seasonal_naive_by_hand(tmp_path):
+    csv = tmp_path / "hourly.csv"
+    _hourly_csv(csv)
+    options = {"path": str(csv), "split": "0.6,0.2,0.2", "seq_len": 72, "horizon": 12, "patch_len": 12,
+               "stride": 12, "mase": True}
+    task = build_task("forecast", options, 0)
+    assert task.spec.period == 24
+    zero = task.assess(lambda batch: torch.zeros_like(batch.y))["mase"]  # the forecast "0" everywhere
+    naive = task.assess(lambda batch: batch.x[:, 48 + torch.arange(12) % 24, 0])["mase"]  # seasonal naive itself
+    # by hand, from the task's own test windows
+    windows = task.windows["test"][0].double().numpy()                  # (W, 72 + 12)
+    context, truth = windows[:, :72], windows[:, 72:]
+    scale = np.abs(context[:, 24:] - context[:, :-24]).mean(axis=1)
+    expected_zero = (np.abs(truth).mean(axis=1) / scale).mean()
+    expected_naive = (np.abs(context[:, 48:60] - truth).mean(axis=1) / scale).mean()
+    assert zero["model"] == pytest.approx(expected_zero, rel=1e-9)
+    assert zero["seasonal_naive"] == naive["seasonal_naive"] == pytest.approx(expected_naive, rel=1e-9)
+    assert naive["relative"] == pytest.approx(1.0)
+    assert zero["period"] == 24 and zero["windows"] == len(windows) and zero["constant_windows_skipped"] == 0
+    assert build_task("forecast", {**options, "mase": False}, 0).assess(lambda batch: batch.y) == {}
+
+
+def test_mase_is_in_result_json_on_request(tmp_path):
+    from fpt.run.config import build_config
+    from fpt.run.train import train
+
+    csv = tmp_path / "hourly.csv"
+    _hourly_csv(csv)
+    result = train(build_config({"task": "forecast", "model": "seasonal-naive", "out": str(tmp_path / "run"),
+                                 "progress": False, "task_options": {"path": str(csv), "split": "0.6,0.2,0.2",
+                                                                     "seq_len": 72, "horizon": 12, "mase": True}}))
+    assert result["mase"]["relative"] == pytest.approx(1.0)  # the baseline is seasonal naive itself

@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -94,6 +94,7 @@ class ForecastOptions:
     test_path: str = ""          # transfer: test on this file's test split instead (a CSV or benchmark name)
     test_scale: str = "own"      # transfer: standardise it with its own training rows' statistics, or the source's
     val_stride: int = 8          # validate on every k-th window (adjacent windows share seq_len - 1 rows); test: all
+    mase: bool = False           # also score MASE and its ratio to seasonal naive's (result.json `mase`)
 
     def __post_init__(self) -> None:
         protocol = self.benchmark or GENERIC
@@ -277,6 +278,33 @@ class Forecast(Task):
         self.order = EpochOrder(self.spec.name, self.split_size("train"))
         if o.train_fraction < 1:
             self.keep_train_fraction(o.train_fraction, data_seed)
+
+    def assess(self, rebuild: Callable[[Batch], Tensor]) -> dict[str, Any]:
+        """With `mase=true`: result.json's `mase`, as the time-series foundation-model papers score forecasts
+        (Chronos' Benchmark II): each test window's MAE over the mean absolute seasonal difference of its own
+        input window (period m: the data's, from its dates, else 1), averaged over the windows; the same for
+        seasonal naive (the window's last season repeated) on the same windows, and the model's ratio to it.
+        Windows whose input does not change at lag m have no scale and are left out (counted)."""
+        if not self.options.mase:
+            return {}
+        steps = self.options.seq_len
+        lag = self.spec.period if 0 < self.spec.period < steps else 1
+        model, naive, skipped = [], [], 0
+        for batch in self.eval_batches("test", 256):
+            context, truth = batch.x[..., 0].double(), batch.y.double()          # (B, T), (B, H)
+            forecast = rebuild(batch).reshape(truth.shape).double()                # (B, H)
+            horizon = truth.shape[1]
+            repeated = context[:, steps - lag + torch.arange(horizon) % lag]      # (B, H): seasonal naive
+            scale = (context[:, lag:] - context[:, :-lag]).abs().mean(dim=1)       # (B,)
+            kept = scale > 0
+            skipped += int((~kept).sum())
+            model.append(((forecast - truth).abs().mean(dim=1) / scale)[kept])
+            naive.append(((repeated - truth).abs().mean(dim=1) / scale)[kept])
+        if not any(len(m) for m in model):
+            return {"mase": {"period": lag, "windows": 0, "constant_windows_skipped": skipped}}
+        ours, theirs = float(torch.cat(model).mean()), float(torch.cat(naive).mean())
+        return {"mase": {"model": ours, "seasonal_naive": theirs, "relative": ours / theirs, "period": lag,
+                         "windows": int(sum(len(m) for m in model)), "constant_windows_skipped": skipped}}
 
     def _transfer_test(self, names: list[str], mean: np.ndarray, std: np.ndarray, data_dir: Path | None) -> Tensor:
         """The test windows of another file (`test_path`): its own benchmark split, the same channels,
