@@ -26,8 +26,8 @@ class Metrics:
     `state()` and `absorb()` let a caller combine the metrics of shards of one pass (the
     runner does so across data-parallel processes) into exactly the metrics of the whole."""
 
-    SCALARS = ("examples", "loss_sum", "correct", "units", "all_correct", "targets", "sq_sum", "abs_sum")
-    FLOATS = ("loss_sum", "correct", "sq_sum", "abs_sum")
+    SCALARS = ("examples", "loss_sum", "correct", "units", "all_correct", "targets", "sq_sum", "abs_sum", "smape_sum")
+    FLOATS = ("loss_sum", "correct", "sq_sum", "abs_sum", "smape_sum")
     VECTORS = ("sq_err", "y_mean", "y_m2", "y_min", "y_max")  # per-target objectives, each (K,) float64
 
     def __init__(self, objective: "Objective"):
@@ -42,6 +42,7 @@ class Metrics:
         self.sq_err = self.y_mean = self.y_m2 = self.y_min = self.y_max = None
         self.targets = 0
         self.sq_sum = self.abs_sum = 0.0  # over `units` values, in float64
+        self.smape_sum = 0.0              # sMAPE's per-value terms, in percent (short-term forecasting)
 
     @torch.no_grad()
     def update(self, outputs: Tensor, y: Tensor, loss: Tensor | None = None) -> None:
@@ -83,14 +84,14 @@ class Metrics:
 
     def absorb(self, other: "Metrics") -> "Metrics":
         """Add the counts of another shard of the same pass into this one."""
-        for key in ("examples", "loss_sum", "correct", "units", "all_correct", "sq_sum", "abs_sum"):
+        for key in ("examples", "loss_sum", "correct", "units", "all_correct", "sq_sum", "abs_sum", "smape_sum"):
             setattr(self, key, getattr(self, key) + getattr(other, key))
         if self.objective.per_target:
             self._merge_targets(other)
         return self
 
     def state(self, n_targets: int) -> Tensor:
-        """Every count as one float64 vector (8 + 5 * n_targets for per-target objectives, else 8)."""
+        """Every count as one float64 vector (9 + 5 * n_targets for per-target objectives, else 9)."""
         scalars = torch.tensor([float(getattr(self, k)) for k in self.SCALARS], dtype=torch.float64)
         if not self.objective.per_target:
             return scalars

@@ -22,6 +22,9 @@ entry (`objective(spec.objective)`) instead.
                     hidden points only, `mse` and `mae` over them (One Fits All's protocol).
     reconstruction  the same with every point scored (y[..., 1] all 1): anomaly detection's model
                     rebuilds the window it sees; its anomaly scores come after (fpt.tasks.anomaly).
+    smape           forecasts (B, horizon) vs the true values, in the series' own units (short-term
+                    forecasting, fpt.tasks.shortterm): sMAPE as Time-Series-Library trains M4 (200 |f - y| /
+                    (|f| + |y|), the denominator not differentiated, 0 where it is 0); `smape` and `mae`.
 
 `score` is the number that model selection and steps_to_threshold look at, higher is better:
 accuracy, R^2 for regression, minus the MSE for forecasts.
@@ -202,6 +205,30 @@ def _imputation_accumulate(m: Metrics, outputs: Tensor, y: Tensor) -> None:
     m.units += int(hidden.sum())
 
 
+def _smape_terms(outputs: Tensor, y: Tensor) -> Tensor:
+    """200 |f - y| / (|f| + |y|) per value (B, horizon), 0 where both are 0; the denominator is not
+    differentiated (Time-Series-Library's smape_loss divides by .data)."""
+    forecast = outputs.reshape(y.shape)
+    denominator = (forecast.abs() + y.abs()).detach()
+    return torch.where(denominator > 0, 200 * (forecast - y).abs() / denominator.clamp(min=1e-12), 0.0)
+
+
+def _smape(outputs: Tensor, y: Tensor) -> Tensor:
+    return _smape_terms(outputs, y).mean()
+
+
+def _smape_accumulate(m: Metrics, outputs: Tensor, y: Tensor) -> None:
+    m.smape_sum += float(_smape_terms(outputs.double(), y.double()).sum())
+    m.abs_sum += float((outputs.reshape(y.shape).double() - y.double()).abs().sum())
+    m.units += y.numel()
+
+
+def _smape_summarise(m: Metrics) -> dict[str, float]:
+    units = max(m.units, 1)
+    value = m.smape_sum / units
+    return {"smape": value, "mae": m.abs_sum / units, "score": -value}
+
+
 def _values(outputs: Tensor, probs: bool) -> Tensor:
     return outputs.reshape(len(outputs), -1)                               # (B, K) or (B, horizon)
 
@@ -225,3 +252,6 @@ for _name, _metric in (("imputation", "masked MSE, MAE"), ("reconstruction", "MS
         _name, _metric, "values", "mse", lower_is_better=True, percent=False, probabilities=False, perfect=0.0,
         per_token=True, reconstructs=True, loss=_masked_mse, accumulate=_imputation_accumulate,
         summarise=_forecast_summarise, predict=lambda out, probs: out))
+register(Objective(
+    "smape", "sMAPE, MAE", "steps ahead", "smape", lower_is_better=True, percent=False, probabilities=False,
+    perfect=0.0, horizon=True, loss=_smape, accumulate=_smape_accumulate, summarise=_smape_summarise, predict=_values))

@@ -150,6 +150,9 @@ class ChronosBolt(ForecastOnly):
 
     @torch.no_grad()
     def finish(self, model: Any, options: ModelOptions) -> None:
-        """The head hands the median forecast on (the identity), trained only with group output."""
+        """The head hands the median forecast on (the identity), trained only with group output; gaps
+        (NaN: before a short series' start) reach Chronos as NaN, which it reads as missing."""
         nn.init.eye_(model.head.weight)
         model.head.bias.zero_()
+        assert model.series is not None
+        model.series.fill_gaps = False

@@ -25,7 +25,7 @@ def test_a_comparison_runs_resumes_and_gives_the_same_verdict_from_python_and_th
                    arms="fpt,random-init,logistic,linear", seeds=2, out=tmp_path / "c", workers=2, steps=6,
                    extra=TINY, lrs=(1e-3,), progress=False)
     result = fpt.compare("bit-xor", **options)
-    assert result.skipped == {"linear": "a model for forecasting, imputation, anomaly detection; this task's outputs are bits"}
+    assert result.skipped == {"linear": "a model for forecasting, short-term forecasting, imputation, anomaly detection; this task's outputs are bits"}
     assert {row["contender"] for row in result.table} == {"fpt", "random-init", "logistic"}
     assert all(row["seeds"] == 2 for row in result.table)
     assert result.verdict[0].startswith("Does the language pretraining matter here?")

@@ -389,3 +389,19 @@ def test_mase_columns_appear_only_for_runs_that_asked_for_it():
     assert by_variant["linear"][header.index("MASE")] == "0.900 ± 0.100"
     assert by_variant["linear"][header.index("MASE / seasonal naive")] == "0.450 ± 0.050"
     assert by_variant["fpt"][header.index("MASE")] == "-"  # a run without it says so
+
+
+def test_short_term_runs_are_tabled_by_m4_measures_beside_naive2():
+    from fpt.experiments.report import short_term_table
+    from fpt.experiments.results import Row
+
+    def row(variant: str, smapes: list[float]) -> Row:
+        results = [{"short_term": {"smape": s, "mase": s / 5, "owa": s / 20, "naive2_smape": 20.0, "naive2_mase": 4.0},
+                    "wall_seconds": 2.0, "trainable_params": 1, "stopped_early": True, "best_val": {"step": 100},
+                    "steps_run": 100} for s in smapes]
+        return Row(variant, "m1-yearly", {}, results, [], [])
+
+    lines = short_term_table([row("linear", [16.0, 18.0]), row("fpt", [15.0, 17.0])]).splitlines()
+    assert lines[0] == "| variant | data | seeds | converged | sMAPE | MASE | OWA | train seconds |"
+    assert lines[2] == "| fpt | m1-yearly | 2 | 2 of 2 | 16.000 ± 1.000 | 3.200 ± 0.200 | 0.800 ± 0.050 | 2 ± 0 |"
+    assert lines[4] == "| (Naive2) | m1-yearly |  |  | 20.000 | 4.000 | 1.000 |  |"

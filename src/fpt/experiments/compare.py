@@ -43,7 +43,7 @@ from fpt.registry import Registry
 from fpt.storage.files import atomic_write
 
 REFERENCE = "fpt"
-SERIES = ("forecast", "imputation", "reconstruction")  # series models' objectives: windows in, a horizon or the window out
+SERIES = ("forecast", "smape", "imputation", "reconstruction")  # series models' objectives: windows in, a horizon or the window out
 WIDE = (1e-4, 1e-3, 1e-2)  # the lr grid of arms whose trained parameters start fresh
 ONCE = (1e-3,)             # the one (unused) lr of contenders fitted once or that do not train
 # For the estimate printed at the start: the share of its step cap an early-stopped run takes; that of
@@ -92,21 +92,21 @@ for _c in (
     Contender("dlinear", {"model": "dlinear"}, (1e-3, 1e-2), "DLinear: a linear map each from the window's trend "
               "and remainder (the baseline of every forecasting table)", objectives=SERIES),
     Contender("repeat-last", {"model": "repeat-last"}, ONCE, "the window's last value, repeated (nothing trains)",
-              objectives=("forecast",), once=True),
+              objectives=("forecast", "smape"), once=True),
     Contender("seasonal-naive", {"model": "seasonal-naive"}, ONCE, "the window's last season, repeated (period from "
-              "the data's dates; nothing trains)", objectives=("forecast",), once=True),
+              "the data's dates; nothing trains)", objectives=("forecast", "smape"), once=True),
     Contender("patchtst", {"model": "patchtst"}, (1e-4, 1e-3), "a PatchTST-style transformer trained from scratch",
               objectives=SERIES),
     Contender("pattn", {"method": "pattn"}, WIDE, "Tan et al.'s PAttn: patches, one attention layer, no positions",
               objectives=SERIES),
     Contender("chronos-bolt", {"model": "chronos-bolt-small"}, ONCE, "Chronos-Bolt (small), a time-series "
               "foundation model, zero-shot (nothing trains; fpt.tsfm, pip install 'fpt[tsfm]' and the hub's weights)",
-              objectives=("forecast",), once=True),
+              objectives=("forecast", "smape"), once=True),
     Contender("chronos-bolt-fpt", {"model": "chronos-bolt-small", "train": FPT_DEFAULT_GROUPS}, WIDE,
               "the FPT recipe on Chronos-Bolt: a transformer pretrained on series, not language, with fpt's groups "
-              "trained", objectives=("forecast",)),
+              "trained", objectives=("forecast", "smape")),
     Contender("chronos-bolt-ft", {"model": "chronos-bolt-small", "train": "all"}, (1e-5, 1e-4),
-              "Chronos-Bolt fine-tuned whole", objectives=("forecast",)),
+              "Chronos-Bolt fine-tuned whole", objectives=("forecast", "smape")),
     *(Contender(rule, {"model": rule}, ONCE, f"{what} (nothing trains)", objectives=("imputation",), once=True)
       for rule, what in (("interpolate", "linear interpolation between each channel's nearest observed points"),
                          ("locf", "the last observed value carried forward"),
@@ -117,13 +117,15 @@ for _c in (
 # The default contenders, by the task's objective (fpt.objectives); "other" for the rest.
 DEFAULTS = {"forecast": ("fpt", "random-init", "no-lm", "linear", "dlinear", "repeat-last", "seasonal-naive",
                          "patchtst", "pattn", "chronos-bolt"),
+            "smape": ("fpt", "random-init", "no-lm", "linear", "dlinear", "repeat-last", "seasonal-naive", "patchtst",
+                      "chronos-bolt"),
             "imputation": ("fpt", "fpt+ffn", "random-init", "no-lm", "linear", "dlinear", "patchtst", "interpolate",
                            "locf", "channel-mean"),
             "reconstruction": ("fpt", "random-init", "no-lm", "linear", "dlinear", "patchtst"),
             "other": ("fpt", "random-init", "no-lm", "full", "lora", "ln-tuning", "logistic", "mlp", "cnn", "trees",
                       "minirocket")}
-KIND_NAMES = {"forecast": "forecasting", "imputation": "imputation", "reconstruction": "anomaly detection",
-              "other": "other tasks"}
+KIND_NAMES = {"forecast": "forecasting", "smape": "short-term forecasting", "imputation": "imputation",
+              "reconstruction": "anomaly detection", "other": "other tasks"}
 
 
 def defaults_for(objective_name: str) -> tuple[str, ...]:

@@ -213,6 +213,34 @@ def imputation_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+SHORT_TERM_LEGEND = (
+    "The M4 competition's measures on the test values (fpt.m4), mean ± SE over seeds: sMAPE (%), MASE (scaled by "
+    "each series' in-sample seasonal difference) and OWA (the mean of sMAPE and MASE relative to Naive2's, so Naive2 "
+    "is 1 and lower is better); Naive2 on the same series beside them. Runs validate on the last horizon of each "
+    "training series, never on the test values.")
+
+
+def short_term_table(rows: list[Row]) -> str:
+    """Short-term forecasting runs: sMAPE, MASE and OWA per variant, Naive2's on the same series."""
+    settings = sorted({k for r in rows for k in r.setting})
+    header = ["variant", "data", *settings, "seeds", "converged", "sMAPE", "MASE", "OWA", "train seconds"]
+    body = []
+    for task in sorted({r.task for r in rows}):
+        of_task = sorted((r for r in rows if r.task == task), key=lambda r: (r.variant, json.dumps(r.setting,
+                                                                                                 sort_keys=True)))
+        for r in of_task:
+            found = [x["short_term"] for x in r.results if "short_term" in x]
+            body.append([r.variant, task, *[r.setting.get(k, "") for k in settings], len(found),
+                         f"{converged(r.results)} of {len(r.results)}",
+                         *(fmt([m[key] for m in found], 1.0, 3) if found else "-" for key in ("smape", "mase", "owa")),
+                         fmt([x["wall_seconds"] for x in r.results], 1.0, 0)])
+        first = next((x["short_term"] for r in of_task for x in r.results if "short_term" in x), None)
+        if first:  # Naive2 depends on the data alone
+            body.append(["(Naive2)", task, *["" for _ in settings], "", "", f"{first['naive2_smape']:.3f}",
+                         f"{first['naive2_mase']:.3f}", "1.000", ""])
+    return _markdown(header, body)
+
+
 DETECTION_LEGEND = (
     "F1 and AUC-PR in %, mean ± SE over seeds, on the test points (fpt.detection): **F1** with the threshold from "
     "the training and validation scores only, no point adjustment; **F1-PA** the same threshold, point-adjusted; "
@@ -384,11 +412,12 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise FptError(f"cannot create the report directory '{out}': {err.strerror}; choose another --out") from None
-    forecasts = [r for r in rows if r.objective.horizon]  # tabled by horizon, MSE and MAE
+    forecasts = [r for r in rows if r.objective.name == "forecast"]  # tabled by horizon, MSE and MAE
+    short_terms = [r for r in rows if r.objective.name == "smape"]  # tabled by M4's measures
     imputations = [r for r in rows if r.objective.name == "imputation"]  # tabled by mask ratio
     detections = [r for r in rows if r.objective.name == "reconstruction"]  # tabled by detection metric
-    rows = [r for r in rows if r not in forecasts and r not in imputations and r not in detections]
-    series = forecasts + imputations + detections
+    series = forecasts + short_terms + imputations + detections
+    rows = [r for r in rows if r not in series]
     table_md, table_csv = main_table(rows, spec) if rows else ("", [])
     versions = (rows or series)[0].results[0]["versions"]
     paper = spec.get("paper") or {}
@@ -429,6 +458,8 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
         buffer = io.StringIO()
         csv.writer(buffer).writerows(forecast_csv)
         atomic_write(out / "forecasts.csv", buffer.getvalue().encode())
+    if short_terms:
+        parts += ["", "## Short-term forecasting", "", SHORT_TERM_LEGEND, "", short_term_table(short_terms), ""]
     if imputations:
         parts += ["", "## Imputation", "", "Masked test MSE ± SE / MAE (mean over seeds) on the hidden points only, "
                   "standardised values, at each mask ratio (one draw per point by the task's mask_seed: every arm is "

@@ -3,6 +3,8 @@
     forecast        x (N, seq_len, K) float, the K channels of the training CSV in its units,
                     or a CSV with those columns (its last seq_len rows: one window) ->
                     forecasts (N, horizon, K) in the same units (a CSV of horizon rows for --out FILE.csv)
+    smape           (short-term forecasting) x (N, seq_len, 1), each series' last seq_len values ->
+                    forecasts (N, horizon, 1) in the same units
     imputation      x (N, seq_len, K) float with NaN at the gaps, in the data's units -> the same
                     windows with the gaps filled (observed values unchanged); or a CSV with empty
                     cells -> the CSV written back with them filled (fill_csv)
@@ -33,7 +35,7 @@ def check_series(spec: TaskSpec, x: np.ndarray, where: str) -> np.ndarray:
     """x (N, T, channels) float64, checked against the run's series format and standardised."""
     x = np.asarray(x)
     horizon = objective(spec.objective).horizon  # forecasts read every channel; classifiers their own
-    channels = len(spec.channel_names) if horizon else spec.channels
+    channels = (len(spec.channel_names) or 1) if horizon else spec.channels  # short-term series: one
     if x.dtype.kind not in "fiu" or x.ndim != 3 or x.shape[2] != channels:
         raise FptError(f"{where}: the run reads series of shape (N, T, {channels}) (windows x steps x channels), "
                        f"got {x.dtype} {x.shape}")
@@ -57,6 +59,8 @@ def forecast(spec: TaskSpec, x: np.ndarray, run: Callable[[torch.Tensor], torch.
     n, steps, k = z.shape
     windows = torch.from_numpy(z.transpose(0, 2, 1).reshape(n * k, steps, 1).astype(np.float32))
     out = run(windows).numpy().reshape(n, k, -1).transpose(0, 2, 1)        # (N, horizon, K)
+    if not spec.channel_mean:  # short-term series train in their own units
+        return out.astype(np.float32)
     return (out * np.asarray(spec.channel_std) + np.asarray(spec.channel_mean)).astype(np.float32)
 
 

