@@ -25,6 +25,7 @@ train` and `from_pretrained` all call it, so they share every default and every 
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from torch import Tensor, nn
 from fpt.arms import arm
 from fpt.backbones import BackboneInfo, load_backbone, set_dropout, weights_hash
 from fpt.catalog import lookup
+from fpt.dropout import fast_masks
 from fpt.errors import FptError
 from fpt.groups import backbone_groups, check_position_group, count_parameters, format_counts, set_trainable
 from fpt.objectives import objective
@@ -74,6 +76,7 @@ class FPTModel(nn.Module):
         self.info = info
         self.readout = resolve_readout(spec, readout, info)
         self.precision = precision  # fp32 | bf16 (autocast around the whole model)
+        self.fast_dropout = True  # CPU dropout masks from 16-bit draws (fpt.dropout); off: PyTorch's bernoulli_
         hidden = info.hidden_size
         width = info.input_size or hidden  # of inputs_embeds: ELECTRA-small projects 128 up to 256
 
@@ -118,7 +121,8 @@ class FPTModel(nn.Module):
         """features() of inputs already normalised."""
         if self.series is not None:
             x, mask = self.series.patches(x, mask)                         # (B, P, patch_len * C), (B, P)
-        with autocast(x.device, self.precision), attention_kernel(x.device, self.precision, x.shape[1]):
+        with autocast(x.device, self.precision), attention_kernel(x.device, self.precision, x.shape[1]), \
+                fast_masks(x.device) if self.fast_dropout else nullcontext():
             embeds = self.input_dropout(self.input(x))                     # (B, L, H)
             hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
         return read_out(hidden, mask, self.readout, self.spec.readout_tokens, self.spec.seq_len).float()

@@ -8,7 +8,7 @@ import torch
 
 from fpt.experiments import bench
 from fpt.experiments.bench import markdown, padding_before_after, run_bench
-from fpt.experiments.bench_variants import build, one_variant, step_flops
+from fpt.experiments.bench_variants import VARIANTS, build, one_variant, step_flops
 
 
 def test_flops_count_only_what_fpt_computes(tiny_gpt2):
@@ -16,7 +16,7 @@ def test_flops_count_only_what_fpt_computes(tiny_gpt2):
 
 
 def test_each_variant_times_a_step(tiny_gpt2):
-    for variant in ("plain", "naive", "full", "bf16", "fpt", "full-fpt"):
+    for variant in ("plain", "naive", "full", "bf16", "fpt", "fpt-fp32", "fpt-torchmasks", "full-fpt"):
         result = one_variant(variant, str(tiny_gpt2), 2, 8, 4, 1, "cpu", profile=variant == "fpt")
         assert result["seconds_per_step"] > 0 and result["peak_memory_mb"] > 0, variant
     assert result["precision"] in ("fp32", "bf16")
@@ -35,10 +35,13 @@ def test_the_arms_time_a_step_on_fpts_path(tiny_gpt2):
 def test_plain_is_the_model_as_transformers_builds_it_and_fpt_its_own_path(tiny_gpt2):
     from transformers.activations import NewGELUActivation
 
-    plain = build(str(tiny_gpt2), 8, 4, 10, train_all=False, fpt_path=False, device=torch.device("cpu"))
-    fpt = build(str(tiny_gpt2), 8, 4, 10, train_all=False, fpt_path=True, device=torch.device("cpu"))
+    plain = build(str(tiny_gpt2), 8, 4, 10, VARIANTS["plain"], torch.device("cpu"))
+    fpt = build(str(tiny_gpt2), 8, 4, 10, VARIANTS["fpt"], torch.device("cpu"))
     assert isinstance(plain.backbone.h[0].mlp.act, NewGELUActivation) and plain.precision == "fp32"
-    assert not isinstance(fpt.backbone.h[0].mlp.act, NewGELUActivation)
+    assert not plain.fast_dropout  # PyTorch's own masks: the loop a user writes
+    assert not isinstance(fpt.backbone.h[0].mlp.act, NewGELUActivation) and fpt.fast_dropout
+    assert build(str(tiny_gpt2), 8, 4, 10, VARIANTS["fpt-fp32"], torch.device("cpu")).precision == "fp32"
+    assert not build(str(tiny_gpt2), 8, 4, 10, VARIANTS["fpt-torchmasks"], torch.device("cpu")).fast_dropout
 
 
 def test_bench_record_and_table(tiny_gpt2, monkeypatch):
@@ -80,5 +83,8 @@ def test_bench_says_plainly_when_fpt_is_slower_than_a_plain_loop():
     slower = against_plain(record(plain=6.6, bf16=3.1, fpt=3.4))
     assert "slower than the plain `bf16` loop" in slower and "10% slower" in slower
     faster = against_plain(record(plain=6.6, bf16=3.3, fpt=3.0))
-    assert "fastest" in faster and "10% faster than the plain `bf16` loop" in faster
+    assert "is 10% faster than the plain `bf16` loop" in faster and "**" not in faster
     assert against_plain(record(plain=1.0)) == ""
+    fp32 = against_plain(record(plain=4.4, **{"fpt-fp32": 4.84}))
+    assert fp32.startswith("**fpt's fp32 path") and "slower than the plain fp32 loop" in fp32 and "10% slower" in fp32
+    assert "faster than the plain fp32 loop" in against_plain(record(plain=4.4, **{"fpt-fp32": 4.0}))

@@ -2,7 +2,7 @@
 
 1. Step variants (experiments/bench_variants.py), each in its own process, on one shape (default: the
    GPT-2 small architecture with random weights, batch 32 x 64 tokens of 48 values, CIFAR-10's
-   shape): plain / naive / full / bf16 / fpt / fpt-nodrop / full-fpt (/ compile). Throughput, peak memory
+   shape): plain / naive / full / bf16 / fpt / fpt-fp32 / fpt-nodrop / fpt-torchmasks / full-fpt (/ compile). Throughput, peak memory
    of training, achieved FLOP/s against the matmul peak measured in the same run, and a
    profile of the fpt step.
 2. Time to 99% validation on bit-xor with the bundled backbone: `fpt train --precision fp32`
@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 
-from fpt.experiments.bench_variants import build, in_subprocess, matmul_peak, step_flops
+from fpt.experiments.bench_variants import VARIANTS, build, in_subprocess, matmul_peak, step_flops
 from fpt.precision import native_bf16
 from fpt.provenance import cpu_name
 
-DEFAULT_VARIANTS = ("plain", "naive", "full", "bf16", "fpt", "fpt-nodrop", "full-fpt")
+DEFAULT_VARIANTS = ("plain", "naive", "full", "bf16", "fpt", "fpt-fp32", "fpt-nodrop", "fpt-torchmasks", "full-fpt")
 # The arena's arms (--method) on fpt's path, with `fpt bench --arms`: each step against fpt's.
 ARM_VARIANTS = ("arm-lora", "arm-ia3", "arm-ln-tuning", "arm-bitfit", "arm-no-lm", "arm-attention-1", "arm-block-1")
 # Variants that force bf16 whatever the hardware: on a CPU without native bf16 (AVX2 only) they run
@@ -108,7 +108,7 @@ def time_to_threshold(seeds: int, device: str, steps: int = 400, eval_every: int
 
 def cached_vs_recomputed(model_name: str, examples: int, tokens: int, dim: int, batch: int) -> dict[str, float]:
     """Seconds per epoch of head-only training: features cached once vs recomputed every batch."""
-    model = build(model_name, tokens, dim, 10, train_all=False, fpt_path=True, device=torch.device("cpu"))
+    model = build(model_name, tokens, dim, 10, VARIANTS["fpt"], torch.device("cpu"))
     model.eval()
     x, y = torch.randn(examples, tokens, dim), torch.randint(0, 10, (examples,))
     mask = torch.ones(examples, tokens, dtype=torch.bool)
@@ -238,21 +238,26 @@ PLAIN_VARIANTS = ("plain", "bf16")  # a plain training loop (fp32, or under bf16
 
 
 def against_plain(record: dict[str, Any]) -> str:
-    """One sentence: whether fpt's default step was slower than a plain variant of this very run."""
+    """Whether fpt's default step was slower than a plain variant of this very run, and whether fpt's
+    fp32 path (what a host without native bf16 runs) was slower than the plain fp32 loop."""
     timed = {v["variant"]: v["seconds_per_step"] for v in record["variants"] if "error" not in v}
-    if "fpt" not in timed:
-        return ""
     plain = {name: timed[name] for name in PLAIN_VARIANTS if name in timed}
-    if not plain:
-        return ""
-    fastest = min(plain, key=plain.get)
-    ratio = timed["fpt"] / plain[fastest]
+    sentences = []
+    if "fpt" in timed and plain:
+        fastest = min(plain, key=plain.get)
+        sentences.append(_versus("fpt's default path", timed["fpt"], f"the plain `{fastest}` loop", plain[fastest]))
+    if "fpt-fp32" in timed and "plain" in timed:
+        sentences.append(_versus("fpt's fp32 path (`fpt-fp32`, the default without native bf16)", timed["fpt-fp32"],
+                                 "the plain fp32 loop", timed["plain"]))
+    return " ".join(sentences)
+
+
+def _versus(ours: str, seconds: float, theirs: str, their_seconds: float) -> str:
+    ratio = seconds / their_seconds
     if ratio > 1:
-        return (f"**fpt's default path is slower than the plain `{fastest}` loop in this run: {timed['fpt']:.3f} "
-                f"against {plain[fastest]:.3f} s a step ({ratio - 1:.0%} slower).** The profile below shows where "
-                "its time goes.")
-    return (f"fpt's default path is the fastest of fpt and the plain loops in this run: {timed['fpt']:.3f} s a step, "
-            f"{1 / ratio - 1:.0%} faster than the plain `{fastest}` loop ({plain[fastest]:.3f} s).")
+        return (f"**{ours} is slower than {theirs} in this run: {seconds:.3f} against {their_seconds:.3f} s a step "
+                f"({ratio - 1:.0%} slower).** The profile below shows where fpt's time goes.")
+    return f"{ours} is {1 / ratio - 1:.0%} faster than {theirs} in this run: {seconds:.3f} against {their_seconds:.3f} s a step."
 
 
 def _against_plain(record: dict[str, Any]) -> list[str]:

@@ -10,8 +10,11 @@ process (`in_subprocess`), so its peak memory is its own:
     bf16       plain under bf16 autocast: "autocast alone"
     fpt        what `fpt train` does by default here: --precision auto (bf16 where native, frozen
                matmul weights stored in bf16), GPT-2's fused tanh GELU
+    fpt-fp32   fpt with --precision fp32: what a host without native bf16 (AVX2 only) runs by default
     fpt-nodrop fpt with --backbone-dropout 0 (not a default: the paper's code keeps the backbone's
                dropout; shows what its random masks cost)
+    fpt-torchmasks  fpt with PyTorch's own dropout masks (bernoulli_) instead of fpt.dropout's: what
+               the cheaper masks save
     full-fpt   full fine-tuning on fpt's path (same precision and kernels as fpt)
     compile    fpt under torch.compile (opt-in: compiling takes a while on a CPU)
 """
@@ -23,16 +26,54 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 
-def build(model_name: str, tokens: int, dim: int, classes: int, *, train_all: bool, fpt_path: bool,
-          device: torch.device, backbone_dropout: float | None = None, method: str = "fpt") -> torch.nn.Module:
+@dataclass(frozen=True)
+class Variant:
+    """How one variant's model and step differ from the plain loop."""
+    fpt_path: bool = False        # fpt's kernels: fused GELU, fpt.dropout's masks, --precision auto
+    precision: str | None = None  # None: auto on fpt's path, fp32 off it
+    train_all: bool = False
+    naive: bool = False           # frozen weights left requiring grad
+    autocast_outside: bool = False  # the whole step under bf16 autocast (fpt's model applies its own inside)
+    backbone_dropout: float | None = None  # None: the backbone's configured rates
+    torch_masks: bool = False     # PyTorch's dropout masks on fpt's path
+    compile: bool = False
+    method: str = "fpt"
+
+
+VARIANTS: dict[str, Variant] = {
+    "plain": Variant(),
+    "naive": Variant(naive=True),
+    "full": Variant(train_all=True),
+    "bf16": Variant(autocast_outside=True),
+    "fpt": Variant(fpt_path=True),
+    "fpt-fp32": Variant(fpt_path=True, precision="fp32"),
+    "fpt-nodrop": Variant(fpt_path=True, backbone_dropout=0.0),
+    "fpt-torchmasks": Variant(fpt_path=True, torch_masks=True),
+    "full-fpt": Variant(fpt_path=True, train_all=True),
+    "compile": Variant(fpt_path=True, compile=True),
+}
+
+
+def variant_settings(name: str) -> Variant:
+    """A named variant, or arm-NAME: fpt's path with the arena's arm NAME (--method)."""
+    from fpt.arms import ARMS
+
+    if name.startswith("arm-") and name[4:] in ARMS:
+        return Variant(fpt_path=True, method=name[4:])
+    return VARIANTS[name]
+
+
+def build(model_name: str, tokens: int, dim: int, classes: int, variant: Variant, device: torch.device) -> torch.nn.Module:
     """An FPT model on a synthetic spec; the backbone's weights are random unless it is bundled.
-    Off fpt's path (the plain variants) it is fp32 with GPT-2's GELU as transformers writes it."""
+    Off fpt's path (the plain variants) it is fp32 with GPT-2's GELU as transformers writes it and
+    PyTorch's dropout masks."""
     from fpt.backbones import load_backbone
     from fpt.catalog import lookup
     from fpt.model import assemble_model
@@ -41,32 +82,30 @@ def build(model_name: str, tokens: int, dim: int, classes: int, *, train_all: bo
 
     named = lookup(model_name)
     init = "pretrained" if named is not None and named.locate is not None else "random"  # bundled weights
-    options = ModelOptions(model=model_name, init=init, train="all" if train_all else FPT_DEFAULT_GROUPS,
-                           precision="auto" if fpt_path else "fp32",
-                           backbone_dropout="config" if backbone_dropout is None else backbone_dropout, method=method)
-    loaded = load_backbone(model_name, init, "auto", seed=0, fused_gelu=fpt_path)
+    precision = variant.precision or ("auto" if variant.fpt_path else "fp32")
+    dropout = "config" if variant.backbone_dropout is None else variant.backbone_dropout
+    options = ModelOptions(model=model_name, init=init, train="all" if variant.train_all else FPT_DEFAULT_GROUPS,
+                           precision=precision, backbone_dropout=dropout, method=variant.method)
+    loaded = load_backbone(model_name, init, "auto", seed=0, fused_gelu=variant.fpt_path)
     spec = TaskSpec(name="bench", seq_len=tokens, token_dim=dim, objective="classification", n_outputs=classes)
-    return assemble_model(spec, options, device, loaded=loaded)
+    model = assemble_model(spec, options, device, loaded=loaded)
+    model.fast_dropout = variant.fpt_path and not variant.torch_masks
+    return model
 
 
-def one_variant(variant: str, model_name: str, batch: int, tokens: int, dim: int, steps: int,
+def one_variant(name: str, model_name: str, batch: int, tokens: int, dim: int, steps: int,
                 device_name: str, profile: bool = False) -> dict[str, Any]:
     """Time `steps` training steps of one variant (run it in its own process)."""
     device = torch.device(device_name)
-    from fpt.arms import ARMS
-
-    train_all = variant in ("full", "full-fpt")
-    arm = variant.removeprefix("arm-") if variant.startswith("arm-") and variant[4:] in ARMS else "fpt"
-    fpt_path = variant in ("fpt", "fpt-nodrop", "full-fpt", "compile") or arm != "fpt"
-    model = build(model_name, tokens, dim, 10, train_all=train_all, fpt_path=fpt_path, device=device,
-                  backbone_dropout=0.0 if variant == "fpt-nodrop" else None, method=arm)
+    variant = variant_settings(name)
+    model = build(model_name, tokens, dim, 10, variant, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    if variant == "naive":  # the mistake: frozen weights still get gradients
+    if variant.naive:  # the mistake: frozen weights still get gradients
         for p in model.parameters():
             p.requires_grad_(True)
     optimizer = torch.optim.Adam(trainable, lr=1e-3)
-    forward = torch.compile(model) if variant == "compile" else model
-    autocast_outside = variant == "bf16"  # fpt's model applies its own precision inside
+    forward = torch.compile(model) if variant.compile else model
+    autocast_outside = variant.autocast_outside
     kept = {id(p) for p in trainable}
     x = torch.randn(batch, tokens, dim, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -95,7 +134,7 @@ def one_variant(variant: str, model_name: str, batch: int, tokens: int, dim: int
         step()
         sync(device)
         times.append(time.perf_counter() - started)
-    result = {"variant": variant, "seconds_per_step": statistics.median(times), "warmup_seconds": warmup_seconds,
+    result = {"variant": name, "seconds_per_step": statistics.median(times), "warmup_seconds": warmup_seconds,
               "peak_memory_mb": peak_memory_mb(device), "precision": getattr(model, "precision", "fp32")
               if not autocast_outside else "bf16"}
     if profile:
@@ -123,7 +162,7 @@ def step_flops(model_name: str, batch: int, tokens: int, dim: int) -> int:
     activations, weight gradients of the trained parameters only (what must be computed)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = build(model_name, tokens, dim, 10, train_all=False, fpt_path=False, device=torch.device("cpu"))
+    model = build(model_name, tokens, dim, 10, VARIANTS["plain"], torch.device("cpu"))
     x, y = torch.randn(batch, tokens, dim), torch.randint(0, 10, (batch,))
     mask = torch.ones(batch, tokens, dtype=torch.bool)
     with FlopCounterMode(display=False) as counter:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from fpt.arms.fitted import fitted_head
+from fpt.dropout import masks_used
 from fpt.errors import FptError
 from fpt.saved import load_trained
 from fpt.provenance import versions
@@ -152,6 +153,7 @@ def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> di
         "cached_features": isinstance(built.model, HeadOnly),
         "fitted": fitted_head(built.model) is not None,  # fitted once (trees, MiniRocket), no gradient steps
         "precision": built.precision,
+        "dropout_masks": masks_used(built.device, getattr(built.model, "fast_dropout", False)),
         "threshold": cfg.threshold,
         "wall_seconds": round(state.wall_seconds, 3),
         "task_spec": json.loads(json.dumps(vars(built.task.spec))),  # as it reads back from the file
