@@ -150,3 +150,14 @@ def test_fpt_model_uses_them_on_cpu_reproducibly_and_records_it(tiny_gpt2):
     assert torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[0], outputs[2])
     assert not torch.equal(outputs[0], outputs[3])  # PyTorch's masks are other masks
     assert masks_used(torch.device("cpu"), True) == "fpt" and masks_used(torch.device("cuda"), True) == "torch"
+
+
+def test_fast_masks_stand_aside_on_cuda_and_under_torch_compile(monkeypatch):
+    from contextlib import nullcontext
+
+    from fpt.dropout import fast_masks
+
+    assert isinstance(fast_masks(torch.device("cpu")), FastMasks)
+    assert isinstance(fast_masks(torch.device("cuda")), nullcontext)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert isinstance(fast_masks(torch.device("cpu")), nullcontext)

@@ -14,7 +14,8 @@ multiplied in, so the gradient is PyTorch's too.
 
 `fast_masks(device)` puts this under every `F.dropout` and under attention's own dropout
 (`F.scaled_dot_product_attention` with `dropout_p > 0`, then computed as its math kernel does) for
-the calls inside it; on other devices (CUDA draws masks with a fused kernel) it does nothing.
+the calls inside it; on other devices (CUDA draws masks with a fused kernel) and under torch.compile
+it does nothing.
 """
 
 from __future__ import annotations
@@ -121,8 +122,9 @@ def _sdpa_dropout(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor |
 
 
 def fast_masks(device: torch.device) -> ContextManager:
-    """This module's dropout masks for the calls inside, on a CPU; PyTorch's own elsewhere."""
-    return FastMasks() if device.type == "cpu" else nullcontext()
+    """This module's dropout masks for the calls inside, on a CPU; PyTorch's own elsewhere and under
+    torch.compile (whose graphs do not take the int64-to-int16 view of the draws)."""
+    return FastMasks() if device.type == "cpu" and not torch.compiler.is_compiling() else nullcontext()
 
 
 def masks_used(device: torch.device, fast: bool) -> str:
