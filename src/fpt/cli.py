@@ -197,10 +197,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from fpt.storage.files import atomic_write, atomic_write_json
     from fpt.experiments.bench import ARM_VARIANTS, DEFAULT_VARIANTS, against_plain, markdown, run_bench
+    from fpt.experiments.bench_variants import VARIANTS
 
     variants = DEFAULT_VARIANTS + (("compile",) if args.compile else ()) + (ARM_VARIANTS if args.arms else ())
+    if args.variants:
+        variants = tuple(args.variants.split(","))
+        known = tuple(VARIANTS) + ARM_VARIANTS
+        unknown = [v for v in variants if v not in known]
+        if unknown:
+            raise FptError(f"--variants: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
     record = run_bench(args.model, args.batch_size, args.tokens, args.dim, args.steps, variants, args.device,
-                       threshold_seeds=args.threshold_seeds, padding=args.padding)
+                       threshold_seeds=args.threshold_seeds, padding=args.padding, rounds=args.rounds)
     command = "fpt bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "fpt bench"
     record["against_plain"] = against_plain(record)
     text = markdown(record, command)
@@ -272,6 +279,11 @@ def build_parser() -> Parser:
     p.add_argument("--arms", action="store_true",
                    help="also time the arena's arms (--method lora, ia3, ln-tuning, bitfit, no-lm, attention-1, "
                         "block-1), each against the fpt step")
+    p.add_argument("--variants", help="comma-separated variants to time instead of the default set: "
+                   "plain, naive, full, bf16, fpt, fpt-fp32, fpt-nodrop, fpt-torchmasks, full-fpt, compile, arm-NAME")
+    p.add_argument("--rounds", type=_positive_int, default=1,
+                   help="time every variant once per round, in turn, this many rounds; report the median "
+                        "(default 1; 3 or more on a noisy host)")
     p.add_argument("--threshold-seeds", type=int, default=5,
                    help="seeds of the bit-xor time-to-99%% comparison (default 5; 0 skips it)")
     p.add_argument("--padding", action=argparse.BooleanOptionalAction, default=True,

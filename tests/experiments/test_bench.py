@@ -88,3 +88,32 @@ def test_bench_says_plainly_when_fpt_is_slower_than_a_plain_loop():
     fp32 = against_plain(record(plain=4.4, **{"fpt-fp32": 4.84}))
     assert fp32.startswith("**fpt's fp32 path") and "slower than the plain fp32 loop" in fp32 and "10% slower" in fp32
     assert "faster than the plain fp32 loop" in against_plain(record(plain=4.4, **{"fpt-fp32": 4.0}))
+
+
+def test_rounds_interleave_the_variants_and_report_each_ones_median():
+    from fpt.experiments.bench import timed_rounds
+
+    order, times = [], {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 4.0, 6.0])}
+
+    def run(variant, first):
+        order.append((variant, first))
+        return {"variant": variant, "seconds_per_step": next(times[variant]), "peak_memory_mb": 10.0}
+
+    merged = timed_rounds(("a", "b"), 3, run)
+    assert order == [("a", True), ("b", True), ("a", False), ("b", False), ("a", False), ("b", False)]
+    assert [m["seconds_per_step"] for m in merged] == [2.0, 5.0] and merged[0]["rounds"] == [3.0, 1.0, 2.0]
+    failing = timed_rounds(("a",), 2, lambda v, first: {"variant": v, "error": "boom", "seconds_per_step": float("nan")})
+    assert failing[0]["error"] == "boom"
+
+
+def test_bench_times_only_the_variants_asked_for_and_refuses_unknown_ones(tiny_gpt2, capsys):
+    from fpt.cli import main
+
+    assert main(["bench", "--model", str(tiny_gpt2), "--batch-size", "2", "--tokens", "8", "--dim", "4",
+                 "--steps", "1", "--variants", "fpt,fpt-torchmasks", "--rounds", "2", "--threshold-seeds", "0",
+                 "--no-padding"]) == 0
+    out = capsys.readouterr().out
+    assert "| fpt | " in out and "| fpt-torchmasks | " in out and "| plain |" not in out
+    assert "for 2 rounds" in out and "- fpt-torchmasks: " in out
+    assert main(["bench", "--variants", "fpt,turbo"]) != 0
+    assert "--variants: unknown 'turbo'; choose from plain" in capsys.readouterr().err

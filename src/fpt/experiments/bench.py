@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -49,7 +50,7 @@ def skipped(variant: str) -> dict[str, Any]:
 
 def run_bench(model_name: str = "gpt2", batch: int = 32, tokens: int = 64, dim: int = 48, steps: int = 5,
               variants: tuple[str, ...] = DEFAULT_VARIANTS, device: str = "cpu", threshold_seeds: int = 3,
-              padding: bool = True) -> dict[str, Any]:
+              padding: bool = True, rounds: int = 1) -> dict[str, Any]:
     dev = torch.device(device)
     record: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu_name()}",
@@ -59,10 +60,11 @@ def run_bench(model_name: str = "gpt2", batch: int = 32, tokens: int = 64, dim: 
         "peak_flops": {"fp32": matmul_peak(torch.float32, dev), "bf16": matmul_peak(torch.bfloat16, dev)},
         "fpt_step_flops": step_flops(model_name, batch, tokens, dim),
     }
-    record["variants"] = [skipped(v) if v in EMULATED_ONLY and not native_bf16(dev) else
-                          in_subprocess(v, model_name, batch, tokens, dim, steps, device, profile=v == "fpt")
-                          for v in variants]
-    plain = record["variants"][0]["seconds_per_step"]
+    record["rounds"] = rounds
+    record["variants"] = timed_rounds(variants, rounds, lambda v, first: (
+        skipped(v) if v in EMULATED_ONLY and not native_bf16(dev) else
+        in_subprocess(v, model_name, batch, tokens, dim, steps, device, profile=first and v == "fpt")))
+    plain = next((v["seconds_per_step"] for v in record["variants"] if v["variant"] == "plain"), float("nan"))
     fpt_step = next((v["seconds_per_step"] for v in record["variants"] if v["variant"] == "fpt"), float("nan"))
     for v in record["variants"]:
         v["vs_fpt"] = v["seconds_per_step"] / fpt_step
@@ -80,6 +82,26 @@ def run_bench(model_name: str = "gpt2", batch: int = 32, tokens: int = 64, dim: 
     record["data_seconds_per_batch"] = data
     record["data_fraction_of_plain_step"] = {k: v / plain for k, v in data.items()}
     return record
+
+
+def timed_rounds(variants: tuple[str, ...], rounds: int, run: Callable[[str, bool], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each variant once per round, in order, round after round, so that a slow spell of a noisy host
+    falls on every variant alike; a variant's s/step is the median of its rounds (each the median of
+    its steps), the rounds' values kept beside it. `run(variant, first_round)` times one."""
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for r in range(rounds):
+        for v in variants:
+            runs[v].append(run(v, r == 0))
+    merged = []
+    for v, results in runs.items():
+        failed = next((x for x in results if "error" in x), None)
+        if failed is not None or rounds == 1:
+            merged.append(failed or results[0])
+            continue
+        times = [x["seconds_per_step"] for x in results]
+        merged.append({**results[0], "seconds_per_step": statistics.median(times), "rounds": times,
+                       "peak_memory_mb": max(x["peak_memory_mb"] for x in results)})
+    return merged
 
 
 def time_to_threshold(seeds: int, device: str, steps: int = 400, eval_every: int = 10) -> list[dict[str, Any]]:
@@ -218,9 +240,14 @@ def markdown(record: dict[str, Any], command: str) -> str:
             lines.append(f"| {v['variant']} | {v['error'] if v['error'].startswith('skipped') else 'failed: ' + v['error']} | | | | | | | |")
             continue
         lines.append(f"| {v['variant']} | {v['precision']} | {v['seconds_per_step']:.3f} | {v['samples_per_s']:.1f} | "
-                     f"{v['tokens_per_s']:.0f} | {v['speedup_vs_plain']:.2f}x | {v['vs_fpt']:.2f}x | "
+                     f"{v['tokens_per_s']:.0f} | {_times(v['speedup_vs_plain'])} | {_times(v['vs_fpt'])} | "
                      f"{v['fraction_of_peak']:.0%} | "
                      f"{v['peak_memory_mb']:.0f} |")
+    if record.get("rounds", 1) > 1:
+        lines += ["", f"Each variant ran once per round, in turn, for {record['rounds']} rounds; s/step is the median "
+                  "over rounds of each round's median step. Per round:", ""]
+        lines += [f"- {v['variant']}: " + ", ".join(f"{t:.3f}" for t in v["rounds"]) for v in record["variants"]
+                  if "rounds" in v]
     lines += _against_plain(record) + _memory_ratios(record) + _profile(record) + _time_to_threshold(record)
     o = record["output_only"]
     lines += ["", f"Output-only training, one epoch of 256 examples: recomputing features {o['recompute_epoch_s']:.3f} s, "
@@ -232,6 +259,10 @@ def markdown(record: dict[str, Any], command: str) -> str:
         lines.append(f"- producing a {name} batch of {shape['batch']}: {seconds * 1e3:.2f} ms "
                      f"({share:.1%} of a plain step)")
     return "\n".join(lines) + "\n"
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.2f}x" if ratio == ratio else "-"  # NaN: that variant was not run
 
 
 PLAIN_VARIANTS = ("plain", "bf16")  # a plain training loop (fp32, or under bf16 autocast), frozen weights off autograd
