@@ -125,3 +125,15 @@ def test_short_bf16_sequences_on_cpu_use_the_math_attention_kernel(monkeypatch, 
     assert torch.backends.cuda.flash_sdp_enabled()  # restored after the call
     monkeypatch.setattr(precision, "MATH_ATTENTION_MAX_TOKENS", 0)
     torch.testing.assert_close(chosen, model(x), rtol=2e-2, atol=2e-2)  # same maths, bf16 rounding apart
+
+
+def test_result_says_why_precision_and_the_attention_kernel_were_chosen(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert precision.precision_reason("auto", cpu) == "auto: this CPU does bf16 in hardware (avx512_bf16), so bf16"
+    assert precision.precision_reason("fp32", cpu) == "--precision fp32, as asked"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2"})
+    assert "no native bf16" in precision.precision_reason("auto", cpu) and "so fp32" in precision.precision_reason("auto", cpu)
+    assert precision.attention_kernel_reason(cpu, "bf16", 10).startswith("math: bf16 on a CPU with 10 tokens")
+    assert precision.attention_kernel_reason(cpu, "bf16", 512).startswith("PyTorch's own choice")
+    assert precision.attention_kernel_reason(cpu, "fp32", 10).startswith("PyTorch's own choice")

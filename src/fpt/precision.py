@@ -112,3 +112,22 @@ def store_frozen_matmul_weights(model: nn.Module, dtype: torch.dtype) -> int:
                 param.data = param.data.to(dtype)
                 count += param.numel()
     return count
+
+
+def precision_reason(asked: str, device: torch.device) -> str:
+    """Why --precision resolved as it did on this device: result.json's `speed_choices`."""
+    if asked != "auto":
+        return f"--precision {asked}, as asked"
+    if not native_bf16(device):
+        return "auto: no native bf16 on this device (emulated bf16 is slower than fp32), so fp32"
+    if device.type == "cpu":
+        return f"auto: this CPU does bf16 in hardware ({', '.join(sorted(CPU_BF16_FLAGS & cpu_flags()))}), so bf16"
+    return "auto: this GPU does bf16 natively, so bf16"
+
+
+def attention_kernel_reason(device: torch.device, precision: str, tokens: int) -> str:
+    """Which SDPA kernel the backbone call asks for at `tokens` tokens, and why."""
+    if device.type == "cpu" and precision == "bf16" and tokens <= MATH_ATTENTION_MAX_TOKENS:
+        return (f"math: bf16 on a CPU with {tokens} tokens (at most {MATH_ATTENTION_MAX_TOKENS}), where PyTorch's "
+                "flash kernel is slower, backward above all")
+    return "PyTorch's own choice (flash where it applies)"

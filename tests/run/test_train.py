@@ -31,6 +31,10 @@ def test_result_file_has_the_contract(tmp_path, tiny_gpt2):
         assert key in result, key
     assert set(result["test"]) >= {"accuracy", "sequence_accuracy"}
     assert result["trainable_params"] == 64 + 33 + 320 + 2048  # input, head, layer norms, positions
+    assert result["dropout_masks"] == "fpt"  # on a CPU
+    choices = result["speed_choices"]  # why precision, attention kernel and masks are what they are
+    assert choices["precision"].startswith("auto: ") and result["precision"] in choices["precision"]
+    assert choices["attention_kernel"] and choices["dropout_masks"].startswith("fpt.dropout")
     lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["step"] for l in lines] == [10, 20, 30, 40]
     # The saved model holds only trained parameters.

@@ -27,6 +27,7 @@ import torch
 from fpt.arms.fitted import fitted_head
 from fpt.dropout import masks_used
 from fpt.errors import FptError
+from fpt.precision import attention_kernel_reason, precision_reason
 from fpt.saved import load_trained
 from fpt.provenance import versions
 from fpt.run import distributed
@@ -132,6 +133,17 @@ def protocol(built: Setup) -> dict[str, Any]:
     return recorded
 
 
+def speed_choices(built: Setup) -> dict[str, str]:
+    """What fpt chose for speed on this device and shape, and why (precision, attention kernel, masks)."""
+    tokens = built.task.spec.seq_len
+    masks = masks_used(built.device, getattr(built.model, "fast_dropout", False))
+    return {"precision": precision_reason(built.config.precision, built.device),
+            "attention_kernel": attention_kernel_reason(built.device, built.precision, tokens),
+            "dropout_masks": ("fpt.dropout: four 16-bit draws per generator call (PyTorch's bernoulli_ draws one "
+                              "per element on one thread on a CPU)" if masks == "fpt" else
+                              "PyTorch's (on a GPU its fused kernel is fast)")}
+
+
 def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> dict[str, Any]:
     cfg = built.config
     return {
@@ -154,6 +166,7 @@ def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> di
         "fitted": fitted_head(built.model) is not None,  # fitted once (trees, MiniRocket), no gradient steps
         "precision": built.precision,
         "dropout_masks": masks_used(built.device, getattr(built.model, "fast_dropout", False)),
+        "speed_choices": speed_choices(built),
         "threshold": cfg.threshold,
         "wall_seconds": round(state.wall_seconds, 3),
         "task_spec": json.loads(json.dumps(vars(built.task.spec))),  # as it reads back from the file
