@@ -58,6 +58,7 @@ def test_masks_are_fixed_nested_across_ratios_and_seeded_in_training(series_csv)
     hidden = {name: torch.cat([b.y[..., 1] for b in task.eval_batches(name, 32)]).bool()
               for name in task.test_variants()}
     assert list(hidden) == [f"test@{r:g}" for r in RATIOS]
+    assert [task.is_test_itself(name) for name in hidden] == [r == task.options.mask_ratio for r in RATIOS]
     small, large = hidden["test@0.125"], hidden["test@0.5"]
     assert torch.equal(small & large, small) and large.sum() > 3 * small.sum()  # nested: the same draws
     assert torch.equal(torch.cat([b.y[..., 1] for b in again.eval_batches("test", 32)]).bool(), small)
@@ -120,7 +121,7 @@ def test_runs_record_every_ratio_and_baselines_run(tmp_path, series_csv, tiny_be
                                             "out": str(out), **flags}))
     for name, result in results.items():
         assert set(result["test_variants"]) == {f"test@{r:g}" for r in RATIOS}, name
-        assert result["test_variants"]["test@0.125"]["mse"] == pytest.approx(result["test"]["mse"])
+        assert result["test_variants"]["test@0.125"] == result["test"]  # the test itself, not scored twice
         assert result["protocol"]["mask_ratio"] == 0.125 and not result["protocol"]["published"]
     # a smooth sinusoid: interpolation is close; at 50% hidden it is worse than at 12.5%
     assert results["interpolate"]["test"]["mse"] < 0.2

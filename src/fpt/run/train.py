@@ -153,7 +153,8 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
         rundir.save_attention(built, out)
     test = evaluate(built, "test", cfg.batch_size * 4)
     result = rundir.result_record(built, state, test)
-    variants = {name: evaluate(built, name, cfg.batch_size * 4) for name in built.task.test_variants()}
+    variants = {name: test if built.task.is_test_itself(name) else evaluate(built, name, cfg.batch_size * 4)
+                for name in built.task.test_variants()}
     if variants:
         result["test_variants"] = variants
     result.update(assess(built))

@@ -122,6 +122,11 @@ class Task(ABC):
         recorded in result.json's `test_variants`: imputation's other mask ratios. () for most tasks."""
         return ()
 
+    def is_test_itself(self, variant: str) -> bool:
+        """True for a test variant that is the test split exactly as `test` scores it (imputation at the
+        run's own mask ratio): its numbers are the test's, not evaluated a second time."""
+        return False
+
     def assess(self, rebuild: Callable[[Batch], Tensor]) -> dict[str, Any]:
         """Further results of the finished model (`rebuild` runs it on a batch), merged into result.json:
         anomaly detection's scores under every protocol. {} for most tasks."""

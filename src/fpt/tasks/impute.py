@@ -114,6 +114,9 @@ class Impute(Task):
     def test_variants(self) -> tuple[str, ...]:
         return tuple(f"{VARIANT}{r:g}" for r in RATIOS)
 
+    def is_test_itself(self, variant: str) -> bool:
+        return variant == f"{VARIANT}{self.options.mask_ratio:g}"
+
     def keep_train_fraction(self, fraction: float, data_seed: int) -> None:
         """The first training rows in time, as the forecasting task cuts them."""
         view = self.windows["train"]                                       # (C, W, seq_len)
