@@ -49,7 +49,7 @@ from torch import Tensor
 from fpt.errors import FptError
 from fpt.series import window_starts
 from fpt.tasks.arrays import EpochOrder
-from fpt.tasks.base import Batch, Task, TaskSpec, derive_seed, packaged_file, positive
+from fpt.tasks.base import Batch, Task, TaskSpec, derive_seed, packaged_file, positive, window_rebuild_spec
 from fpt.tasks.forecast import read_rows
 
 UCR_ARCHIVE = re.compile(r"^(\d+)_UCR_Anomaly_(.+?)_(\d+)_(\d+)_(\d+)\.txt$", re.IGNORECASE)
@@ -294,17 +294,12 @@ class Anomaly(Task):
     def make_spec(cls, options: AnomalyOptions, names: list[str] | None = None, mean: list[float] | None = None,
                   std: list[float] | None = None, source: str = "") -> TaskSpec:
         o = options
-        channels = len(names) if names else 1
-        tokens = o.win_size // o.patch_len
-        return TaskSpec(
-            name=f"{Path(o.path).stem}-anomaly" if o.path else "anomaly", seq_len=tokens, objective="reconstruction",
-            n_outputs=o.patch_len * channels, token_dim=o.patch_len * channels, readout_tokens=tokens,
-            description=f"rebuild windows of {o.win_size} steps of {f'{channels} channel(s)' if names else 'every channel'}; "
+        return window_rebuild_spec(
+            name=f"{Path(o.path).stem}-anomaly" if o.path else "anomaly", objective="reconstruction",
+            window=o.win_size, patch_len=o.patch_len, names=names, mean=mean, std=std, instance_norm=True,
+            description=f"rebuild windows of {o.win_size} steps of {f'{len(names)} channel(s)' if names else 'every channel'}; "
                         "a point's anomaly score is its reconstruction error",
-            source=source or "a labelled CSV, a UCR anomaly archive file or a benchmark directory (--task-opt path)",
-            series_len=o.win_size, channels=channels, patch_len=o.patch_len, patch_stride=o.patch_len,
-            patch_pad=False, instance_norm=True, channel_names=tuple(names or ()), channel_mean=tuple(mean or ()),
-            channel_std=tuple(std or ()))
+            source=source or "a labelled CSV, a UCR anomaly archive file or a benchmark directory (--task-opt path)")
 
     def protocol(self) -> dict[str, Any]:
         """One Fits All's setting: one of its five benchmarks, windows of 100, one step a token, every

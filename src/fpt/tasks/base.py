@@ -211,3 +211,17 @@ def positive(options: Any, *names: str) -> None:
     for name in names:
         if getattr(options, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(options, name)}")
+
+
+def window_rebuild_spec(*, name: str, objective: str, window: int, patch_len: int, names: list[str] | None,
+                        mean: list[float] | None, std: list[float] | None, instance_norm: bool, description: str,
+                        source: str, period: int = 0) -> TaskSpec:
+    """The spec of a task whose model rebuilds windows of `window` steps, `patch_len` steps a token with
+    every channel in each token (imputation, anomaly detection): one output per value of every token."""
+    channels = len(names) if names else 1
+    tokens = window // patch_len
+    return TaskSpec(
+        name=name, seq_len=tokens, objective=objective, n_outputs=patch_len * channels, token_dim=patch_len * channels,
+        readout_tokens=tokens, description=description, source=source, series_len=window, channels=channels,
+        patch_len=patch_len, patch_stride=patch_len, patch_pad=False, instance_norm=instance_norm,
+        channel_names=tuple(names or ()), channel_mean=tuple(mean or ()), channel_std=tuple(std or ()), period=period)

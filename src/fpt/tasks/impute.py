@@ -30,7 +30,7 @@ from torch import Tensor
 
 from fpt.errors import FptError
 from fpt.tasks.arrays import EpochOrder
-from fpt.tasks.base import Batch, Task, TaskSpec, generator, positive
+from fpt.tasks.base import Batch, Task, TaskSpec, generator, positive, window_rebuild_spec
 from fpt.tasks.forecast import benchmark_of, load_series, split_for, split_rows
 
 RATIOS = (0.125, 0.25, 0.375, 0.5)  # One Fits All's Table 1: each trained and tested on its own
@@ -88,18 +88,13 @@ class Impute(Task):
                   std: list[float] | None = None, file: Path | None = None, rows: int = 0,
                   season: int = 0) -> TaskSpec:
         o = options
-        channels = len(names) if names else 1
-        tokens = o.seq_len // o.patch_len
-        return TaskSpec(
-            name=f"{file.stem}-impute" if file else "impute", seq_len=tokens, objective="imputation",
-            n_outputs=o.patch_len * channels, token_dim=o.patch_len * channels, readout_tokens=tokens,
+        return window_rebuild_spec(
+            name=f"{file.stem}-impute" if file else "impute", objective="imputation", window=o.seq_len,
+            patch_len=o.patch_len, names=names, mean=mean, std=std, instance_norm=o.instance_norm,
             description=f"rebuild {o.mask_ratio:.1%} of points hidden at random in windows of {o.seq_len} steps of "
-                        f"{f'{channels} channel(s)' if names else 'every channel'}; split {o.split_name}"
+                        f"{f'{len(names)} channel(s)' if names else 'every channel'}; split {o.split_name}"
                         f"{f', {rows} rows' if rows else ''}",
-            source=f"file {file}" if file else "a CSV (--task-opt path)",
-            series_len=o.seq_len, channels=channels, patch_len=o.patch_len, patch_stride=o.patch_len,
-            patch_pad=False, instance_norm=o.instance_norm, channel_names=tuple(names or ()),
-            channel_mean=tuple(mean or ()), channel_std=tuple(std or ()), period=season)
+            source=f"file {file}" if file else "a CSV (--task-opt path)", period=season)
 
     def protocol(self) -> dict[str, Any]:
         """One Fits All's imputation setting: a benchmark file, all channels, windows of 96 steps, one
