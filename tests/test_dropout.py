@@ -159,5 +159,6 @@ def test_fast_masks_stand_aside_on_cuda_and_under_torch_compile(monkeypatch):
 
     assert isinstance(fast_masks(torch.device("cpu")), FastMasks)
     assert isinstance(fast_masks(torch.device("cuda")), nullcontext)
+    assert isinstance(fast_masks(torch.device("cpu"), fast=False), nullcontext)  # PyTorch's masks asked for
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert isinstance(fast_masks(torch.device("cpu")), nullcontext)

@@ -121,12 +121,18 @@ def _sdpa_dropout(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor |
     return dropout_p
 
 
-def fast_masks(device: torch.device) -> ContextManager:
-    """This module's dropout masks for the calls inside, on a CPU; PyTorch's own elsewhere and under
-    torch.compile (whose graphs do not take the int64-to-int16 view of the draws)."""
-    return FastMasks() if device.type == "cpu" and not torch.compiler.is_compiling() else nullcontext()
-
-
 def masks_used(device: torch.device, fast: bool) -> str:
-    """What result.json records: 'fpt' (this module's 16-bit draws) or 'torch' (PyTorch's dropout)."""
+    """Whose masks dropout draws on `device` ('fpt': this module's, on a CPU when `fast`; else 'torch'),
+    as result.json records it."""
     return "fpt" if fast and device.type == "cpu" else "torch"
+
+
+MASKS_REASON = {"fpt": "fpt.dropout: four 16-bit draws per generator call (PyTorch's bernoulli_ draws one per "
+                       "element on one thread on a CPU)",
+                "torch": "PyTorch's (on a GPU its fused kernel is fast)"}
+
+
+def fast_masks(device: torch.device, fast: bool = True) -> ContextManager:
+    """This module's dropout masks for the calls inside where masks_used says so; PyTorch's own elsewhere
+    and under torch.compile (whose graphs do not take the int64-to-int16 view of the draws)."""
+    return FastMasks() if masks_used(device, fast) == "fpt" and not torch.compiler.is_compiling() else nullcontext()

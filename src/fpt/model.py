@@ -25,7 +25,6 @@ train` and `from_pretrained` all call it, so they share every default and every 
 from __future__ import annotations
 
 import dataclasses
-from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,7 @@ class FPTModel(nn.Module):
         if self.series is not None:
             x, mask = self.series.patches(x, mask)                         # (B, P, patch_len * C), (B, P)
         with autocast(x.device, self.precision), attention_kernel(x.device, self.precision, x.shape[1]), \
-                fast_masks(x.device) if self.fast_dropout else nullcontext():
+                fast_masks(x.device, self.fast_dropout):
             embeds = self.input_dropout(self.input(x))                     # (B, L, H)
             hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
         return read_out(hidden, mask, self.readout, self.spec.readout_tokens, self.spec.seq_len).float()

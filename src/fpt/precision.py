@@ -130,4 +130,4 @@ def attention_kernel_reason(device: torch.device, precision: str, tokens: int) -
     if device.type == "cpu" and precision == "bf16" and tokens <= MATH_ATTENTION_MAX_TOKENS:
         return (f"math: bf16 on a CPU with {tokens} tokens (at most {MATH_ATTENTION_MAX_TOKENS}), where PyTorch's "
                 "flash kernel is slower, backward above all")
-    return "PyTorch's own choice (flash where it applies)"
+    return f"PyTorch's own choice at {tokens} tokens (flash where it applies)"

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from fpt.arms.fitted import fitted_head
-from fpt.dropout import masks_used
+from fpt.dropout import MASKS_REASON, masks_used
 from fpt.errors import FptError
 from fpt.precision import attention_kernel_reason, precision_reason
 from fpt.saved import load_trained
@@ -133,19 +133,17 @@ def protocol(built: Setup) -> dict[str, Any]:
     return recorded
 
 
-def speed_choices(built: Setup) -> dict[str, str]:
-    """What fpt chose for speed on this device and shape, and why (precision, attention kernel, masks)."""
-    tokens = built.task.spec.seq_len
-    masks = masks_used(built.device, getattr(built.model, "fast_dropout", False))
+def speed_choices(built: Setup, masks: str) -> dict[str, str]:
+    """What fpt chose for speed on this device, and why: precision, the attention kernel at the task's
+    longest input (shorter batches may get the math kernel where the longest does not), dropout masks."""
     return {"precision": precision_reason(built.config.precision, built.device),
-            "attention_kernel": attention_kernel_reason(built.device, built.precision, tokens),
-            "dropout_masks": ("fpt.dropout: four 16-bit draws per generator call (PyTorch's bernoulli_ draws one "
-                              "per element on one thread on a CPU)" if masks == "fpt" else
-                              "PyTorch's (on a GPU its fused kernel is fast)")}
+            "attention_kernel": attention_kernel_reason(built.device, built.precision, built.task.spec.seq_len),
+            "dropout_masks": MASKS_REASON[masks]}
 
 
 def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> dict[str, Any]:
     cfg = built.config
+    masks = masks_used(built.device, getattr(built.model, "fast_dropout", False))
     return {
         "task": cfg.task, "model": cfg.model, "init": built.info.init, "train_groups": cfg.train_groups,
         "seed": cfg.seed, "steps": cfg.steps, "steps_run": state.step, "stopped_early": state.stopped_early,
@@ -165,8 +163,8 @@ def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> di
         "cached_features": isinstance(built.model, HeadOnly),
         "fitted": fitted_head(built.model) is not None,  # fitted once (trees, MiniRocket), no gradient steps
         "precision": built.precision,
-        "dropout_masks": masks_used(built.device, getattr(built.model, "fast_dropout", False)),
-        "speed_choices": speed_choices(built),
+        "dropout_masks": masks,
+        "speed_choices": speed_choices(built, masks),
         "threshold": cfg.threshold,
         "wall_seconds": round(state.wall_seconds, 3),
         "task_spec": json.loads(json.dumps(vars(built.task.spec))),  # as it reads back from the file
