@@ -2,7 +2,7 @@
 
 PyTorch's CPU dropout draws its mask with `bernoulli_`, one call of the Mersenne twister (and a
 double) per element, on one thread, unless MKL's generator is used, which it is only on Intel CPUs.
-On an AMD EPYC that was 17-18% of fpt's GPT-2 step (`fpt bench`'s profile, 38 masks a step). Here
+On an AMD EPYC that was 17% of fpt's GPT-2 step (`fpt bench`'s profile, 2026-11-28; 38 masks a step). Here
 each 64-bit draw of the same generator gives four elements 16 bits each, kept when the 16 bits read
 below the keep probability's first 16 binary digits; an element whose bits equal those digits
 exactly (1 in 65,536) is settled by a further uniform double against the rest of the probability,
