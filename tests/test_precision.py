@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fpt import precision
 from fpt.run.config import build_config
@@ -63,9 +64,23 @@ def test_gpt2_uses_the_fused_tanh_gelu_which_is_gelu_new(tiny_gpt2):
 
     built = setup(build_config({"task": "bit-xor", "model": str(tiny_gpt2), "precision": "fp32"}))
     act = built.model.backbone.h[0].mlp.act
+    assert type(act).__name__ == "TanhGelu"
     x = torch.randn(1000) * 4
     torch.testing.assert_close(act(x), NewGELUActivation()(x), atol=1e-6, rtol=0)
     assert not isinstance(act, NewGELUActivation)
+
+
+def test_the_tanh_gelu_is_erf_in_bf16_on_a_cpu_and_tanh_otherwise():
+    """Within bf16's resolution of the output: the two GELUs differ by at most 4.7e-4 anywhere."""
+    from fpt.backbones import TanhGelu
+
+    act = TanhGelu()
+    x = torch.linspace(-8, 8, 100_001)
+    assert torch.equal(act(x), F.gelu(x, approximate="tanh"))                      # fp32: GPT-2's own
+    assert torch.equal(act(x.bfloat16()), F.gelu(x.bfloat16()))                    # bf16 on a CPU: erf
+    assert float((F.gelu(x.double(), approximate="tanh") - F.gelu(x.double())).abs().max()) < 4.8e-4
+    act.erf_in_bf16 = False
+    assert torch.equal(act(x.bfloat16()), F.gelu(x.bfloat16(), approximate="tanh"))
 
 
 def test_autocast_is_a_no_op_for_fp32():

@@ -75,7 +75,7 @@ class FPTModel(nn.Module):
         self.info = info
         self.readout = resolve_readout(spec, readout, info)
         self.precision = precision  # fp32 | bf16 (autocast around the whole model)
-        self.fast_dropout = True  # CPU dropout masks from 16-bit draws (fpt.dropout); off: PyTorch's bernoulli_
+        self.fast_dropout = True  # CPU dropout masks from 8-bit draws (fpt.dropout); off: PyTorch's bernoulli_
         hidden = info.hidden_size
         width = info.input_size or hidden  # of inputs_embeds: ELECTRA-small projects 128 up to 256
 

@@ -35,6 +35,8 @@ def test_result_file_has_the_contract(tmp_path, tiny_gpt2):
     choices = result["speed_choices"]  # why precision, attention kernel and masks are what they are
     assert choices["precision"].startswith("auto: ") and result["precision"] in choices["precision"]
     assert choices["attention_kernel"] and choices["dropout_masks"].startswith("fpt.dropout")
+    assert choices["attention_with_dropout"].startswith("bf16 products" if result["precision"] == "bf16" else "the math")
+    assert choices["gelu"].startswith("erf GELU" if result["precision"] == "bf16" else "the backbone's tanh")  # GPT-2
     lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["step"] for l in lines] == [10, 20, 30, 40]
     # The saved model holds only trained parameters.

@@ -80,7 +80,9 @@ def run_bench(model_name: str = "gpt2", batch: int = 32, tokens: int = 64, dim: 
         record["padding"] = padding_before_after()
     data = data_time(batch)
     record["data_seconds_per_batch"] = data
-    record["data_fraction_of_plain_step"] = {k: v / plain for k, v in data.items()}
+    reference = "plain" if plain == plain else "fpt"  # the plain step where it was timed (NaN is not itself)
+    record["data_step_variant"] = reference
+    record["data_fraction_of_step"] = {k: v / (plain if reference == "plain" else fpt_step) for k, v in data.items()}
     return record
 
 
@@ -255,9 +257,10 @@ def markdown(record: dict[str, Any], command: str) -> str:
               f"{o['caching_once_s']:.3f} s)."]
     lines += _padding_table(record) + [""]
     for name, seconds in record["data_seconds_per_batch"].items():
-        share = record["data_fraction_of_plain_step"][name]
+        share = record.get("data_fraction_of_step", record.get("data_fraction_of_plain_step", {}))[name]
         lines.append(f"- producing a {name} batch of {shape['batch']}: {seconds * 1e3:.2f} ms "
-                     f"({share:.1%} of a plain step)")
+                     f"({share:.1%} of a{'n' if record.get('data_step_variant') == 'fpt' else ''} "
+                     f"{record.get('data_step_variant', 'plain')} step)")
     return "\n".join(lines) + "\n"
 
 

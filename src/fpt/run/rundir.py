@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from fpt.arms.fitted import fitted_head
-from fpt.dropout import MASKS_REASON, masks_used
+from fpt.backbones import gelu_reason
+from fpt.dropout import MASKS_REASON, attention_dropout_reason, masks_used
 from fpt.errors import FptError
 from fpt.precision import attention_kernel_reason, precision_reason
 from fpt.saved import load_trained
@@ -135,10 +136,14 @@ def protocol(built: Setup) -> dict[str, Any]:
 
 def speed_choices(built: Setup, masks: str) -> dict[str, str]:
     """What fpt chose for speed on this device, and why: precision, the attention kernel at the task's
-    longest input (shorter batches may get the math kernel where the longest does not), dropout masks."""
-    return {"precision": precision_reason(built.config.precision, built.device),
-            "attention_kernel": attention_kernel_reason(built.device, built.precision, built.task.spec.seq_len),
-            "dropout_masks": MASKS_REASON[masks]}
+    longest input (shorter batches may get the math kernel where the longest does not), dropout masks,
+    training attention with dropout, and the GELU of a backbone with the tanh approximation."""
+    choices = {"precision": precision_reason(built.config.precision, built.device),
+               "attention_kernel": attention_kernel_reason(built.device, built.precision, built.task.spec.seq_len),
+               "dropout_masks": MASKS_REASON[masks],
+               "attention_with_dropout": attention_dropout_reason(masks, built.precision)}
+    gelu = gelu_reason(built.model, built.precision, built.device)
+    return {**choices, "gelu": gelu} if gelu else choices
 
 
 def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> dict[str, Any]:
