@@ -116,30 +116,47 @@ def test_backbone_dropout_is_the_configs_unless_set(tiny_gpt2):
 
 
 
-@pytest.mark.parametrize(("name", "max_tokens", "math_kernel"),
-                         [("bf16", precision.MATH_ATTENTION_MAX_TOKENS, True), ("bf16", 9, False),
-                          ("fp32", precision.MATH_ATTENTION_MAX_TOKENS, False)])
-def test_short_bf16_sequences_on_cpu_use_the_math_attention_kernel(monkeypatch, tiny_gpt2, name, max_tokens,
-                                                                   math_kernel):
-    """CPU flash SDPA is 1.4-3.5x slower than the math kernel for short bf16 sequences (precision.py):
-    the backbone call picks math there (bit-xor: 10 tokens) and leaves the default everywhere else."""
+@pytest.mark.parametrize(("name", "max_tokens", "routed"),
+                         [("bf16", precision.SHORT_BF16_ATTENTION_TOKENS, True), ("bf16", 9, False),
+                          ("fp32", precision.SHORT_BF16_ATTENTION_TOKENS, False)])
+def test_short_bf16_sequences_on_cpu_get_bf16_product_attention(monkeypatch, tiny_gpt2, name, max_tokens, routed):
+    """CPU flash SDPA is 1.4-3.5x slower than the math kernel for short bf16 sequences, whose fp32
+    products are 6x slower than bf16 ones (precision.py): the backbone call computes attention with bf16
+    products there (bit-xor: 10 tokens), in training and evaluation, and leaves PyTorch's choice elsewhere."""
+    from fpt import dropout
+
     seen = []
-    sdpa = torch.nn.functional.scaled_dot_product_attention
+    ours = dropout.low_precision_attention
 
     def recording(*args, **kwargs):
-        seen.append(torch.backends.cuda.flash_sdp_enabled())  # sdpa_kernel(MATH) switches flash off
-        return sdpa(*args, **kwargs)
+        seen.append(args[0].shape)
+        return ours(*args, **kwargs)
 
-    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
-    monkeypatch.setattr(precision, "MATH_ATTENTION_MAX_TOKENS", max_tokens)
-    model = setup(build_config({"task": "bit-xor", "model": str(tiny_gpt2), "precision": name})).model.eval()
+    monkeypatch.setattr(dropout, "low_precision_attention", recording)
+    monkeypatch.setattr(precision, "SHORT_BF16_ATTENTION_TOKENS", max_tokens)
+    model = setup(build_config({"task": "bit-xor", "model": str(tiny_gpt2), "precision": name})).model
     x = torch.randn(2, 10, 1)
-    seen.clear()  # setup's own probes of the backbone
-    chosen = model(x)
-    assert seen and all(flash is not math_kernel for flash in seen)
-    assert torch.backends.cuda.flash_sdp_enabled()  # restored after the call
-    monkeypatch.setattr(precision, "MATH_ATTENTION_MAX_TOKENS", 0)
+    for mode in (model.train, model.eval):  # the fixture's backbone has no dropout: training goes this way too
+        mode()
+        seen.clear()  # setup's own probes of the backbone
+        chosen = model(x)
+        assert bool(seen) is routed and all(shape[-2] == 10 for shape in seen)
+    monkeypatch.setattr(precision, "SHORT_BF16_ATTENTION_TOKENS", 0)
     torch.testing.assert_close(chosen, model(x), rtol=2e-2, atol=2e-2)  # same maths, bf16 rounding apart
+
+
+def test_attention_with_torch_masks_under_the_bf16_mode_is_pytorchs_math_kernel():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from fpt.dropout import Bf16ProductAttention
+
+    q, k, v = (torch.randn(2, 3, 6, 4, dtype=torch.bfloat16) for _ in range(3))
+    torch.manual_seed(3)
+    with Bf16ProductAttention():
+        ours = F.scaled_dot_product_attention(q, k, v, dropout_p=0.3)
+    torch.manual_seed(3)
+    with sdpa_kernel(SDPBackend.MATH):
+        assert torch.equal(ours, F.scaled_dot_product_attention(q, k, v, dropout_p=0.3))
 
 
 def test_result_says_why_precision_and_the_attention_kernel_were_chosen(monkeypatch):
@@ -149,6 +166,7 @@ def test_result_says_why_precision_and_the_attention_kernel_were_chosen(monkeypa
     assert precision.precision_reason("fp32", cpu) == "--precision fp32, as asked"
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2"})
     assert "no native bf16" in precision.precision_reason("auto", cpu) and "so fp32" in precision.precision_reason("auto", cpu)
-    assert precision.attention_kernel_reason(cpu, "bf16", 10).startswith("math: bf16 on a CPU with 10 tokens")
+    assert precision.attention_kernel_reason(cpu, "bf16", 10).startswith("bf16 products")
+    assert "with 10 tokens" in precision.attention_kernel_reason(cpu, "bf16", 10)
     assert precision.attention_kernel_reason(cpu, "bf16", 512).startswith("PyTorch's own choice")
     assert precision.attention_kernel_reason(cpu, "fp32", 10).startswith("PyTorch's own choice")

@@ -17,7 +17,9 @@ draws went from 3.4% to about 1.7% of the GPT-2 step.)
 `fast_masks(device)` puts this under every `F.dropout` and under attention's own dropout
 (`F.scaled_dot_product_attention` with `dropout_p > 0`, then computed by `attention_with_dropout`)
 for the calls inside it; on other devices (CUDA draws masks with a fused kernel) and under
-torch.compile it does nothing.
+torch.compile it does nothing. Attention in bf16 is computed with bf16 products
+(`low_precision_attention`), with dropout here and, for short sequences on a CPU, without it
+(`Bf16ProductAttention`, which fpt.precision.attention_kernel puts around the backbone call).
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ from typing import Any, ContextManager
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
+
+SDPA = F.scaled_dot_product_attention  # the functions themselves, whatever later rebinds the names
+DROPOUT = F.dropout
 
 BITS = 8
 LEVELS = 1 << BITS  # 256 values of one byte
@@ -174,13 +180,30 @@ class FastMasks(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        if func is F.dropout:
+        if func is DROPOUT:
             x, p, training, inplace = _dropout_args(*args, **kwargs)
             if training and 0 < p < 1 and not inplace and x.is_floating_point():
                 return dropout(x, p)
-        elif func is F.scaled_dot_product_attention:
+        elif func is SDPA:
             if _sdpa_dropout(*args, **kwargs) > 0:
                 return attention_with_dropout(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+class Bf16ProductAttention(TorchFunctionMode):
+    """Routes attention without dropout in bf16 (or fp16) to `low_precision_attention`, for short
+    sequences on a CPU (fpt.precision.attention_kernel decides where): PyTorch's flash kernel is slower
+    there, backward above all, and its math kernel's fp32 products 6x slower. Attention with dropout
+    that reaches this mode (PyTorch's own masks asked for) runs PyTorch's math kernel, as before."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is SDPA:
+            query = args[0] if args else kwargs["query"]
+            if _sdpa_dropout(*args, **kwargs) == 0 and attention_dtype(query) in (torch.bfloat16, torch.float16):
+                return low_precision_attention(*args, **kwargs)
+            with sdpa_kernel(SDPBackend.MATH):
+                return func(*args, **kwargs)
         return func(*args, **kwargs)
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from fpt.dropout import Bf16ProductAttention
 from fpt.errors import FptError
 from fpt.options import check_device
 from fpt.provenance import cpu_flags
@@ -73,15 +74,17 @@ def autocast(device: torch.device, precision: str) -> ContextManager:
 # Xeon with AMX (forward + backward, no dropout, frozen weights, bf16 autocast): MiniLM 64 x 42 tokens
 # 1.13 s flash vs 0.33 s math, 448 x 42 8.2 s vs 3.6 s, 64 x 128 2.9 s vs 1.9 s; SmolLM2 16 x 10
 # 0.69 s vs 0.47 s, 16 x 64 2.5 s vs 1.8 s. Flash wins from about 256 tokens (MiniLM 16 x 256:
-# 1.15 s vs 1.60 s) and in fp32 the two are within 10%. Same maths either way (the math kernel
-# keeps the (B, heads, L, L) scores, small at these lengths).
-MATH_ATTENTION_MAX_TOKENS = 128
+# 1.15 s vs 1.60 s) and in fp32 the two are within 10%. The math kernel upcasts bf16 to fp32 for its
+# two products, 6x slower than bf16 products on an AMD EPYC (fpt.dropout.low_precision_attention), so
+# up to this length fpt computes attention that way (keeping the (B, heads, L, L) scores, small here).
+SHORT_BF16_ATTENTION_TOKENS = 128
 
 
 def attention_kernel(device: torch.device, precision: str, tokens: int) -> ContextManager:
-    """The SDPA kernel choice around a backbone call: math for short bf16 sequences on CPU."""
-    if device.type == "cpu" and precision == "bf16" and tokens <= MATH_ATTENTION_MAX_TOKENS:
-        return sdpa_kernel(SDPBackend.MATH)
+    """How attention computes around a backbone call: bf16 products for short bf16 sequences on a CPU
+    (the math kernel under torch.compile, whose graphs take no function modes), PyTorch's choice elsewhere."""
+    if device.type == "cpu" and precision == "bf16" and tokens <= SHORT_BF16_ATTENTION_TOKENS:
+        return sdpa_kernel(SDPBackend.MATH) if torch.compiler.is_compiling() else Bf16ProductAttention()
     return nullcontext()
 
 
@@ -126,8 +129,9 @@ def precision_reason(asked: str, device: torch.device) -> str:
 
 
 def attention_kernel_reason(device: torch.device, precision: str, tokens: int) -> str:
-    """Which SDPA kernel the backbone call asks for at `tokens` tokens, and why."""
-    if device.type == "cpu" and precision == "bf16" and tokens <= MATH_ATTENTION_MAX_TOKENS:
-        return (f"math: bf16 on a CPU with {tokens} tokens (at most {MATH_ATTENTION_MAX_TOKENS}), where PyTorch's "
-                "flash kernel is slower, backward above all")
+    """How attention computes at `tokens` tokens, and why."""
+    if device.type == "cpu" and precision == "bf16" and tokens <= SHORT_BF16_ATTENTION_TOKENS:
+        return (f"bf16 products (fpt.dropout.low_precision_attention): bf16 on a CPU with {tokens} tokens (at most "
+                f"{SHORT_BF16_ATTENTION_TOKENS}), where PyTorch's flash kernel is slower, backward above all, and its "
+                "math kernel's fp32 products 6x slower")
     return f"PyTorch's own choice at {tokens} tokens (flash where it applies)"
