@@ -108,8 +108,9 @@ def low_precision_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask
                             dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
                             enable_gqa: bool = False) -> Tensor:
     """Attention for bf16 (or fp16) inputs with its two products in that precision, as an eager
-    attention under autocast computes them: q k^T in bf16 (fp32 accumulation, each score rounded once),
-    then scale, mask, softmax and this module's dropout in fp32, the weights rounded to bf16 for the
+    attention under autocast computes them: q k^T in bf16 (fp32 accumulation, scaled and a causal or
+    boolean mask added in the same product, each score rounded once), then softmax and this module's
+    dropout in fp32 (an additive float mask is added there, in fp32), the weights rounded to bf16 for the
     product with v. The math kernel (`math_attention`) upcasts q, k and v to fp32 instead; its fp32
     products were 6x slower on an AMD EPYC with native bf16 (384 products of 64 x 64 x 64: 1.7 against
     0.28 ms, 2026-12-07), 9% of fpt's GPT-2 step. The price: against attention on unrounded fp32
@@ -119,11 +120,34 @@ def low_precision_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask
     with torch.autocast(query.device.type, enabled=False):
         q, k, v = _heads_matched((t.to(dtype) for t in (query, key, value)), enable_gqa)
         scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
-        scores = (q @ k.transpose(-2, -1)).float() * scale                      # (..., L, S) fp32
-        weights = _masked_softmax(scores, attn_mask, is_causal)
+        if attn_mask is not None and attn_mask.dtype != torch.bool:  # an additive mask: added in fp32
+            weights = _masked_softmax((q @ k.transpose(-2, -1)).float() * scale, attn_mask, is_causal)
+        else:  # scale and a 0 / -inf mask inside one product, the softmax reading bf16 into fp32
+            (length, width), keys = q.shape[-2:], k.size(-2)
+            batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+            q3 = q.expand(*batch, length, width).reshape(-1, length, width)              # (N, L, E)
+            k3 = k.expand(*batch, keys, width).reshape(-1, keys, width)                  # (N, S, E)
+            bias = _score_bias(attn_mask, is_causal, batch, length, keys, dtype, q.device)
+            scores = torch.baddbmm(bias, q3, k3.transpose(1, 2), beta=0.0 if bias.dim() == 0 else 1.0,
+                                   alpha=scale)                                        # (N, L, S) bf16
+            softmax = torch.ops.aten._safe_softmax if _rows_may_be_empty(attn_mask) else torch.softmax
+            weights = softmax(scores, -1, dtype=torch.float32).view(*batch, length, keys)
         if dropout_p > 0:
             weights = dropout(weights, dropout_p)
         return weights.to(dtype) @ v
+
+
+def _score_bias(attn_mask: Tensor | None, is_causal: bool, batch: torch.Size, length: int, keys: int,
+                dtype: torch.dtype, device: torch.device) -> Tensor:
+    """0 where a query may attend, -inf where not: (L, S) causal, (N, L, S) from a bool mask, or a 0-dim
+    zero where nothing is masked (baddbmm then ignores it)."""
+    if is_causal:
+        allowed = torch.ones(length, keys, dtype=torch.bool, device=device).tril()
+        return torch.zeros(length, keys, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
+    if attn_mask is None:
+        return torch.zeros((), dtype=dtype, device=device)
+    bias = torch.zeros(attn_mask.shape, dtype=dtype, device=device).masked_fill_(~attn_mask, float("-inf"))
+    return bias.expand(*batch, length, keys).reshape(-1, length, keys)
 
 
 def attention_dtype(query: Tensor) -> torch.dtype:

@@ -230,3 +230,26 @@ def test_a_rivals_curve_is_its_running_best_and_skips_nan(tmp_path):
     assert best_so_far(tmp_path / "none") == []
     with pytest.raises(FptError, match="--prune-against: .* is a file"):
         build_config({"task": "bit-xor", "prune_against": str(tmp_path / "r" / "metrics.jsonl")})
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_the_lr_schedule_sets_each_steps_lr(tmp_path, tiny_gpt2, monkeypatch, schedule):
+    import math
+
+    seen = []
+    step = torch.optim.Adam.step
+
+    def recording(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording)
+    result = run(tmp_path, schedule, tiny_gpt2, lr=2e-3, lr_schedule=schedule)
+    expected = [2e-3 * (1.0 if schedule == "constant" else 0.5 * (1 + math.cos(math.pi * i / 40))) for i in range(40)]
+    assert seen == pytest.approx(expected, rel=1e-12, abs=0)
+    assert result["config"]["lr_schedule"] == schedule
+
+
+def test_an_unknown_lr_schedule_is_named():
+    with pytest.raises(FptError, match="--lr-schedule must be one of constant, cosine"):
+        build_config({**XOR, "lr_schedule": "linear"})

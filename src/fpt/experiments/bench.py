@@ -229,7 +229,7 @@ def markdown(record: dict[str, Any], command: str) -> str:
         f"{record['threads']} threads; date {record['date']}",
         f"- shape: {shape['model']} architecture, batch {shape['batch']} x {shape['tokens']} tokens x "
         f"{shape['dim']} values; FPT step = {record['fpt_step_flops'] / 1e9:.1f} GFLOP (counted by torch)",
-        f"- matmul peak measured in the same run: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, "
+        f"- matmul peak measured in the same run (the best of three 1-second windows of square products): fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, "
         f"bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s",
         "- peak memory: the process's peak resident memory during the training steps (CPU), or "
         "torch's peak allocation (CUDA)", "",

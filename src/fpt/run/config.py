@@ -12,12 +12,20 @@ import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from fpt.errors import FptError
 from fpt.options import DEFAULT_ARM, ModelOptions, canonical_backbone_dropout, check_device, is_count
+
+
+# --lr-schedule: the multiplier of --lr at `progress`, the fraction of --steps done (0 at the first step).
+LR_SCHEDULES: dict[str, Callable[[float], float]] = {
+    "constant": lambda progress: 1.0,
+    # half a cosine from --lr to 0 at --steps (One Fits All decays its forecasting lr by a cosine too)
+    "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
+}
 
 
 # Keys added after runs were already being saved, with the behaviour those runs had: a config
@@ -69,6 +77,8 @@ class TrainConfig(ModelOptions):
     batch_size: int = _f(16, "examples per optimiser step (the effective batch)")
     grad_accum: int = _f(1, "split each batch into this many micro-batches; the effective batch stays --batch-size")
     lr: float = _f(1e-3, "Adam learning rate (paper: 1e-3; remote homology 1e-4)")
+    lr_schedule: str = _f("constant", "learning rate over the steps: constant (the paper's), or cosine (from --lr "
+                          "down to 0 at --steps, which early stopping may not reach)", choices=tuple(LR_SCHEDULES))
     weight_decay: float = _f(0.0, "Adam weight decay (paper: 0)")
     clip: float = _f(1.0, "gradient-norm clipping threshold; 0 disables it")
     eval_every: int = _f(50, "validate every N steps (and at the last step)")
@@ -178,7 +188,7 @@ class TrainConfig(ModelOptions):
             raise FptError(
                 f"--batch-size {self.batch_size} is not divisible by --grad-accum {self.grad_accum}: "
                 "the effective batch must split into equal micro-batches")
-        for name in ("nan_policy", "parallel"):
+        for name in ("nan_policy", "parallel", "lr_schedule"):
             choices = TrainConfig.__dataclass_fields__[name].metadata["choices"]
             if getattr(self, name) not in choices:
                 raise FptError(f"--{_flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")

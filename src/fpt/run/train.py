@@ -30,7 +30,7 @@ from fpt.objectives import Objective, objective
 from fpt.saved import load_trained, save_adapter
 from fpt.run import distributed, rundir
 from fpt.run.cached_features import cached, can_cache
-from fpt.run.config import TrainConfig
+from fpt.run.config import LR_SCHEDULES, TrainConfig
 from fpt.run.loggers import Logger, make_loggers
 from fpt.run.rundir import TrainState
 from fpt.run.setup import Setup, describe, setup
@@ -212,6 +212,8 @@ def fit(built: Setup, optimizer: torch.optim.Optimizer, state: TrainState, best_
                 distributed.average_gradients(trainable, world)
             if cfg.clip > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
+            for group in optimizer.param_groups:  # a function of the step alone, so a resumed run continues it
+                group["lr"] = cfg.lr * LR_SCHEDULES[cfg.lr_schedule](step / cfg.steps)
             optimizer.step()
         else:
             state.skipped_steps += 1
