@@ -121,7 +121,7 @@ def test_backbone_dropout_is_the_configs_unless_set(tiny_gpt2):
                           ("fp32", precision.SHORT_BF16_ATTENTION_TOKENS, False)])
 def test_short_bf16_sequences_on_cpu_get_bf16_product_attention(monkeypatch, tiny_gpt2, name, max_tokens, routed):
     """CPU flash SDPA is 1.4-3.5x slower than the math kernel for short bf16 sequences, whose fp32
-    products are 6x slower than bf16 ones (precision.py): the backbone call computes attention with bf16
+    products are 5x slower than bf16 ones (precision.py): the backbone call computes attention with bf16
     products there (bit-xor: 10 tokens), in training and evaluation, and leaves PyTorch's choice elsewhere."""
     from fpt import dropout
 

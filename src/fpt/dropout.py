@@ -10,9 +10,10 @@ so every element is kept independently with the keep probability to a double's p
 `bernoulli_`. The draws come from the global generator, which fpt train re-seeds from (seed, step)
 before every step, so a run's masks are reproducible exactly as before (they are other masks than
 `bernoulli_`'s). The noise is built as PyTorch builds it (0 or 1 / keep, in the input's dtype) and
-multiplied in, so the gradient is PyTorch's too. (Bytes rather than 16-bit draws, 2026-12-07: half the
-generator calls, the same comparisons, 256x more ties, still a few thousand doubles a mask: the
-draws went from 3.4% to about 1.7% of the GPT-2 step.)
+multiplied in, so the gradient is PyTorch's too. (Bytes rather than 16-bit draws since 2026-12-07: half
+the generator calls, the same comparisons, 256x more ties, still a few thousand doubles a mask: the
+draws' `random_` went from 39 to 20 ms a GPT-2 step, the profiles in `fpt bench`'s reports of
+2026-12-06 and 2026-12-07.)
 
 `fast_masks(device)` puts this under every `F.dropout` and under attention's own dropout
 (`F.scaled_dot_product_attention` with `dropout_p > 0`, then computed by `attention_with_dropout`)
@@ -112,8 +113,8 @@ def low_precision_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask
     boolean mask added in the same product, each score rounded once), then softmax and this module's
     dropout in fp32 (an additive float mask is added there, in fp32), the weights rounded to bf16 for the
     product with v. The math kernel (`math_attention`) upcasts q, k and v to fp32 instead; its fp32
-    products were 6x slower on an AMD EPYC with native bf16 (384 products of 64 x 64 x 64: 1.7 against
-    0.28 ms, 2026-12-07), 9% of fpt's GPT-2 step. The price: against attention on unrounded fp32
+    products were 4.8x slower on an AMD EPYC with native bf16 (384 products of 64 x 64 x 64: 1.43
+    against 0.29 ms, `python scripts/kernel_times.py`, 2026-12-07), 9% of fpt's GPT-2 step. The price: against attention on unrounded fp32
     inputs, the output errs 1.4-1.7x what the math kernel's does from the same bf16 inputs
     (tests/test_dropout.py). Shapes as `math_attention`."""
     dtype = attention_dtype(query)
@@ -217,7 +218,7 @@ class FastMasks(TorchFunctionMode):
 class Bf16ProductAttention(TorchFunctionMode):
     """Routes attention without dropout in bf16 (or fp16) to `low_precision_attention`, for short
     sequences on a CPU (fpt.precision.attention_kernel decides where): PyTorch's flash kernel is slower
-    there, backward above all, and its math kernel's fp32 products 6x slower. Attention with dropout
+    there, backward above all, and its math kernel's fp32 products 5x slower. Attention with dropout
     that reaches this mode (PyTorch's own masks asked for) runs PyTorch's math kernel, as before."""
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -257,7 +258,7 @@ def attention_dropout_reason(masks: str, precision: str) -> str:
         return "PyTorch's SDPA kernel with its own dropout"
     if precision == "bf16":
         return ("bf16 products, fp32 softmax and dropout (fpt.dropout.low_precision_attention): the math kernel's "
-                "fp32 products were 6x slower")
+                "fp32 products are 5x slower")
     return "the math kernel's arithmetic with fpt.dropout's masks (fpt.dropout.math_attention)"
 
 

@@ -75,7 +75,7 @@ def autocast(device: torch.device, precision: str) -> ContextManager:
 # 1.13 s flash vs 0.33 s math, 448 x 42 8.2 s vs 3.6 s, 64 x 128 2.9 s vs 1.9 s; SmolLM2 16 x 10
 # 0.69 s vs 0.47 s, 16 x 64 2.5 s vs 1.8 s. Flash wins from about 256 tokens (MiniLM 16 x 256:
 # 1.15 s vs 1.60 s) and in fp32 the two are within 10%. The math kernel upcasts bf16 to fp32 for its
-# two products, 6x slower than bf16 products on an AMD EPYC (fpt.dropout.low_precision_attention), so
+# two products, 5x slower than bf16 products on an AMD EPYC (fpt.dropout.low_precision_attention), so
 # up to this length fpt computes attention that way (keeping the (B, heads, L, L) scores, small here).
 SHORT_BF16_ATTENTION_TOKENS = 128
 
@@ -133,5 +133,5 @@ def attention_kernel_reason(device: torch.device, precision: str, tokens: int) -
     if device.type == "cpu" and precision == "bf16" and tokens <= SHORT_BF16_ATTENTION_TOKENS:
         return (f"bf16 products (fpt.dropout.low_precision_attention): bf16 on a CPU with {tokens} tokens (at most "
                 f"{SHORT_BF16_ATTENTION_TOKENS}), where PyTorch's flash kernel is slower, backward above all, and its "
-                "math kernel's fp32 products 6x slower")
+                "math kernel's fp32 products 5x slower")
     return f"PyTorch's own choice at {tokens} tokens (flash where it applies)"
