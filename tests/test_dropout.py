@@ -115,22 +115,29 @@ ATTENTION_CASES = [{"is_causal": True}, {"attn_mask": "bool"}, {"attn_mask": "fl
 @pytest.mark.parametrize("dtype,under_autocast", [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False)])
 def test_math_attention_is_the_math_kernels_attention_bit_for_bit(case, dtype, under_autocast):
     torch.manual_seed(6)
-    q = torch.randn(3, 4, 10, 8, dtype=dtype)
+    q, k, v, kwargs = _attention_inputs(case, 3, 10, 12, 8, dtype)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=under_autocast), sdpa_kernel(SDPBackend.MATH):
+        expected = F.scaled_dot_product_attention(q, k, v, **kwargs)
+        ours = math_attention(q, k, v, **kwargs)
+    assert ours.dtype == expected.dtype and torch.equal(ours, expected)
+
+
+def _attention_inputs(case: dict, batch: int, queries: int, keys: int, width: int, dtype: torch.dtype,
+                      size: float = 1.0) -> tuple:
+    """q (batch, 4, queries, width), k and v (4 heads, or 2 for GQA; `keys`, or `queries` when causal)
+    with q and k scaled by `size`, and SDPA's keyword arguments for `case` (masks keep key 0), in dtype."""
     heads_kv = 2 if case.get("enable_gqa") else 4
-    k, v = torch.randn(3, heads_kv, 12, 8, dtype=dtype), torch.randn(3, heads_kv, 12, 8, dtype=dtype)
-    allowed = torch.rand(3, 1, 10, 12) > 0.3
+    keys = queries if case.get("is_causal") else keys
+    q = torch.randn(batch, 4, queries, width) * size
+    k, v = torch.randn(batch, heads_kv, keys, width) * size, torch.randn(batch, heads_kv, keys, width)
+    allowed = torch.rand(batch, 1, queries, keys) > 0.3
     allowed[..., 0] = True
     kwargs = dict(case)
     if kwargs.get("attn_mask") == "bool":
         kwargs["attn_mask"] = allowed
     elif kwargs.get("attn_mask") == "float":
         kwargs["attn_mask"] = torch.where(allowed, 0.0, -1e4).to(dtype)
-    if kwargs.get("is_causal"):
-        k, v = k[..., :10, :], v[..., :10, :]
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=under_autocast), sdpa_kernel(SDPBackend.MATH):
-        expected = F.scaled_dot_product_attention(q, k, v, **kwargs)
-        ours = math_attention(q, k, v, **kwargs)
-    assert ours.dtype == expected.dtype and torch.equal(ours, expected)
+    return q.to(dtype), k.to(dtype), v.to(dtype), kwargs
 
 
 def _reference_attention(q, k, v, attn_mask=None, is_causal=False, scale=None, enable_gqa=False):
@@ -153,17 +160,7 @@ def test_bf16_attention_products_stay_within_twice_the_error_of_the_math_kernel(
     once, the weights rounded for the product with v) err 1.5x what the math kernel's fp32 products of
     the same bf16 inputs do (measured 1.4-1.7x, scores of std 1-9), asserted under 2x."""
     torch.manual_seed(11)
-    heads_kv = 2 if case.get("enable_gqa") else 4
-    exact = [torch.randn(4, 4, 40, 32) * 2, torch.randn(4, heads_kv, 48, 32) * 2, torch.randn(4, heads_kv, 48, 32)]
-    allowed = torch.rand(4, 1, 40, 48) > 0.3
-    allowed[..., 0] = True
-    kwargs = dict(case)
-    if kwargs.get("attn_mask") == "bool":
-        kwargs["attn_mask"] = allowed
-    elif kwargs.get("attn_mask") == "float":
-        kwargs["attn_mask"] = torch.where(allowed, 0.0, -1e4)
-    if kwargs.get("is_causal"):
-        exact[1], exact[2] = exact[1][..., :40, :], exact[2][..., :40, :]
+    *exact, kwargs = _attention_inputs(case, 4, 40, 48, 32, torch.float32, size=2.0)
     reference = _reference_attention(*exact, **kwargs)
     q, k, v = (t.to(dtype) for t in exact)
     if isinstance(kwargs.get("attn_mask"), torch.Tensor) and kwargs["attn_mask"].is_floating_point():
