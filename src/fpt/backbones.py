@@ -181,7 +181,8 @@ class TanhGelu(nn.Module):
     """GELU's tanh approximation (GPT-2's), PyTorch's fused kernel, except on bf16 inputs on a CPU, where
     it is the exact (erf) GELU: PyTorch's CPU tanh makes the approximation 3.3x slower than erf there
     (4.10 against 0.68 ms forward, 4.01 against 1.79 ms backward, one GPT-2 MLP activation of 32 x 64
-    tokens, AMD EPYC, `python scripts/kernel_times.py`, 2026-12-07: 8% of fpt's step). The two functions differ by at most 4.7e-4 (at x = 2.7), under bf16's
+    tokens, AMD EPYC, `python scripts/kernel_times.py`, 2026-12-07; 10% of fpt's GPT-2 step in `fpt bench`'s
+    profile of 2026-12-06). The two functions differ by at most 4.7e-4 (at x = 2.7), under bf16's
     resolution of a GELU output there (0.0156); on the pretrained MiniLM, swapping its GELU for the other
     moves the last hidden states by 2.2e-3 (relative) in fp32, against 7.6e-3 that bf16 moves them, and the
     bf16 model with the other GELU is as close to the fp32 one (7.3e-3). `erf_in_bf16 = False` keeps tanh."""

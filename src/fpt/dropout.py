@@ -143,8 +143,8 @@ def _score_bias(attn_mask: Tensor | None, is_causal: bool, batch: torch.Size, le
     """0 where a query may attend, -inf where not: (L, S) causal, (N, L, S) from a bool mask, or a 0-dim
     zero where nothing is masked (baddbmm then ignores it)."""
     if is_causal:
-        allowed = torch.ones(length, keys, dtype=torch.bool, device=device).tril()
-        return torch.zeros(length, keys, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
+        return torch.zeros(length, keys, dtype=dtype, device=device).masked_fill_(
+            ~_causal(length, keys, device), float("-inf"))
     if attn_mask is None:
         return torch.zeros((), dtype=dtype, device=device)
     bias = torch.zeros(attn_mask.shape, dtype=dtype, device=device).masked_fill_(~attn_mask, float("-inf"))
@@ -161,10 +161,14 @@ def attention_dtype(query: Tensor) -> torch.dtype:
 def attention_with_dropout(*args: Any, **kwargs: Any) -> Tensor:
     """Training attention under FastMasks: bf16/fp16 products where the inputs are in that precision
     (`low_precision_attention`), the math kernel's fp32 arithmetic otherwise."""
-    query = args[0] if args else kwargs["query"]
-    if attention_dtype(query) in (torch.bfloat16, torch.float16):
+    if _in_low_precision(args, kwargs):
         return low_precision_attention(*args, **kwargs)
     return math_attention(*args, **kwargs)
+
+
+def _in_low_precision(args: tuple, kwargs: dict) -> bool:
+    """Whether an SDPA call's query runs in bf16 or fp16 (its own dtype, or autocast's)."""
+    return attention_dtype(args[0] if args else kwargs["query"]) in (torch.bfloat16, torch.float16)
 
 
 def _heads_matched(tensors: Any, enable_gqa: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -181,14 +185,18 @@ def _masked_softmax(scores: Tensor, attn_mask: Tensor | None, is_causal: bool) -
     attend to gives zeros, not NaN (SDPA's _safe_softmax), checked on the mask, which is smaller than
     the scores: where no row can be empty the plain softmax gives the same values at a fifth of the cost."""
     if is_causal:
-        allowed = torch.ones(scores.size(-2), scores.size(-1), dtype=torch.bool, device=scores.device).tril()
-        scores = scores.masked_fill(~allowed, float("-inf"))
+        scores = scores.masked_fill(~_causal(scores.size(-2), scores.size(-1), scores.device), float("-inf"))
     if attn_mask is not None:
         scores = (scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool
                   else scores + attn_mask.float())
     if _rows_may_be_empty(attn_mask):
         return torch.ops.aten._safe_softmax(scores, -1)
     return torch.softmax(scores, -1)
+
+
+def _causal(length: int, keys: int, device: torch.device) -> Tensor:
+    """(L, S) bool, True where query i may attend to key j: j <= i (SDPA's is_causal, top-left aligned)."""
+    return torch.ones(length, keys, dtype=torch.bool, device=device).tril()
 
 
 def _rows_may_be_empty(attn_mask: Tensor | None) -> bool:
@@ -224,8 +232,7 @@ class Bf16ProductAttention(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         if func is SDPA:
-            query = args[0] if args else kwargs["query"]
-            if _sdpa_dropout(*args, **kwargs) == 0 and attention_dtype(query) in (torch.bfloat16, torch.float16):
+            if _sdpa_dropout(*args, **kwargs) == 0 and _in_low_precision(args, kwargs):
                 return low_precision_attention(*args, **kwargs)
             with sdpa_kernel(SDPBackend.MATH):
                 return func(*args, **kwargs)

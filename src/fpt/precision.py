@@ -80,10 +80,15 @@ def autocast(device: torch.device, precision: str) -> ContextManager:
 SHORT_BF16_ATTENTION_TOKENS = 128
 
 
+def short_bf16_on_cpu(device: torch.device, precision: str, tokens: int) -> bool:
+    """Where attention takes bf16 products without dropout: bf16 on a CPU, at most the threshold's tokens."""
+    return device.type == "cpu" and precision == "bf16" and tokens <= SHORT_BF16_ATTENTION_TOKENS
+
+
 def attention_kernel(device: torch.device, precision: str, tokens: int) -> ContextManager:
     """How attention computes around a backbone call: bf16 products for short bf16 sequences on a CPU
     (the math kernel under torch.compile, whose graphs take no function modes), PyTorch's choice elsewhere."""
-    if device.type == "cpu" and precision == "bf16" and tokens <= SHORT_BF16_ATTENTION_TOKENS:
+    if short_bf16_on_cpu(device, precision, tokens):
         return sdpa_kernel(SDPBackend.MATH) if torch.compiler.is_compiling() else Bf16ProductAttention()
     return nullcontext()
 
@@ -130,7 +135,7 @@ def precision_reason(asked: str, device: torch.device) -> str:
 
 def attention_kernel_reason(device: torch.device, precision: str, tokens: int) -> str:
     """How attention computes at `tokens` tokens, and why."""
-    if device.type == "cpu" and precision == "bf16" and tokens <= SHORT_BF16_ATTENTION_TOKENS:
+    if short_bf16_on_cpu(device, precision, tokens):
         return (f"bf16 products (fpt.dropout.low_precision_attention): bf16 on a CPU with {tokens} tokens (at most "
                 f"{SHORT_BF16_ATTENTION_TOKENS}), where PyTorch's flash kernel is slower, backward above all, and its "
                 "math kernel's fp32 products 5x slower")

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -80,9 +81,9 @@ def run_bench(model_name: str = "gpt2", batch: int = 32, tokens: int = 64, dim: 
         record["padding"] = padding_before_after()
     data = data_time(batch)
     record["data_seconds_per_batch"] = data
-    reference = "plain" if plain == plain else "fpt"  # the plain step where it was timed (NaN is not itself)
+    reference, step = ("fpt", fpt_step) if math.isnan(plain) else ("plain", plain)  # plain where it was timed
     record["data_step_variant"] = reference
-    record["data_fraction_of_step"] = {k: v / (plain if reference == "plain" else fpt_step) for k, v in data.items()}
+    record["data_fraction_of_step"] = {k: v / step for k, v in data.items()}
     return record
 
 

@@ -135,9 +135,9 @@ def protocol(built: Setup) -> dict[str, Any]:
 
 
 def speed_choices(built: Setup, masks: str) -> dict[str, str]:
-    """What fpt chose for speed on this device, and why: precision, the attention kernel at the task's
-    longest input (shorter batches may get the math kernel where the longest does not), dropout masks,
-    training attention with dropout, and the GELU of a backbone with the tanh approximation."""
+    """What fpt chose for speed on this device, and why: precision, how attention computes at the task's
+    longest input (shorter, length-bucketed batches may get bf16 products where the longest does not),
+    dropout masks, training attention with dropout, and the GELU of a backbone with the tanh approximation."""
     choices = {"precision": precision_reason(built.config.precision, built.device),
                "attention_kernel": attention_kernel_reason(built.device, built.precision, built.task.spec.seq_len),
                "dropout_masks": MASKS_REASON[masks],
