@@ -53,7 +53,8 @@ def test_preset_parses_and_every_variant_starts(preset, tmp_path, tiny_gpt2, tin
             csv = tmp_path / "series.csv"
             write_series(csv, 300)
             config["task_options"] = {**config.get("task_options", {}), "path": str(csv), "split": "0.7,0.1,0.2",
-                                      "seq_len": 32, "horizon": 8, "patch_len": 8, "stride": 4}
+                                      "seq_len": 32, "horizon": 8, "patch_len": 8, "stride": 4,
+                                      **({"test_path": str(csv)} if "test_path" in config.get("task_options", {}) else {})}
         elif config.get("task") == "impute":  # the same on a small CSV, shorter windows
             csv = tmp_path / "series.csv"
             write_series(csv, 300)

@@ -176,6 +176,22 @@ def test_a_variant_may_have_its_own_grid_values(tmp_path):
         load_spec(spec)
 
 
+def test_a_spec_may_exclude_grid_points(tmp_path):
+    from fpt.experiments.sweep import load_spec
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("description: x\nbase: {task: forecast}\n"
+                    "grid: {task_options.train_fraction: [0.05, 0.1], task_options.horizon: [96, 720], seed: [0, 1]}\n"
+                    "exclude: [{task_options.train_fraction: 0.05, task_options.horizon: 720}]\n"
+                    "variants: {linear: {model: linear}}\n")
+    names = [r.name for r in load_spec(spec).runs()]
+    assert len(names) == 6 and not any("train_fraction=0.05__horizon=720" in n for n in names)
+    assert "linear__train_fraction=0.1__horizon=720__seed=1" in names
+    spec.write_text("description: x\nbase: {task: bit-xor}\ngrid: {seed: [0]}\nexclude: [{steps: 5}]\n")
+    with pytest.raises(FptError, match="exclude must be a list of mappings from keys of the spec's grid"):
+        load_spec(spec)
+
+
 def test_steps_to_threshold_beside_the_papers_ratio_with_a_lower_bound_when_not_reached():
     from fpt.experiments.report import paper_steps_lines
     from fpt.experiments.results import Row
@@ -227,6 +243,16 @@ def test_forecasts_at_several_horizons_are_pivoted_one_column_per_horizon():
     assert "| published: PatchTST | - | - | - | - | 0.413 / 0.430 |" in lines
     assert "| published: One Fits All (GPT-2, 6 blocks) | 0.376 / 0.397 | 0.416 / 0.418 | 0.442 / 0.433 | 0.477 / 0.456 | 0.427 / 0.426 |" in lines
     assert "| published: closed-form linear | 0.370 / 0.392 | 0.403 / 0.411 | 0.428 / 0.426 | 0.434 / 0.450 | 0.409 / 0.420 |" in lines
+    # One Fits All's few-shot cut (recorded in the protocol): its Table 5 average, not the full-data numbers
+    def few(variant: str, horizon: int, mse: float) -> Row:
+        r = row(variant, horizon, [mse], train_fraction=0.1)
+        for x in r.results:
+            x["protocol"] = {"published": False, "few_shot": 0.1}
+        return r
+    lines = horizon_table([few("fpt", h, 0.5) for h in (96, 192, 336, 720)], {}).splitlines()
+    assert "| published, 10% of rows: One Fits All (GPT-2, 6 blocks) | - | - | - | - | 0.590 / 0.524 |" in lines
+    assert "| published, 10% of rows: DLinear | - | - | - | - | 0.691 / 0.599 |" in lines
+    assert not any(line.startswith("| published: ") for line in lines)
 
 
 def test_a_report_keeps_its_result_files_so_it_can_be_rebuilt_and_merged_without_the_sweep(tmp_path):

@@ -162,6 +162,12 @@ def test_few_shot_keeps_one_fits_alls_rows(tmp_path, write_series):
     assert windows(0.05, 96) == 751 - 432 + 1
     with pytest.raises(FptError, match="train_fraction 0.01: 419 training rows are left"):
         windows(0.01, 96)
+    # every channel on the cut: the published few-shot setting, recorded as such (not the full-data one)
+    few = build_task("forecast", {"path": str(path), "train_fraction": 0.1}, 0).protocol()
+    assert few["few_shot"] == 0.1 and not few["published"]
+    assert "few_shot" not in build_task("forecast", {"path": str(path)}, 0).protocol()
+    univariate = build_task("forecast", {"path": str(path), "features": "c0", "train_fraction": 0.1}, 0)
+    assert "few_shot" not in univariate.protocol()  # another setting than the published one
 
 
 def test_a_benchmark_file_brings_its_published_protocol():

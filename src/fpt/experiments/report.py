@@ -124,6 +124,7 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
     settings = sorted({k for r in rows for k in r.setting if k != "task_options.horizon"})
     order = list(spec.get("variants") or {})  # the spec's own order of arms
     published = paper_numbers()["forecasting"]["rows"]
+    few_shot = paper_numbers()["forecasting-few-shot"]["rows"]  # by fraction of training rows, then data set
     lines: list[str] = []
     for task in sorted({r.task for r in rows}):
         of_task = [r for r in rows if r.task == task]
@@ -150,19 +151,32 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
                 cells[name]["average"] = _average_cell([by_h[h] for h in BENCHMARK_HORIZONS])
         comparable = any(on_published_protocol(x) for r in of_task for x in r.results)
         for reference, numbers in published.items():
-            cited = numbers.get(task, {}) if comparable else {}
-            shown = {h: f"{cited[h][0]:.3f} / {cited[h][1]:.3f}" for h in horizons if h in cited}
-            if averaged and "average" in cited:
-                shown["average"] = f"{cited['average'][0]:.3f} / {cited['average'][1]:.3f}"
-            elif averaged and all(h in cited for h in BENCHMARK_HORIZONS):
-                shown["average"] = " / ".join(f"{sum(cited[h][i] for h in BENCHMARK_HORIZONS) / 4:.3f}" for i in (0, 1))
+            shown = _published_cells(numbers.get(task, {}) if comparable else {}, horizons, averaged)
             if shown:
                 cells[f"published: {reference}"] = shown
+        fractions = sorted({x["protocol"]["few_shot"] for r in of_task for x in r.results
+                            if "few_shot" in (x.get("protocol") or {})})  # runs on One Fits All's few-shot cut
+        for fraction in fractions:
+            for reference, numbers in few_shot.items():
+                shown = _published_cells(numbers.get(fraction, {}).get(task, {}), horizons, averaged)
+                if shown:
+                    cells[f"published, {fraction:.0%} of rows: {reference}"] = shown
         header = ["arm", *(f"{task} {h}" for h in columns)]
-        missing = {name: "-" if name.startswith("published: ") else "not run" for name in cells}
+        missing = {name: "-" if name.startswith("published") else "not run" for name in cells}
         lines += [_markdown(header, [[name, *(by_h.get(h, missing[name] if h != "average" else "-")
                                              for h in columns)] for name, by_h in cells.items()]), ""]
     return "\n".join(lines)
+
+
+def _published_cells(cited: dict[int | str, list[float]], horizons: list[int], averaged: bool) -> dict[int | str, str]:
+    """A published line's cells, 'MSE / MAE' by horizon: those the sweep ran, and the average where the
+    sweep ran all four (the paper's own average, else the mean of its four)."""
+    shown: dict[int | str, str] = {h: f"{cited[h][0]:.3f} / {cited[h][1]:.3f}" for h in horizons if h in cited}
+    if averaged and "average" in cited:
+        shown["average"] = f"{cited['average'][0]:.3f} / {cited['average'][1]:.3f}"
+    elif averaged and all(h in cited for h in BENCHMARK_HORIZONS):
+        shown["average"] = " / ".join(f"{sum(cited[h][i] for h in BENCHMARK_HORIZONS) / 4:.3f}" for i in (0, 1))
+    return shown
 
 
 def imputation_table(rows: list[Row]) -> str:

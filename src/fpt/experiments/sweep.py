@@ -58,7 +58,7 @@ from fpt.errors import FptError
 LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
                       "ROLE_WORLD_SIZE", "GROUP_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
-SPEC_KEYS = {"description", "base", "grid", "variants", "per_task", "paper", "workers", "tiny", "arena"}
+SPEC_KEYS = {"description", "base", "grid", "variants", "per_task", "paper", "workers", "tiny", "arena", "exclude"}
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,9 @@ class SweepSpec:
     arena: dict[str, Any] = field(default_factory=dict)  # the arena protocol in the report (fpt.experiments.arena)
     workers: int = 1
     tiny: dict[str, Any] = field(default_factory=dict)  # overrides that shrink every run to a smoke test
+    # grid points not run, each a mapping of grid keys to values (all must match), e.g. a few-shot cut
+    # that leaves no training window: [{task_options.train_fraction: 0.05, task_options.horizon: 720}]
+    exclude: list[dict[str, Any]] = field(default_factory=list)
 
     def runs(self, tiny: bool = False, overrides: dict[str, Any] | None = None) -> list[Run]:
         """Every (variant, grid point) run; `tiny` shrinks them, `overrides` win over everything."""
@@ -90,6 +93,8 @@ class SweepSpec:
             settings = {k: v for k, v in settings.items() if k != "grid"}
             for combo in itertools.product(*(grid[k] for k in keys)):
                 values = dict(zip(keys, combo))
+                if any(all(values.get(k) == v for k, v in point.items()) for point in self.exclude):
+                    continue
                 task = values.get("task", settings.get("task", self.base.get("task")))
                 layers = [self.base, settings, self.per_task.get(task, {}), values, self.tiny if tiny else {},
                           overrides or {}]
@@ -154,6 +159,10 @@ def load_spec(path: str | Path) -> SweepSpec:
                 not all(isinstance(v, list) and v for v in own.values()):
             raise FptError(f"sweep spec '{path}': variants.{name}.grid must map keys of the spec's grid "
                            f"({', '.join(spec.grid) or 'none'}) to non-empty lists, got {own!r}")
+    if not isinstance(spec.exclude, list) or not all(isinstance(p, dict) and p and set(p) <= set(spec.grid)
+                                                      for p in spec.exclude):
+        raise FptError(f"sweep spec '{path}': exclude must be a list of mappings from keys of the spec's grid "
+                       f"({', '.join(spec.grid) or 'none'}) to the values of a grid point, got {spec.exclude!r}")
     _check_arena(spec, path)
     return spec
 

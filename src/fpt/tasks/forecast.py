@@ -252,14 +252,16 @@ class Forecast(Task):
         """One Fits All's long-term setting: a benchmark file, all channels, its own input window,
         patching, split and horizons, every training row."""
         o, bench = self.options, self.options.benchmark
-        published = (bench is not None and (o.seq_len, o.patch_len, o.stride) == (bench.seq_len, bench.patch_len,
-                                                                                   bench.stride)
-                     and o.horizon in bench.horizons and o.split_name == bench.split and o.features == "all"
-                     and o.train_fraction == 1.0 and not o.test_path)
+        setting = (bench is not None and (o.seq_len, o.patch_len, o.stride) == (bench.seq_len, bench.patch_len,
+                                                                                 bench.stride)
+                   and o.horizon in bench.horizons and o.split_name == bench.split and o.features == "all"
+                   and not o.test_path)
         transfer = {"test_path": o.test_path, "test_scale": o.test_scale} if o.test_path else {}
-        return {"name": "long-term forecasting (One Fits All, Table 3)", "published": published,
+        # One Fits All's few-shot columns (Table 5: 10%; 5% too): the same setting on its cut of the rows
+        few_shot = {"few_shot": o.train_fraction} if setting and o.train_fraction < 1 else {}
+        return {"name": "long-term forecasting (One Fits All, Table 3)", "published": setting and o.train_fraction == 1,
                 **({"benchmark": Path(o.path).stem.lower(), "seq_len": o.seq_len, "patch_len": o.patch_len,
-                    "stride": o.stride, "split": o.split_name} if bench else {}), **transfer}
+                    "stride": o.stride, "split": o.split_name} if bench else {}), **transfer, **few_shot}
 
     def __init__(self, options: ForecastOptions, data_seed: int, data_dir: Path | None = None):
         self.options = o = options
