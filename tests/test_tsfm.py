@@ -74,6 +74,28 @@ def test_zero_shot_is_the_pipelines_median_forecast_and_trains_nothing(tiny_chro
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
+def test_its_quantiles_score_wql_and_their_median_is_the_forecast(tiny_chronos, series_csv, tmp_path):
+    from fpt.model import assemble_model
+    from fpt.options import ModelOptions
+    from fpt.tasks import build_task
+
+    options = {"path": str(series_csv), "split": "0.7,0.1,0.2", "seq_len": 48, "horizon": 20}
+    task = build_task("forecast", options, 0, None)
+    model = assemble_model(task.spec, ModelOptions(model=str(tiny_chronos)).validate()).eval()
+    batch = next(task.eval_batches("test", 16))
+    with torch.no_grad():
+        levels, paths = model.forecast_quantiles(batch.x, batch.mask)            # (B, Q, H)
+        point = model(batch.x, batch.mask).reshape(len(batch.x), -1)
+    assert levels == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]) and paths.shape == (16, 9, 20)
+    torch.testing.assert_close(paths[:, 4], point)                             # the median is the forecast
+    assert (paths[:, -1] - paths[:, 0]).mean() > 0                             # 0.9 above 0.1 on average
+    result = run(series_csv, tmp_path / "wql", tiny_chronos, task_options={**options, "wql": True})
+    assert result["wql"]["quantiles"] == "the arm's own" and result["wql"]["model"] > 0
+    linear = run(series_csv, tmp_path / "linear", "linear", task_options={**options, "wql": True})
+    assert linear["wql"]["quantiles"] == "the point forecast at every level"
+    assert linear["wql"]["seasonal_naive"] == pytest.approx(result["wql"]["seasonal_naive"])  # the same windows
+
+
 def test_fine_tuning_trains_the_groups_asked_for(tiny_chronos, series_csv, tmp_path):
     recipe = run(series_csv, tmp_path / "recipe", tiny_chronos, train="input,output,layernorm,position")
     everything = run(series_csv, tmp_path / "all", tiny_chronos, train="all")

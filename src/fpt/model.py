@@ -141,6 +141,27 @@ class FPTModel(nn.Module):
             out = out.reshape(len(out), self.spec.series_len, -1)         # (B, T, C)
         return denormalise(out, scale) if kind.horizon or kind.reconstructs else out
 
+    @property
+    def forecasts_quantiles(self) -> bool:
+        """Whether the arm forecasts quantiles as well as a point (Chronos-Bolt: fpt.tsfm)."""
+        return self.series is not None and hasattr(self.backbone, "quantile_forecast")
+
+    def forecast_quantiles(self, x: Tensor, mask: Tensor | None = None) -> tuple[list[float], Tensor]:
+        """A probabilistic arm's quantile levels and forecasts (B, Q, horizon) of one-channel windows
+        x (B, T, 1), in each window's own scale: every quantile path through the head, as forward()
+        takes the median's."""
+        if not self.forecasts_quantiles:
+            raise FptError(f"--model {self.info.name} forecasts a point, not quantiles")
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        x, scale = self.series.normalise(x, mask)
+        tokens, _ = self.series.patches(x, mask)                           # (B, 1, T): the window as one token
+        context = self.input(tokens).reshape(len(tokens), -1).float()      # (B, T)
+        paths = self.head(self.backbone.quantile_forecast(context))        # (B, Q, horizon)
+        if scale is not None:
+            paths = paths * scale.std[:, :, :1] + scale.mean[:, :, :1]     # (B, Q, horizon)
+        return list(self.backbone.levels), paths
+
     # -- PEFT-style conveniences ----------------------------------------------
     def trained_state(self) -> dict[str, Tensor]:
         """The parameters that train (requires_grad), by name: all that save_pretrained keeps."""

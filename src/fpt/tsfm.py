@@ -81,6 +81,7 @@ class ChronosForecaster(nn.Module):
         levels = list(model.chronos_config.quantiles)
         if 0.5 not in levels:
             raise FptError(f"this Chronos-Bolt checkpoint has no median among its quantiles {levels}")
+        self.levels = [float(q) for q in levels]
         self.median = levels.index(0.5)
         self.block = model.chronos_config.prediction_length
         self.context_length = model.chronos_config.context_length

@@ -415,6 +415,14 @@ def test_mase_columns_appear_only_for_runs_that_asked_for_it():
     assert by_variant["linear"][header.index("MASE")] == "0.900 ± 0.100"
     assert by_variant["linear"][header.index("MASE / seasonal naive")] == "0.450 ± 0.050"
     assert by_variant["fpt"][header.index("MASE")] == "-"  # a run without it says so
+    both, rows = forecast_table([row("linear", [0.8, 1.0])] + [
+        Row("chronos", "x", {}, [{**r, "wql": {"model": 0.3, "relative": 0.6}} for r in row("c", [0.5]).results], [], [])])
+    header = rows[0]
+    assert header[header.index("test MAE") + 1:header.index("test MAE") + 5] == [
+        "MASE", "MASE / seasonal naive", "WQL", "WQL / seasonal naive"]
+    by_variant = {r[0]: r for r in rows[1:]}
+    assert by_variant["chronos"][header.index("WQL / seasonal naive")] == "0.600"
+    assert by_variant["linear"][header.index("WQL")] == "-"
 
 
 def test_short_term_runs_are_tabled_by_m4_measures_beside_naive2():

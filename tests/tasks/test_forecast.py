@@ -253,3 +253,35 @@ def test_mase_is_in_result_json_on_request(tmp_path):
                                  "progress": False, "task_options": {"path": str(csv), "split": "0.6,0.2,0.2",
                                                                      "seq_len": 72, "horizon": 12, "mase": True}}))
     assert result["mase"]["relative"] == pytest.approx(1.0)  # the baseline is seasonal naive itself
+
+
+def test_wql_by_hand_for_point_and_quantile_forecasts(tmp_path):
+    from fpt.tasks.forecast import WQL_LEVELS, pinball_loss
+
+    # the pinball loss: q (y - f) above the forecast, (1 - q) (f - y) below it
+    truth, paths = torch.tensor([[1.0, 3.0]]), torch.tensor([[[2.0, 2.0]]])
+    assert pinball_loss(truth, paths, torch.tensor([0.9])).tolist() == [[[pytest.approx(0.1), pytest.approx(0.9)]]]
+    csv = tmp_path / "hourly.csv"
+    _hourly_csv(csv)
+    options = {"path": str(csv), "split": "0.6,0.2,0.2", "seq_len": 72, "horizon": 12, "patch_len": 12,
+               "stride": 12, "wql": True}
+    task = build_task("forecast", options, 0)
+    windows = task.windows["test"][0].double().numpy()                  # (W, 72 + 12)
+    context, truth = windows[:, :72], windows[:, 72:]
+    magnitude = np.abs(truth).sum()
+    # a point forecast stands for every level: 2 * mean over the symmetric levels of the pinball = |error|
+    scored = task.assess(lambda batch: torch.zeros_like(batch.y))
+    zero = scored["wql"]
+    assert zero["model"] == pytest.approx(1.0, rel=1e-9)  # sum |0 - y| / sum |y|
+    assert zero["seasonal_naive"] == pytest.approx(np.abs(context[:, 48:60] - truth).sum() / magnitude, rel=1e-9)
+    assert zero["quantiles"] == "the point forecast at every level" and "mase" not in scored
+    # an arm's own quantiles: the truth shifted by -1 .. +1 across the levels, each level scored by hand
+    offsets = torch.linspace(-1, 1, 9, dtype=torch.float64)
+    spread = task.assess(lambda batch: batch.y, lambda batch: (list(WQL_LEVELS), batch.y[:, None].double()
+                                                                + offsets[None, :, None]))["wql"]
+    expected = np.mean([2 * len(truth.ravel()) * max(q * -d, (q - 1) * -d) / magnitude
+                        for q, d in zip(WQL_LEVELS, offsets.tolist())])
+    assert spread["model"] == pytest.approx(expected, rel=1e-9) and spread["quantiles"] == "the arm's own"
+    assert spread["relative"] == pytest.approx(expected / zero["seasonal_naive"], rel=1e-9)
+    with pytest.raises(FptError, match="the arm forecasts the quantile levels"):
+        task.assess(lambda batch: batch.y, lambda batch: ([0.25, 0.5, 0.75], batch.y[:, None].repeat(1, 3, 1)))

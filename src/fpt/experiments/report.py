@@ -85,9 +85,10 @@ def forecast_table(rows: list[Row]) -> tuple[str, list[list[Any]]]:
     settings = sorted({k for r in rows for k in r.setting if k != "task_options.horizon"})  # its own column
     references = [name for name, by_task in published.items()  # PatchTST, an average only, is in the horizon table
                   if any(isinstance(h, int) for numbers in by_task.values() for h in numbers)]
-    scaled = any("model" in x.get("mase", {}) for r in rows for x in r.results)  # runs with --task-opt mase=true
+    # runs with --task-opt mase=true or wql=true: their scores and the ratios to seasonal naive's
+    scaled = [m for m in ("mase", "wql") if any("model" in x.get(m, {}) for r in rows for x in r.results)]
     header = ["variant", "data", "horizon", *settings, "seeds", "test MSE", "test MAE",
-              *(["MASE", "MASE / seasonal naive"] if scaled else []), "best val MSE",
+              *(name for m in scaled for name in (m.upper(), f"{m.upper()} / seasonal naive")), "best val MSE",
               "train seconds", "trainable params", *(f"{name} MSE/MAE" for name in references),
               "MSE vs One Fits All"]
     body = []
@@ -100,8 +101,8 @@ def forecast_table(rows: list[Row]) -> tuple[str, list[list[Any]]]:
         ofa = cited[0][0] if cited[0] else None
         body.append([r.variant, r.task, horizon, *[r.setting.get(k, "") for k in settings], len(r.results),
                      fmt(mses, 1.0, 3), fmt([x["test"]["mae"] for x in r.results], 1.0, 3),
-                     *([fmt([x["mase"][key] for x in r.results if "model" in x.get("mase", {})], 1.0, 3)
-                        for key in ("model", "relative")] if scaled else []),
+                     *(fmt([x[m][key] for x in r.results if "model" in x.get(m, {})], 1.0, 3)
+                       for m in scaled for key in ("model", "relative")),
                      fmt([x["best_val"]["mse"] for x in r.results], 1.0, 3),
                      fmt([x["wall_seconds"] for x in r.results], 1.0, 0), r.results[0]["trainable_params"],
                      *(f"{c[0]:.3f} / {c[1]:.3f}" if c else "" for c in cited),

@@ -68,7 +68,13 @@ def assess(built: Setup) -> dict[str, Any]:
     was_training = model.training
     model.eval()
     try:
-        return built.task.assess(lambda batch: model(batch.x.to(built.device), batch.mask.to(built.device)).cpu())
+        def quantiles(batch: Batch) -> tuple[list[float], torch.Tensor]:
+            levels, values = model.forecast_quantiles(batch.x.to(built.device), batch.mask.to(built.device))
+            return levels, values.cpu()
+
+        probabilistic = getattr(model, "forecasts_quantiles", False)
+        return built.task.assess(lambda batch: model(batch.x.to(built.device), batch.mask.to(built.device)).cpu(),
+                                 quantiles if probabilistic else None)
     finally:
         model.train(was_training)
 

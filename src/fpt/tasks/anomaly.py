@@ -350,7 +350,8 @@ class Anomaly(Task):
                 span[np.isnan(span)] = row[np.isnan(span)]
         return scores
 
-    def assess(self, rebuild: Callable[[Batch], Tensor]) -> dict[str, Any]:
+    def assess(self, rebuild: Callable[[Batch], Tensor],
+               quantiles: Callable[[Batch], tuple[list[float], Tensor]] | None = None) -> dict[str, Any]:
         """result.json's `detection`: the model's scores and the baselines' under every metric."""
         from fpt.detection import detection_metrics, random_baseline
 

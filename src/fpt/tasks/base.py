@@ -127,9 +127,11 @@ class Task(ABC):
         run's own mask ratio): its numbers are the test's, not evaluated a second time."""
         return False
 
-    def assess(self, rebuild: Callable[[Batch], Tensor]) -> dict[str, Any]:
+    def assess(self, rebuild: Callable[[Batch], Tensor],
+               quantiles: Callable[[Batch], tuple[list[float], Tensor]] | None = None) -> dict[str, Any]:
         """Further results of the finished model (`rebuild` runs it on a batch), merged into result.json:
-        anomaly detection's scores under every protocol. {} for most tasks."""
+        anomaly detection's scores under every protocol. {} for most tasks. `quantiles`, for an arm that
+        forecasts quantiles (Chronos-Bolt), gives its levels and (B, Q, H) forecasts of a batch."""
         return {}
 
     def keep_train_fraction(self, fraction: float, data_seed: int) -> None:

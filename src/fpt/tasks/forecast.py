@@ -77,6 +77,28 @@ PROTOCOLS = {
     "national_illness": Benchmark("0.7,0.1,0.2", 104, 24, 2, (24, 36, 48, 60)),
 }
 GENERIC = Benchmark("0.7,0.1,0.2", 336, 16, 8)  # any other CSV
+# The quantile levels Chronos' Benchmark II scores WQL on.
+WQL_LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+
+
+def pinball_loss(truth: Tensor, paths: Tensor, levels: Tensor) -> Tensor:
+    """truth (B, H), quantile forecasts (B, Q, H) at levels (Q,) -> the pinball loss (B, Q, H):
+    q (y - f) where y >= f, (1 - q) (f - y) where y < f."""
+    error = truth[:, None] - paths                                        # (B, Q, H)
+    q = levels[None, :, None]
+    return torch.maximum(q * error, (q - 1) * error)
+
+
+def levels_of(own: list[float], values: Tensor, levels: Tensor) -> Tensor:
+    """An arm's quantile forecasts (B, Q', H) at its levels `own` -> those at `levels` (B, Q, H); every
+    level must be among the arm's (Chronos-Bolt's are 0.1 .. 0.9)."""
+    missing = [float(q) for q in levels if not any(abs(float(q) - k) < 1e-9 for k in own)]
+    if missing:
+        raise FptError(f"--task-opt wql: the arm forecasts the quantile levels {own}, not {missing}")
+    index = [min(range(len(own)), key=lambda i: abs(own[i] - float(q))) for q in levels]
+    return values[:, index]
+
+
 AUTO = {"auto": "the benchmark's (by the file's name), else the generic"}  # an option's 0 means that
 
 
@@ -95,6 +117,7 @@ class ForecastOptions:
     test_scale: str = "own"      # transfer: standardise it with its own training rows' statistics, or the source's
     val_stride: int = 8          # validate on every k-th window (adjacent windows share seq_len - 1 rows); test: all
     mase: bool = False           # also score MASE and its ratio to seasonal naive's (result.json `mase`)
+    wql: bool = False            # also score WQL on 9 quantile levels and its ratio to seasonal naive's (`wql`)
 
     def __post_init__(self) -> None:
         protocol = self.benchmark or GENERIC
@@ -281,32 +304,63 @@ class Forecast(Task):
         if o.train_fraction < 1:
             self.keep_train_fraction(o.train_fraction, data_seed)
 
-    def assess(self, rebuild: Callable[[Batch], Tensor]) -> dict[str, Any]:
+    def assess(self, rebuild: Callable[[Batch], Tensor],
+               quantiles: Callable[[Batch], tuple[list[float], Tensor]] | None = None) -> dict[str, Any]:
         """With `mase=true`: result.json's `mase`, as the time-series foundation-model papers score forecasts
         (Chronos' Benchmark II): each test window's MAE over the mean absolute seasonal difference of its own
         input window (period m: the data's, from its dates, else 1), averaged over the windows; the same for
         seasonal naive (the window's last season repeated) on the same windows, and the model's ratio to it.
-        Windows whose input does not change at lag m have no scale and are left out (counted)."""
-        if not self.options.mase:
+        Windows whose input does not change at lag m have no scale and are left out (counted).
+        With `wql=true`: result.json's `wql`, Chronos' weighted quantile loss, sum over windows and steps
+        of twice the pinball loss at each level over the sum of |y|, averaged over the levels 0.1 .. 0.9,
+        on the standardised values every fpt metric uses; a probabilistic arm (`quantiles`: Chronos-Bolt)
+        brings its own quantiles, a point forecast stands for every level (its WQL is then its summed
+        absolute error over the summed |y|); seasonal naive's the same way, and the ratio of the two."""
+        o = self.options
+        if not (o.mase or o.wql):
             return {}
-        steps = self.options.seq_len
+        steps = o.seq_len
         lag = self.spec.period if 0 < self.spec.period < steps else 1
-        model, naive, skipped = [], [], 0
+        levels = torch.tensor(WQL_LEVELS, dtype=torch.float64)
+        scaled, naive_scaled, skipped = [], [], 0                                   # MASE per window
+        pinball, naive_pinball, magnitude = torch.zeros(len(levels), dtype=torch.float64), 0.0, 0.0
+        probabilistic = False
         for batch in self.eval_batches("test", 256):
             context, truth = batch.x[..., 0].double(), batch.y.double()          # (B, T), (B, H)
             forecast = rebuild(batch).reshape(truth.shape).double()                # (B, H)
             horizon = truth.shape[1]
             repeated = context[:, steps - lag + torch.arange(horizon) % lag]      # (B, H): seasonal naive
-            scale = (context[:, lag:] - context[:, :-lag]).abs().mean(dim=1)       # (B,)
-            kept = scale > 0
-            skipped += int((~kept).sum())
-            model.append(((forecast - truth).abs().mean(dim=1) / scale)[kept])
-            naive.append(((repeated - truth).abs().mean(dim=1) / scale)[kept])
-        if not any(len(m) for m in model):
-            return {"mase": {"period": lag, "windows": 0, "constant_windows_skipped": skipped}}
-        ours, theirs = float(torch.cat(model).mean()), float(torch.cat(naive).mean())
-        return {"mase": {"model": ours, "seasonal_naive": theirs, "relative": ours / theirs, "period": lag,
-                         "windows": int(sum(len(m) for m in model)), "constant_windows_skipped": skipped}}
+            if o.mase:
+                scale = (context[:, lag:] - context[:, :-lag]).abs().mean(dim=1)   # (B,)
+                kept = scale > 0
+                skipped += int((~kept).sum())
+                scaled.append(((forecast - truth).abs().mean(dim=1) / scale)[kept])
+                naive_scaled.append(((repeated - truth).abs().mean(dim=1) / scale)[kept])
+            if o.wql:
+                paths = forecast[:, None].expand(-1, len(levels), -1)              # (B, Q, H): a point forecast
+                if quantiles is not None:
+                    own, values = quantiles(batch)
+                    paths = levels_of(own, values.double(), levels)                  # (B, Q, H)
+                    probabilistic = True
+                pinball += pinball_loss(truth, paths, levels).sum(dim=(0, 2))
+                naive_pinball += float((repeated - truth).abs().sum())              # every level: |error| / 2 each
+                magnitude += float(truth.abs().sum())
+        result: dict[str, Any] = {}
+        if o.mase and not any(len(m) for m in scaled):
+            result["mase"] = {"period": lag, "windows": 0, "constant_windows_skipped": skipped}
+        elif o.mase:
+            ours, theirs = float(torch.cat(scaled).mean()), float(torch.cat(naive_scaled).mean())
+            result["mase"] = {"model": ours, "seasonal_naive": theirs, "relative": ours / theirs, "period": lag,
+                              "windows": int(sum(len(m) for m in scaled)), "constant_windows_skipped": skipped}
+        if o.wql and magnitude > 0:
+            ours = float((2 * pinball / magnitude).mean())
+            theirs = naive_pinball / magnitude                   # 2 * (|e| / 2) per level, the same at each
+            result["wql"] = {"model": ours, "seasonal_naive": theirs, "relative": ours / theirs, "period": lag,
+                             "levels": WQL_LEVELS, "quantiles": "the arm's own" if probabilistic else
+                             "the point forecast at every level"}
+        elif o.wql:
+            result["wql"] = {"period": lag, "levels": WQL_LEVELS, "zero_targets": True}  # sum |y| = 0: undefined
+        return result
 
     def _transfer_test(self, names: list[str], mean: np.ndarray, std: np.ndarray, data_dir: Path | None) -> Tensor:
         """The test windows of another file (`test_path`): its own benchmark split, the same channels,

@@ -260,7 +260,8 @@ class ShortTerm(Task):
     def split_size(self, split: str) -> int:
         return {"train": len(self.windows), "val": len(self.validated), "test": len(self.insample)}[split]
 
-    def assess(self, rebuild: Callable[[Batch], Tensor]) -> dict[str, Any]:
+    def assess(self, rebuild: Callable[[Batch], Tensor],
+               quantiles: Callable[[Batch], tuple[list[float], Tensor]] | None = None) -> dict[str, Any]:
         """result.json's `short_term`: sMAPE, MASE and OWA of the test forecasts beside Naive2's (fpt.m4)."""
         from fpt.m4 import m4_scores
 
