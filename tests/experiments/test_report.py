@@ -439,3 +439,28 @@ def test_short_term_runs_are_tabled_by_m4_measures_beside_naive2():
     assert lines[0] == "| variant | data | seeds | converged | sMAPE | MASE | OWA | train seconds |"
     assert lines[2] == "| fpt | m1-yearly | 2 | 2 of 2 | 16.000 ± 1.000 | 3.200 ± 0.200 | 0.800 ± 0.050 | 2 ± 0 |"
     assert lines[4] == "| (Naive2) | m1-yearly |  |  | 20.000 | 4.000 | 1.000 |  |"
+
+
+def test_transfer_runs_stand_beside_the_same_arm_trained_on_the_target():
+    from fpt.experiments.report import transfer_table
+    from fpt.experiments.results import Row
+
+    def row(variant: str, source: str, target: str, mses: list[float], fpt: bool = False) -> Row:
+        results = [{"seed": seed, "test": {"mse": m, "mae": m / 2}, "init": "pretrained" if fpt else "random",
+                    "train_groups": ["input", "output"], "protocol": {"test_path": f"data/{target}.csv"},
+                    "config": {"method": "fpt", "task_options": {"path": f"data/{source}.csv",
+                                                                 "test_path": f"data/{target}.csv"}}}
+                   for seed, m in enumerate(mses)]
+        return Row(variant, source, {}, results, [], [])
+
+    rows = [row("fpt", "ETTh1", "ETTh2", [0.40, 0.42, 0.41], fpt=True), row("fpt", "ETTh2", "ETTh2", [0.30, 0.31, 0.32], fpt=True),
+            row("linear", "ETTh1", "ETTh2", [0.35, 0.36, 0.37]), row("linear", "ETTh2", "ETTh2", [0.29, 0.29, 0.29]),
+            row("dlinear", "ETTh1", "ETTh2", [0.41, 0.40, 0.43])]
+    lines = transfer_table(rows).splitlines()
+    assert lines[0].startswith("| arm | trained on | tested on | seeds | test MSE / MAE | trained on the target")
+    by_arm = {line.split(" | ")[0].strip("| "): line for line in lines[2:]}
+    assert "| 0.410 ± 0.006 / 0.205 | 0.310 ± 0.006 / 0.155 | 1.32x | (the FPT arm) |" in by_arm["fpt"]
+    # linear is 0.04-0.06 lower on each seed: the interval excludes zero; dlinear's differences straddle it
+    assert "| wins: +0.050 [+0.025, +0.075], p = 0.013 |" in by_arm["linear"]
+    assert by_arm["dlinear"].endswith("| not run | - | tie: -0.003 [-0.055, +0.048], p = 0.808 |")
+    assert transfer_table([row("fpt", "ETTh2", "ETTh2", [0.3, 0.3], fpt=True)]) == ""  # no transfer, no table

@@ -169,6 +169,72 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def is_fpt_arm(result: dict[str, Any]) -> bool:
+    """A run of the FPT recipe itself: a pretrained backbone, attention and feed-forward frozen."""
+    return (result["config"].get("method", "fpt") == "fpt" and result.get("init") == "pretrained"
+            and not {"attention", "feedforward"} & set(result.get("train_groups", [])))
+
+
+def transfer_table(rows: list[Row]) -> str:
+    """Forecasting runs tested on another file (`test_path`): for each direction source -> target, each
+    arm's test MSE ± SE / MAE there beside the same arm trained on the target (runs whose test_path is
+    their own file, or with none), the ratio of the two, and each arm against the FPT arm on the
+    transfer, paired by seed (MSE difference FPT minus arm, 95% t interval; 'wins': the arm's MSE is
+    lower beyond the interval). Empty without transfer runs."""
+    from fpt.experiments.stats import paired
+
+    def target_of(result: dict[str, Any]) -> str:
+        test_path = (result.get("protocol") or {}).get("test_path") or \
+            result["config"].get("task_options", {}).get("test_path")
+        return Path(test_path).stem if test_path else ""
+
+    cells: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = defaultdict(dict)  # (arm, source, target) -> seed
+    reference: set[str] = set()
+    for r in rows:
+        for x in r.results:
+            target = target_of(x) or r.task
+            cells[(r.variant, r.task, target)][x["seed"]] = x["test"]
+            if is_fpt_arm(x):
+                reference.add(r.variant)
+    directions = sorted({(s, t) for (_, s, t) in cells if s.lower() != t.lower()})
+    if not directions:
+        return ""
+    arms = list(dict.fromkeys(a for (a, _, _) in cells))
+    fpt = sorted(reference)[0] if len(reference) == 1 else None
+    header = ["arm", "trained on", "tested on", "seeds", "test MSE / MAE", "trained on the target: MSE / MAE",
+              "transfer / target-trained MSE", *(["vs FPT on the transfer: MSE difference [95% interval], p"]
+                                                 if fpt else [])]
+    body = []
+    for source, target in directions:
+        for arm in arms:
+            moved = cells.get((arm, source, target))
+            if not moved:
+                continue
+            home = next((by for (a, s, t), by in cells.items() if a == arm and s.lower() == t.lower() == target.lower()), {})
+            mses = [m["mse"] for m in moved.values()]
+            line = [arm, source, target, len(moved),
+                    f"{fmt(mses, 1.0, 3)} / {mean_se([m['mae'] for m in moved.values()])[0]:.3f}"]
+            if home:
+                home_mses = [m["mse"] for m in home.values()]
+                line += [f"{fmt(home_mses, 1.0, 3)} / {mean_se([m['mae'] for m in home.values()])[0]:.3f}",
+                         f"{mean_se(mses)[0] / mean_se(home_mses)[0]:.2f}x"]
+            else:
+                line += ["not run", "-"]
+            if fpt:
+                ours = cells.get((fpt, source, target), {})
+                seeds = sorted(set(ours) & set(moved))
+                if arm == fpt:
+                    line.append("(the FPT arm)")
+                elif len(seeds) < 2:
+                    line.append("too few paired seeds")
+                else:
+                    test = paired([ours[k]["mse"] - moved[k]["mse"] for k in seeds])
+                    line.append(f"{test.verdict}: {test.mean:+.3f} [{test.low:+.3f}, {test.high:+.3f}], "
+                                f"p = {test.p:.3f}")
+            body.append(line)
+    return _markdown(header, body)
+
+
 def _published_cells(cited: dict[int | str, list[float]], horizons: list[int], averaged: bool) -> dict[int | str, str]:
     """A published line's cells, 'MSE / MAE' by horizon: those the sweep ran, and the average where the
     sweep ran all four (the paper's own average, else the mean of its four)."""
@@ -470,6 +536,14 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
             parts += ["## Forecasting by horizon", "",
                       "Test MSE ± SE / MAE (mean over seeds); published numbers only beside runs on their setting.",
                       "", pivot]
+        moved = transfer_table(forecasts)
+        if moved:
+            parts += ["", "## Transfer", "",
+                      "Trained and validated on one file, tested on another's test split (standardised with the "
+                      "target's own training rows unless the run says test_scale=source); beside it the same arm "
+                      "trained on the target. Against the FPT arm: per-seed MSE differences (FPT minus arm), "
+                      "95% t interval with n-1 degrees of freedom; 'wins' and 'loses' only when it excludes zero.",
+                      "", moved]
         buffer = io.StringIO()
         csv.writer(buffer).writerows(forecast_csv)
         atomic_write(out / "forecasts.csv", buffer.getvalue().encode())
