@@ -464,3 +464,24 @@ def test_transfer_runs_stand_beside_the_same_arm_trained_on_the_target():
     assert "| wins: +0.050 [+0.025, +0.075], p = 0.013 |" in by_arm["linear"]
     assert by_arm["dlinear"].endswith("| not run | - | tie: -0.003 [-0.055, +0.048], p = 0.808 |")
     assert transfer_table([row("fpt", "ETTh2", "ETTh2", [0.3, 0.3], fpt=True)]) == ""  # no transfer, no table
+
+
+def test_forecasting_arms_are_judged_against_the_fpt_arm_paired_by_seed():
+    from fpt.experiments.report import forecast_verdicts
+    from fpt.experiments.results import Row
+
+    def row(variant: str, horizon: int, mses: list[float], fpt: bool = False, lr: float = 1e-3, val: float = 0.5) -> Row:
+        results = [{"seed": seed, "test": {"mse": m}, "best_val": {"mse": val}, "task_spec": {"n_outputs": horizon},
+                    "init": "pretrained" if fpt else "random", "train_groups": ["input", "output", "layernorm"],
+                    "config": {"method": "fpt"}} for seed, m in enumerate(mses)]
+        return Row(variant, "ETTh2", {"task_options.horizon": horizon, "lr": lr}, results, [], [])
+
+    rows = [row("fpt-minilm", 96, [0.30, 0.31, 0.32], fpt=True), row("linear", 96, [0.28, 0.285, 0.29]),
+            row("linear", 96, [0.2, 0.2, 0.2], lr=1e-2, val=0.6),  # better on test, worse on validation: not chosen
+            row("random-minilm", 96, [0.35, 0.30, 0.36]), row("linear", 192, [0.4, 0.4])]
+    lines = forecast_verdicts(rows).splitlines()
+    assert lines[0] == ("| data | horizon | setting | arm | paired seeds | FPT (fpt-minilm) MSE | arm MSE | "
+                        "FPT minus arm [95% interval] | p | the arm |")
+    assert lines[2] == "| ETTh2 | 96 | - | linear | 3 | 0.310 | 0.285 | +0.025 [+0.013, +0.037] | 0.013 | wins |"
+    assert lines[3].startswith("| ETTh2 | 96 | - | random-minilm | 3 |") and lines[3].endswith("| tie |")
+    assert len(lines) == 4  # horizon 192 has no FPT arm to stand against

@@ -175,6 +175,49 @@ def is_fpt_arm(result: dict[str, Any]) -> bool:
             and not {"attention", "feedforward"} & set(result.get("train_groups", [])))
 
 
+def forecast_verdicts(rows: list[Row]) -> str:
+    """Each forecasting arm (at its best lr on validation, where a sweep ran several) against the FPT
+    arm of the same data, horizon and setting (test_path included), paired by seed: the MSE difference FPT minus arm, its 95% t interval (n-1 degrees of
+    freedom) and p-value, and the verdict for the arm ('wins': its MSE is lower beyond the interval,
+    'loses': higher, 'tie' otherwise). Empty without exactly one FPT arm per group."""
+    from fpt.experiments.stats import paired
+
+    by_lr: dict[tuple[str, int, str, str], list[Row]] = defaultdict(list)  # an arm's lrs: its best on validation
+    for r in rows:
+        horizon = r.results[0]["task_spec"]["n_outputs"]
+        setting = ", ".join(f"{k.removeprefix('task_options.')}={v}" for k, v in sorted(r.setting.items())
+                            if k not in ("task_options.horizon", "lr"))
+        by_lr[(r.task, horizon, setting, r.variant)].append(r)
+    groups: dict[tuple[str, int, str], list[Row]] = defaultdict(list)
+    for (task, horizon, setting, _), options in by_lr.items():
+        groups[(task, horizon, setting)].append(best_by_validation(options, lambda m: -m["mse"]))
+    body, names = [], set()
+    for (task, horizon, setting), group in sorted(groups.items()):
+        references = [r for r in group if all(is_fpt_arm(x) for x in r.results)]
+        if len(references) != 1:
+            continue
+        names.add(references[0].variant)
+        fpt = {x["seed"]: x["test"]["mse"] for x in references[0].results}
+        for r in group:
+            if r is references[0]:
+                continue
+            theirs = {x["seed"]: x["test"]["mse"] for x in r.results}
+            seeds = sorted(set(fpt) & set(theirs))
+            test = paired([fpt[k] - theirs[k] for k in seeds])
+            interval = (f"{test.mean:+.3f} [{test.low:+.3f}, {test.high:+.3f}]" if len(seeds) > 1
+                        else f"{test.mean:+.3f}" if seeds else "-")
+            body.append([task, horizon, setting or "-", r.variant, len(seeds),
+                         f"{sum(fpt[k] for k in seeds) / max(len(seeds), 1):.3f}",
+                         f"{sum(theirs[k] for k in seeds) / max(len(seeds), 1):.3f}", interval,
+                         f"{test.p:.3f}" if len(seeds) > 1 else "-", test.verdict])
+    if not body:
+        return ""
+    fpt_name = f"FPT ({names.pop()})" if len(names) == 1 else "FPT"
+    header = ["data", "horizon", "setting", "arm", "paired seeds", f"{fpt_name} MSE", "arm MSE",
+              "FPT minus arm [95% interval]", "p", "the arm"]
+    return _markdown(header, body)
+
+
 def transfer_table(rows: list[Row]) -> str:
     """Forecasting runs tested on another file (`test_path`): for each direction source -> target, each
     arm's test MSE ± SE / MAE there beside the same arm trained on the target (runs whose test_path is
@@ -536,6 +579,12 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
             parts += ["## Forecasting by horizon", "",
                       "Test MSE ± SE / MAE (mean over seeds); published numbers only beside runs on their setting.",
                       "", pivot]
+        verdicts = forecast_verdicts(forecasts)
+        if verdicts:
+            parts += ["", "## Against the FPT arm", "",
+                      "Each arm against the FPT arm on the same data, horizon and setting, paired by seed: test MSE "
+                      "difference FPT minus arm, 95% t interval with n-1 degrees of freedom; the arm 'wins' (lower "
+                      "MSE) or 'loses' only when the interval excludes zero, else 'tie'.", "", verdicts]
         moved = transfer_table(forecasts)
         if moved:
             parts += ["", "## Transfer", "",
