@@ -227,6 +227,33 @@ def test_fpt_model_uses_them_on_cpu_reproducibly_and_records_it(tiny_gpt2):
     assert masks_used(torch.device("cpu"), True) == "fpt" and masks_used(torch.device("cuda"), True) == "torch"
 
 
+def test_the_masks_mode_wraps_the_backbone_only_where_it_drops(tiny_gpt2, monkeypatch):
+    """FastMasks sees every op inside it; a backbone without dropout (Llama's, SmolLM2's) runs outside
+    it, in training and evaluation, while the input layer's dropout still draws fpt's masks."""
+    import fpt.model
+    from fpt import build_model
+
+    asked: list[bool] = []
+    real = fpt.model.fast_masks
+    monkeypatch.setattr(fpt.model, "fast_masks", lambda device, fast=True: asked.append(fast) or real(device, fast))
+    x = torch.randn(5, 8, 4)
+    for rate, expected in ((0.1, [True, True]), ("0", [True, False])):
+        model = build_model(str(tiny_gpt2), token_dim=4, n_outputs=3, seq_len=8, init="random", backbone_dropout=rate)
+        asked.clear()
+        model.train()(x)
+        assert asked == expected
+        asked.clear()
+        model.eval()(x)
+        assert asked == [True, False]  # evaluation drops nothing
+    torch.manual_seed(0)
+    first = model.train()(x)
+    torch.manual_seed(0)
+    assert torch.equal(first, model(x))  # the input layer's dropout: fpt's masks, reproducible
+    model.fast_dropout = False
+    torch.manual_seed(0)
+    assert not torch.equal(first, model(x))  # PyTorch's masks are other masks
+
+
 def test_fast_masks_stand_aside_on_cuda_and_under_torch_compile(monkeypatch):
     from contextlib import nullcontext
 

@@ -228,21 +228,32 @@ def set_dropout(model: nn.Module, p: float) -> int:
     kernel (Llama's `attention_dropout`, OPT's `dropout`); and config rates read during the forward
     pass (Falcon's `hidden_dropout`). LayerDrop (skipping whole layers) is not dropout: left alone."""
     count = 0
+    for owner, key, _ in dropout_sites(model):
+        setattr(owner, key, p)
+        count += 1
+    return count
+
+
+def dropout_sites(model: nn.Module) -> list[tuple[Any, str, float]]:
+    """Every dropout rate inside `model` that set_dropout sets: (its owner, attribute name, rate)."""
+    sites: list[tuple[Any, str, float]] = []
     config = getattr(model, "config", None)
     for key, value in (config.to_dict() if config is not None else {}).items():
         if isinstance(value, float) and "drop" in key and key != "layerdrop":
-            setattr(config, key, p)
-            count += 1
+            sites.append((config, key, value))
     for module in model.modules():
         if isinstance(module, nn.Dropout):
-            module.p = p
-            count += 1
+            sites.append((module, "p", module.p))
             continue
         for key, value in list(vars(module).items()):
             if isinstance(value, float) and (key == "dropout" or key.endswith("_dropout")):
-                setattr(module, key, p)
-                count += 1
-    return count
+                sites.append((module, key, value))
+    return sites
+
+
+def drops(model: nn.Module) -> bool:
+    """Whether any dropout inside `model` has a rate above zero (Llama's and SmolLM2's are all 0)."""
+    return any(rate > 0 for _, _, rate in dropout_sites(model))
 
 
 @torch.no_grad()

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from fpt.arms import arm
-from fpt.backbones import BackboneInfo, load_backbone, set_dropout, weights_hash
+from fpt.backbones import BackboneInfo, drops, load_backbone, set_dropout, weights_hash
 from fpt.catalog import lookup
 from fpt.dropout import fast_masks
 from fpt.errors import FptError
@@ -76,6 +76,7 @@ class FPTModel(nn.Module):
         self.readout = resolve_readout(spec, readout, info)
         self.precision = precision  # fp32 | bf16 (autocast around the whole model)
         self.fast_dropout = True  # CPU dropout masks from 8-bit draws (fpt.dropout); off: PyTorch's bernoulli_
+        self._drops: bool | None = None  # whether the backbone has dropout above 0 (_backbone_drops)
         hidden = info.hidden_size
         width = info.input_size or hidden  # of inputs_embeds: ELECTRA-small projects 128 up to 256
 
@@ -120,11 +121,20 @@ class FPTModel(nn.Module):
         """features() of inputs already normalised."""
         if self.series is not None:
             x, mask = self.series.patches(x, mask)                         # (B, P, patch_len * C), (B, P)
-        with autocast(x.device, self.precision), attention_kernel(x.device, self.precision, x.shape[1]), \
-                fast_masks(x.device, self.fast_dropout):
-            embeds = self.input_dropout(self.input(x))                     # (B, L, H)
-            hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
+        with autocast(x.device, self.precision), attention_kernel(x.device, self.precision, x.shape[1]):
+            with fast_masks(x.device, self.fast_dropout):
+                embeds = self.input_dropout(self.input(x))                 # (B, L, H)
+            # fpt's masks only where the backbone drops something: their mode sees every op it runs
+            with fast_masks(x.device, self.fast_dropout and self.training and self._backbone_drops()):
+                hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
         return read_out(hidden, mask, self.readout, self.spec.readout_tokens, self.spec.seq_len).float()
+
+    def _backbone_drops(self) -> bool:
+        """Whether the backbone has dropout above 0 (read once, at the first training step, after every
+        adapter is in; a rate changed later only changes whose masks draw it, never whether it drops)."""
+        if self._drops is None:
+            self._drops = drops(self.backbone)
+        return self._drops
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """x (B, L, D) float or (B, L) long; mask (B, L) bool, True for real tokens (right-padded;
