@@ -253,6 +253,12 @@ def test_forecasts_at_several_horizons_are_pivoted_one_column_per_horizon():
     assert "| published, 10% of rows: One Fits All (GPT-2, 6 blocks) | - | - | - | - | 0.590 / 0.524 |" in lines
     assert "| published, 10% of rows: DLinear | - | - | - | - | 0.691 / 0.599 |" in lines
     assert not any(line.startswith("| published: ") for line in lines)
+    # grid settings name a line only where they vary within the data set (the file's path does not)
+    rows = [row("fpt", h, [0.5]) for h in (96, 192)] + [row("fpt", h, [0.6]) for h in (96, 192)]
+    for r, fraction in zip(rows, (0.1, 0.1, 0.05, 0.05)):
+        r.setting.update({"task_options.path": "data/ETTh1.csv", "task_options.train_fraction": fraction})
+    names = [line.split(" | ")[0] for line in horizon_table(rows, {}).splitlines()[2:4]]
+    assert names == ["| fpt (train_fraction=0.05)", "| fpt (train_fraction=0.1)"]
 
 
 def test_a_report_keeps_its_result_files_so_it_can_be_rebuilt_and_merged_without_the_sweep(tmp_path):

@@ -134,12 +134,13 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
             continue
         averaged = set(BENCHMARK_HORIZONS) <= set(horizons)
         columns: list[int | str] = [*horizons, *(["average"] if averaged else [])]
+        varying = [k for k in settings if len({json.dumps(r.setting.get(k)) for r in of_task}) > 1]  # the file: one
         most_seeds = max(len(r.results) for r in of_task)
         cells: dict[str, dict[int | str, str]] = defaultdict(dict)
         stats: dict[str, dict[int, tuple[float, float, float]]] = defaultdict(dict)  # mse mean, mse SE, mae mean
         for r in sorted(of_task, key=lambda r: (order.index(r.variant) if r.variant in order else len(order),
                                                 r.variant, json.dumps(r.setting, sort_keys=True))):
-            extra = ", ".join(f"{k}={r.setting[k]}" for k in settings if k in r.setting)
+            extra = ", ".join(f"{k.removeprefix('task_options.')}={r.setting[k]}" for k in varying if k in r.setting)
             name = f"{r.variant} ({extra})" if extra else r.variant
             mses, maes = ([x["test"][m] for x in r.results] for m in ("mse", "mae"))
             mae = mean_se(maes)[0]
