@@ -259,6 +259,11 @@ def test_forecasts_at_several_horizons_are_pivoted_one_column_per_horizon():
         r.setting.update({"task_options.path": "data/ETTh1.csv", "task_options.train_fraction": fraction})
     names = [line.split(" | ")[0] for line in horizon_table(rows, {}).splitlines()[2:4]]
     assert names == ["| fpt (train_fraction=0.05)", "| fpt (train_fraction=0.1)"]
+    rows.append(row("fpt", 336, [0.7]))
+    rows[-1].setting.update({"task_options.path": "data/ETTh1.csv", "task_options.train_fraction": 0.1})
+    spec = {"exclude": [{"task_options.train_fraction": 0.05, "task_options.horizon": 336}]}
+    lines = horizon_table(rows, spec).splitlines()
+    assert lines[2].endswith("| excluded by the spec |") and lines[3].endswith("| 0.700 / 0.350 |")
 
 
 def test_a_report_keeps_its_result_files_so_it_can_be_rebuilt_and_merged_without_the_sweep(tmp_path):

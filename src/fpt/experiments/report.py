@@ -137,11 +137,13 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
         varying = [k for k in settings if len({json.dumps(r.setting.get(k)) for r in of_task}) > 1]  # the file: one
         most_seeds = max(len(r.results) for r in of_task)
         cells: dict[str, dict[int | str, str]] = defaultdict(dict)
+        setting_of: dict[str, dict[str, Any]] = {}  # a line's grid setting, for the spec's excluded points
         stats: dict[str, dict[int, tuple[float, float, float]]] = defaultdict(dict)  # mse mean, mse SE, mae mean
         for r in sorted(of_task, key=lambda r: (order.index(r.variant) if r.variant in order else len(order),
                                                 r.variant, json.dumps(r.setting, sort_keys=True))):
             extra = ", ".join(f"{k.removeprefix('task_options.')}={r.setting[k]}" for k in varying if k in r.setting)
             name = f"{r.variant} ({extra})" if extra else r.variant
+            setting_of[name] = r.setting
             mses, maes = ([x["test"][m] for x in r.results] for m in ("mse", "mae"))
             mae = mean_se(maes)[0]
             fewer = f" ({len(r.results)} of {most_seeds} seeds)" if len(r.results) < most_seeds else ""
@@ -164,9 +166,15 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
                 if shown:
                     cells[f"published, {fraction:.0%} of rows: {reference}"] = shown
         header = ["arm", *(f"{task} {h}" for h in columns)]
-        missing = {name: "-" if name.startswith("published") else "not run" for name in cells}
-        lines += [_markdown(header, [[name, *(by_h.get(h, missing[name] if h != "average" else "-")
-                                             for h in columns)] for name, by_h in cells.items()]), ""]
+        def missing(name: str, horizon: int | str) -> str:
+            if name.startswith("published") or horizon == "average":
+                return "-"
+            point = {**setting_of.get(name, {}), "task_options.horizon": horizon}
+            excluded = any(all(point.get(k) == v for k, v in ex.items()) for ex in spec.get("exclude") or [])
+            return "excluded by the spec" if excluded else "not run"
+
+        lines += [_markdown(header, [[name, *(by_h.get(h, missing(name, h)) for h in columns)]
+                                     for name, by_h in cells.items()]), ""]
     return "\n".join(lines)
 
 
