@@ -168,9 +168,7 @@ class FPTModel(nn.Module):
         tokens, _ = self.series.patches(x, mask)                           # (B, 1, T): the window as one token
         context = self.input(tokens).reshape(len(tokens), -1).float()      # (B, T)
         paths = self.head(self.backbone.quantile_forecast(context))        # (B, Q, horizon)
-        if scale is not None:
-            paths = paths * scale.std[:, :, :1] + scale.mean[:, :, :1]     # (B, Q, horizon)
-        return list(self.backbone.levels), paths
+        return list(self.backbone.levels), denormalise(paths, scale)       # one channel: Q rows scale alike
 
     # -- PEFT-style conveniences ----------------------------------------------
     def trained_state(self) -> dict[str, Tensor]:
