@@ -49,7 +49,8 @@ from torch import Tensor
 from fpt.errors import FptError
 from fpt.series import window_starts
 from fpt.tasks.arrays import EpochOrder
-from fpt.tasks.base import Batch, Task, TaskSpec, derive_seed, packaged_file, positive, window_rebuild_spec
+from fpt.tasks.base import (Batch, Quantiles, Task, TaskSpec, derive_seed, packaged_file, positive,
+                            window_rebuild_spec)
 from fpt.tasks.forecast import read_rows
 
 UCR_ARCHIVE = re.compile(r"^(\d+)_UCR_Anomaly_(.+?)_(\d+)_(\d+)_(\d+)\.txt$", re.IGNORECASE)
@@ -350,8 +351,7 @@ class Anomaly(Task):
                 span[np.isnan(span)] = row[np.isnan(span)]
         return scores
 
-    def assess(self, rebuild: Callable[[Batch], Tensor],
-               quantiles: Callable[[Batch], tuple[list[float], Tensor]] | None = None) -> dict[str, Any]:
+    def assess(self, rebuild: Callable[[Batch], Tensor], quantiles: Quantiles | None = None) -> dict[str, Any]:
         """result.json's `detection`: the model's scores and the baselines' under every metric."""
         from fpt.detection import detection_metrics, random_baseline
 

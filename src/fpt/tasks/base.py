@@ -95,6 +95,10 @@ class Batch:
                 for i in range(0, size * parts, size)]
 
 
+# An arm's quantile forecasts of a batch: its levels and (B, Q, horizon) values (Task.assess).
+Quantiles = Callable[[Batch], tuple[list[float], Tensor]]
+
+
 class Task(ABC):
     """A task: a spec, a deterministic training stream, fixed evaluation splits.
 
@@ -127,8 +131,7 @@ class Task(ABC):
         run's own mask ratio): its numbers are the test's, not evaluated a second time."""
         return False
 
-    def assess(self, rebuild: Callable[[Batch], Tensor],
-               quantiles: Callable[[Batch], tuple[list[float], Tensor]] | None = None) -> dict[str, Any]:
+    def assess(self, rebuild: Callable[[Batch], Tensor], quantiles: Quantiles | None = None) -> dict[str, Any]:
         """Further results of the finished model (`rebuild` runs it on a batch), merged into result.json:
         anomaly detection's scores under every protocol. {} for most tasks. `quantiles`, for an arm that
         forecasts quantiles (Chronos-Bolt), gives its levels and (B, Q, H) forecasts of a batch."""

@@ -39,7 +39,7 @@ from fpt.errors import FptError
 from fpt.series import patch_count
 from fpt.storage.downloads import Remote, default_data_dir, fetch
 from fpt.tasks.arrays import EpochOrder
-from fpt.tasks.base import Batch, Task, TaskSpec, positive
+from fpt.tasks.base import Batch, Quantiles, Task, TaskSpec, positive
 
 ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{}.csv"
 # sha256 and size where known (ETTh1: ../shared/data/README.md); the others are checked for
@@ -304,8 +304,7 @@ class Forecast(Task):
         if o.train_fraction < 1:
             self.keep_train_fraction(o.train_fraction, data_seed)
 
-    def assess(self, rebuild: Callable[[Batch], Tensor],
-               quantiles: Callable[[Batch], tuple[list[float], Tensor]] | None = None) -> dict[str, Any]:
+    def assess(self, rebuild: Callable[[Batch], Tensor], quantiles: Quantiles | None = None) -> dict[str, Any]:
         """With `mase=true`: result.json's `mase`, as the time-series foundation-model papers score forecasts
         (Chronos' Benchmark II): each test window's MAE over the mean absolute seasonal difference of its own
         input window (period m: the data's, from its dates, else 1), averaged over the windows; the same for

@@ -44,7 +44,7 @@ from fpt.errors import FptError
 from fpt.series import patch_count
 from fpt.storage.downloads import Remote, default_data_dir, fetch
 from fpt.tasks.arrays import EpochOrder
-from fpt.tasks.base import Batch, Task, TaskSpec, packaged_file, positive
+from fpt.tasks.base import Batch, Quantiles, Task, TaskSpec, packaged_file, positive
 
 M4_URL = "https://raw.githubusercontent.com/Mcompetitions/M4-methods/master/Dataset/{}/{}-{}.csv"
 # frequency -> (horizon, seasonal period, history: training windows end within the last history x horizon values)
@@ -260,8 +260,7 @@ class ShortTerm(Task):
     def split_size(self, split: str) -> int:
         return {"train": len(self.windows), "val": len(self.validated), "test": len(self.insample)}[split]
 
-    def assess(self, rebuild: Callable[[Batch], Tensor],
-               quantiles: Callable[[Batch], tuple[list[float], Tensor]] | None = None) -> dict[str, Any]:
+    def assess(self, rebuild: Callable[[Batch], Tensor], quantiles: Quantiles | None = None) -> dict[str, Any]:
         """result.json's `short_term`: sMAPE, MASE and OWA of the test forecasts beside Naive2's (fpt.m4)."""
         from fpt.m4 import m4_scores
 
