@@ -26,6 +26,7 @@ import yaml
 
 from fpt.experiments import arena, figures
 from fpt.experiments.results import Row, archive, best_by_validation, collect, converged, fmt, mean_se
+from fpt.experiments.sweep import excluded
 from fpt.storage.files import atomic_write
 from fpt.errors import FptError
 from fpt.provenance import cpu_flags, cpu_name
@@ -170,8 +171,7 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
             if name.startswith("published") or horizon == "average":
                 return "-"
             point = {**setting_of.get(name, {}), "task_options.horizon": horizon}
-            excluded = any(all(point.get(k) == v for k, v in ex.items()) for ex in spec.get("exclude") or [])
-            return "excluded by the spec" if excluded else "not run"
+            return "excluded by the spec" if excluded(point, spec.get("exclude") or []) else "not run"
 
         lines += [_markdown(header, [[name, *(by_h.get(h, missing(name, h)) for h in columns)]
                                      for name, by_h in cells.items()]), ""]

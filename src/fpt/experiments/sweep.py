@@ -93,7 +93,7 @@ class SweepSpec:
             settings = {k: v for k, v in settings.items() if k != "grid"}
             for combo in itertools.product(*(grid[k] for k in keys)):
                 values = dict(zip(keys, combo))
-                if any(all(values.get(k) == v for k, v in point.items()) for point in self.exclude):
+                if excluded(values, self.exclude):
                     continue
                 task = values.get("task", settings.get("task", self.base.get("task")))
                 layers = [self.base, settings, self.per_task.get(task, {}), values, self.tiny if tiny else {},
@@ -110,6 +110,11 @@ class SweepSpec:
 
 
 TASK_OPTION = "task_options."  # grid key prefix for one task option, e.g. task_options.horizon: [96, 192]
+
+
+def excluded(point: dict[str, Any], exclude: list[dict[str, Any]]) -> bool:
+    """Whether a grid point matches an entry of a spec's `exclude` (every key the entry gives, equal)."""
+    return any(all(point.get(k) == v for k, v in entry.items()) for entry in exclude)
 
 
 def _run_name(variant: str, values: dict[str, Any]) -> str:
