@@ -482,9 +482,10 @@ def test_forecasting_arms_are_judged_against_the_fpt_arm_paired_by_seed():
     from fpt.experiments.results import Row
 
     def row(variant: str, horizon: int, mses: list[float], fpt: bool = False, lr: float = 1e-3, val: float = 0.5) -> Row:
-        results = [{"seed": seed, "test": {"mse": m}, "best_val": {"mse": val}, "task_spec": {"n_outputs": horizon},
-                    "init": "pretrained" if fpt else "random", "train_groups": ["input", "output", "layernorm"],
-                    "config": {"method": "fpt"}} for seed, m in enumerate(mses)]
+        results = [{"seed": seed, "test": {"mse": m, "score": -m}, "best_val": {"mse": val, "score": -val},  # as result.json
+                    "task_spec": {"n_outputs": horizon}, "config": {"method": "fpt", "lr": lr},
+                    "init": "pretrained" if fpt else "random", "train_groups": ["input", "output", "layernorm"]}
+                   for seed, m in enumerate(mses)]
         return Row(variant, "ETTh2", {"task_options.horizon": horizon, "lr": lr}, results, [], [])
 
     rows = [row("fpt-minilm", 96, [0.30, 0.31, 0.32], fpt=True), row("linear", 96, [0.28, 0.285, 0.29]),

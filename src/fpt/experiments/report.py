@@ -185,39 +185,35 @@ def is_fpt_arm(result: dict[str, Any]) -> bool:
 
 
 def forecast_verdicts(rows: list[Row]) -> str:
-    """Each forecasting arm (at its best lr on validation, where a sweep ran several) against the FPT
-    arm of the same data, horizon and setting (test_path included), paired by seed: the MSE difference FPT minus arm, its 95% t interval (n-1 degrees of
-    freedom) and p-value, and the verdict for the arm ('wins': its MSE is lower beyond the interval,
-    'loses': higher, 'tie' otherwise). Empty without exactly one FPT arm per group."""
-    from fpt.experiments.stats import paired
-
-    by_lr: dict[tuple[str, int, str, str], list[Row]] = defaultdict(list)  # an arm's lrs: its best on validation
-    for r in rows:
-        horizon = r.results[0]["task_spec"]["n_outputs"]
-        setting = ", ".join(f"{k.removeprefix('task_options.')}={v}" for k, v in sorted(r.setting.items())
-                            if k not in ("task_options.horizon", "lr"))
-        by_lr[(r.task, horizon, setting, r.variant)].append(r)
-    groups: dict[tuple[str, int, str], list[Row]] = defaultdict(list)
-    for (task, horizon, setting, _), options in by_lr.items():
-        groups[(task, horizon, setting)].append(best_by_validation(options, lambda m: -m["mse"]))
-    body, names = [], set()
-    for (task, horizon, setting), group in sorted(groups.items()):
-        references = [r for r in group if all(is_fpt_arm(x) for x in r.results)]
+    """Each forecasting arm (at its best lr on validation, where a sweep ran several: arena.choose) against
+    the FPT arm of the same data, horizon and setting (test_path included), paired by seed (arena.paired):
+    the MSE difference FPT minus arm, its 95% t interval (n-1 degrees of freedom) and p-value, and the
+    verdict for the arm ('wins': its MSE is lower beyond the interval, 'loses': higher, 'tie' otherwise).
+    Empty without exactly one FPT arm per group."""
+    first = {r.variant: i for i, r in reversed(list(enumerate(rows)))}  # the arms in the rows' own order
+    groups = []
+    for (task, rest), arms in arena.choose(rows).items():
+        references = [a for a in arms.values() if all(is_fpt_arm(x) for x in a.row.results)]
         if len(references) != 1:
             continue
-        names.add(references[0].variant)
-        fpt = {x["seed"]: x["test"]["mse"] for x in references[0].results}
-        for r in group:
-            if r is references[0]:
+        setting = ", ".join(f"{k.removeprefix('task_options.')}={v}" for k, v in sorted(json.loads(rest).items())
+                            if k != "task_options.horizon")
+        groups.append((task, references[0].row.results[0]["task_spec"]["n_outputs"], setting, references[0], arms))
+    body, names = [], set()
+    for task, horizon, setting, reference, arms in sorted(groups, key=lambda g: g[:3]):
+        names.add(reference.variant)
+        fpt = reference.tests()                                           # seed -> score: minus the MSE
+        for arm in sorted(arms.values(), key=lambda a: first[a.variant]):
+            if arm is reference:
                 continue
-            theirs = {x["seed"]: x["test"]["mse"] for x in r.results}
-            seeds = sorted(set(fpt) & set(theirs))
-            test = paired([fpt[k] - theirs[k] for k in seeds])
+            theirs = arm.tests()
+            seeds = sorted(fpt.keys() & theirs.keys())
+            test = arena.paired(arm, reference)  # arm minus FPT in score: FPT minus arm in MSE
             interval = (f"{test.mean:+.3f} [{test.low:+.3f}, {test.high:+.3f}]" if len(seeds) > 1
                         else f"{test.mean:+.3f}" if seeds else "-")
-            body.append([task, horizon, setting or "-", r.variant, len(seeds),
-                         f"{sum(fpt[k] for k in seeds) / max(len(seeds), 1):.3f}",
-                         f"{sum(theirs[k] for k in seeds) / max(len(seeds), 1):.3f}", interval,
+            body.append([task, horizon, setting or "-", arm.variant, len(seeds),
+                         f"{sum(-fpt[k] for k in seeds) / max(len(seeds), 1):.3f}",
+                         f"{sum(-theirs[k] for k in seeds) / max(len(seeds), 1):.3f}", interval,
                          f"{test.p:.3f}" if len(seeds) > 1 else "-", test.verdict])
     if not body:
         return ""
