@@ -264,6 +264,19 @@ def test_forecasts_at_several_horizons_are_pivoted_one_column_per_horizon():
     spec = {"exclude": [{"task_options.train_fraction": 0.05, "task_options.horizon": 336}]}
     lines = horizon_table(rows, spec).splitlines()
     assert lines[2].endswith("| excluded by the spec |") and lines[3].endswith("| 0.700 / 0.350 |")
+    # with all four benchmark horizons, a line the spec cuts short is averaged over what it ran, and says so
+    for h, mse in ((96, 0.4), (192, 0.6), (336, 0.8), (720, 1.0)):
+        for fraction in (0.05, 0.1):
+            if not (fraction == 0.05 and h == 720):
+                rows.append(row("dlinear", h, [mse, mse]))
+                rows[-1].setting.update({"task_options.path": "data/ETTh1.csv", "task_options.train_fraction": fraction})
+    spec = {"exclude": [{"task_options.train_fraction": 0.05, "task_options.horizon": 720}]}
+    lines = horizon_table(rows, spec).splitlines()
+    short = next(line for line in lines if line.startswith("| dlinear (train_fraction=0.05)"))
+    full = next(line for line in lines if line.startswith("| dlinear (train_fraction=0.1)"))
+    assert short.endswith("| excluded by the spec | 0.600 ± 0.000 / 0.300 (over 96, 192, 336; 720 excluded) |")
+    assert full.endswith("| 1.000 ± 0.000 / 0.500 | 0.700 ± 0.000 / 0.350 |")
+    assert next(line for line in lines if line.startswith("| fpt (train_fraction=0.05)")).endswith("| - |")  # 336 not run
 
 
 def test_a_report_keeps_its_result_files_so_it_can_be_rebuilt_and_merged_without_the_sweep(tmp_path):

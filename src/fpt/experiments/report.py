@@ -122,6 +122,8 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
     horizons, an 'average' column as the papers' tables have: the mean over the four horizons of
     the seed means, its SE from the four independent SEs (sqrt(sum SE^2) / 4); the published
     average where a paper gives one (PatchTST is published only so), else the mean of its four.
+    A line whose missing horizons the spec excludes (One Fits All's 5% cut has no 720 window) is
+    averaged over the horizons it ran, as One Fits All's 5% table is, and says which.
     Empty unless a task was forecast at more than one horizon."""
     settings = sorted({k for r in rows for k in r.setting if k != "task_options.horizon"})
     order = list(spec.get("variants") or {})  # the spec's own order of arms
@@ -151,9 +153,14 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
             horizon = r.results[0]["task_spec"]["n_outputs"]
             cells[name][horizon] = f"{fmt(mses, 1.0, 3)} / {mae:.3f}{fewer}"
             stats[name][horizon] = (*mean_se(mses), mae)
+        exclusions = spec.get("exclude") or []
         for name, by_h in stats.items():
-            if averaged and all(h in by_h for h in BENCHMARK_HORIZONS):
-                cells[name]["average"] = _average_cell([by_h[h] for h in BENCHMARK_HORIZONS])
+            ran = [h for h in BENCHMARK_HORIZONS if h in by_h]
+            dropped = [h for h in BENCHMARK_HORIZONS if h not in by_h
+                       and excluded({**setting_of[name], "task_options.horizon": h}, exclusions)]
+            if averaged and len(ran) > 1 and len(ran) + len(dropped) == len(BENCHMARK_HORIZONS):
+                over = f" (over {', '.join(map(str, ran))}; {', '.join(map(str, dropped))} excluded)" if dropped else ""
+                cells[name]["average"] = _average_cell([by_h[h] for h in ran]) + over
         comparable = any(on_published_protocol(x) for r in of_task for x in r.results)
         for reference, numbers in published.items():
             shown = _published_cells(numbers.get(task, {}) if comparable else {}, horizons, averaged)
