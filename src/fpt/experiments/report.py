@@ -154,10 +154,12 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
             cells[name][horizon] = f"{fmt(mses, 1.0, 3)} / {mae:.3f}{fewer}"
             stats[name][horizon] = (*mean_se(mses), mae)
         exclusions = spec.get("exclude") or []
+        def cut(name: str, horizon: int | str) -> bool:  # the spec excludes this line's run at this horizon
+            return excluded({**setting_of.get(name, {}), "task_options.horizon": horizon}, exclusions)
+
         for name, by_h in stats.items():
             ran = [h for h in BENCHMARK_HORIZONS if h in by_h]
-            dropped = [h for h in BENCHMARK_HORIZONS if h not in by_h
-                       and excluded({**setting_of[name], "task_options.horizon": h}, exclusions)]
+            dropped = [h for h in BENCHMARK_HORIZONS if h not in by_h and cut(name, h)]
             if averaged and len(ran) > 1 and len(ran) + len(dropped) == len(BENCHMARK_HORIZONS):
                 over = f" (over {', '.join(map(str, ran))}; {', '.join(map(str, dropped))} excluded)" if dropped else ""
                 cells[name]["average"] = _average_cell([by_h[h] for h in ran]) + over
@@ -177,8 +179,7 @@ def horizon_table(rows: list[Row], spec: dict[str, Any]) -> str:
         def missing(name: str, horizon: int | str) -> str:
             if name.startswith("published") or horizon == "average":
                 return "-"
-            point = {**setting_of.get(name, {}), "task_options.horizon": horizon}
-            return "excluded by the spec" if excluded(point, spec.get("exclude") or []) else "not run"
+            return "excluded by the spec" if cut(name, horizon) else "not run"
 
         lines += [_markdown(header, [[name, *(by_h.get(h, missing(name, h)) for h in columns)]
                                      for name, by_h in cells.items()]), ""]
