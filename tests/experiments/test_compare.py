@@ -110,6 +110,17 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_gpt2, capsy
     assert "skipping linear" in err and not (tmp_path / "c").exists()
 
 
+def test_the_estimate_assumes_a_run_stops_midway_between_its_first_chance_and_its_cap():
+    from types import SimpleNamespace as Config
+
+    from fpt.experiments.compare import early_stop_share
+    # imputation's defaults under compare: 1,000 steps, an evaluation every 100, patience 5 -> first stop at 600
+    assert early_stop_share(Config(steps=1000, eval_every=100, patience=5)) == pytest.approx(0.8)
+    assert early_stop_share(Config(steps=1000, eval_every=10, patience=5)) == pytest.approx(0.53)
+    assert early_stop_share(Config(steps=1000, eval_every=500, patience=5)) == 1.0  # cannot stop before its cap
+    assert early_stop_share(Config(steps=1000, eval_every=100, patience=0)) == 1.0  # no early stopping
+
+
 def test_durations_read_as_a_person_says_them():
     from fpt.experiments.compare import _duration
 

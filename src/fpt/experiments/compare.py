@@ -46,11 +46,13 @@ REFERENCE = "fpt"
 SERIES = ("forecast", "smape", "imputation", "reconstruction")  # series models' objectives: windows in, a horizon or the window out
 WIDE = (1e-4, 1e-3, 1e-2)  # the lr grid of arms whose trained parameters start fresh
 ONCE = (1e-3,)             # the one (unused) lr of contenders fitted once or that do not train
-# For the estimate printed at the start: the share of its step cap an early-stopped run takes; that of
-# an lr search's loser, pruned once past a third of the cap behind its sibling's curve (--prune-against);
+# For the estimate printed at the start: an early-stopped run is assumed to end midway between the first
+# step early stopping allows (its first evaluation plus `patience` more) and its step cap (ETTh1
+# imputation's FPT runs, 1,000 steps with an evaluation every 100, ran to their cap: the flat half of the
+# cap this once assumed put that card at half its time); the share of its cap
+# an lr search's loser takes, pruned once past a third of the cap behind its sibling's curve (--prune-against);
 # the seconds a run spends outside its training loop (forked with torch imported, fpt.experiments.workers:
 # it builds the task and model and tests it, about 2 s on the 2-core EPYC); a fit of trees or MiniRocket.
-EARLY_STOP_SHARE = 0.5
 PRUNED_SHARE = 0.4
 RUN_OVERHEAD_SECONDS = 3.0
 FIT_SECONDS = 30.0
@@ -211,6 +213,16 @@ def probe(contender: Contender, task: Any, config: Any) -> Probe:
     return Probe("", step * (config.steps + evaluations * val_batches / 3))
 
 
+def early_stop_share(config: Any) -> float:
+    """The share of its step cap a run with early stopping is assumed to take: midway between the
+    first step it can stop at (first evaluation, then `patience` evaluations without a better score)
+    and the cap."""
+    if config.patience <= 0 or config.steps <= 0:
+        return 1.0
+    earliest = min(config.steps, config.eval_every * (1 + config.patience))
+    return (earliest + config.steps) / 2 / config.steps
+
+
 def plan(task: str, task_options: dict[str, Any], contenders: list[Contender], seeds: int,
          base: dict[str, Any]) -> dict[str, Any]:
     """The sweep spec of a comparison: every contender's lrs on seed 0, the other seeds at the chosen lr."""
@@ -262,7 +274,8 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
         contenders = [c if c.once else dataclasses.replace(c, lrs=tuple(float(lr) for lr in lrs)) for c in contenders]
     skipped, capped, expected, overhead = {}, 0.0, 0.0, 0.0
     for c in list(contenders):
-        found = probe(c, built_task, build_config({**cfg.to_dict(), **c.settings}))
+        run_config = build_config({**cfg.to_dict(), **c.settings})
+        found = probe(c, built_task, run_config)
         if found.reason:
             if c.name == REFERENCE:
                 raise FptError(f"fpt compare: the FPT arm itself cannot run on this task: {found.reason}")
@@ -270,7 +283,7 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
             contenders.remove(c)
             continue
         capped += found.run_seconds * (len(c.lrs) + seeds - 1)
-        share = 1.0 if c.once else EARLY_STOP_SHARE
+        share = 1.0 if c.once else early_stop_share(run_config)
         expected += found.run_seconds * (share * seeds + PRUNED_SHARE * (len(c.lrs) - 1))
         overhead += RUN_OVERHEAD_SECONDS * (len(c.lrs) + seeds - 1)
     out = Path(out or Path("runs") / "compare" / f"{task_label(cfg.task)}-{Path(model.rstrip('/')).name}")
@@ -283,7 +296,7 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     overhead /= max(1, min(workers, os.cpu_count() or 1))
     say(f"compare: about {_duration(expected + overhead)} on this machine (every run to its step cap: "
         f"{_duration(capped + overhead)}; timed from one training step of each contender, early stopping assumed "
-        f"to end runs at {EARLY_STOP_SHARE:.0%} of the cap, pruned lr runs at {PRUNED_SHARE:.0%})")
+        f"to end runs midway between its first chance and the cap, pruned lr runs at {PRUNED_SHARE:.0%})")
     for name, reason in skipped.items():
         say(f"compare: skipping {name}: {reason}")
     if dry_run:
