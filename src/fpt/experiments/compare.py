@@ -296,7 +296,7 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     overhead /= max(1, min(workers, os.cpu_count() or 1))
     say(f"compare: about {_duration(expected + overhead)} on this machine (every run to its step cap: "
         f"{_duration(capped + overhead)}; timed from one training step of each contender, early stopping assumed "
-        f"to end runs midway between its first chance and the cap, pruned lr runs at {PRUNED_SHARE:.0%})")
+        f"to end runs midway between their first chance to stop and their cap, pruned lr runs at {PRUNED_SHARE:.0%})")
     for name, reason in skipped.items():
         say(f"compare: skipping {name}: {reason}")
     if dry_run:
