@@ -99,6 +99,27 @@ def test_the_card_counts_the_pruned_lr_runs(tmp_path):
     result = Comparison(["Limits: none."], [], {}, tmp_path / "REPORT.md", runs=66, pruned=9)
     assert "9 of the 66 runs were lr-search runs stopped early behind a sibling lr's" in card(result, 5.0)[-2]
     assert "pruned" not in card(Comparison([], [], {}, tmp_path / "REPORT.md", runs=3), 5.0)[-2]
+    assert "took 5 s (estimate printed at its start: about 9 s)." in card(result, 5.0, "9 s")[-2]
+
+
+def test_a_probe_times_a_step_on_the_threads_a_run_gets_and_gives_this_process_its_own_back(tiny_gpt2, monkeypatch):
+    import torch
+
+    from fpt.experiments import compare as compare_module
+    from fpt.run.config import build_config
+    from fpt.tasks import build_task
+
+    config = build_config({"task": "bit-xor", "task_options": {"n_bits": 5, "n_val": 16, "n_test": 16},
+                           "model": str(tiny_gpt2), "steps": 6, **TINY})
+    task = build_task(config.task, config.task_options, config.data_seed, None)
+    seen = []
+    monkeypatch.setattr(compare_module, "_probe", lambda *args: seen.append(torch.get_num_threads()) or
+                        compare_module.Probe("", 1.0))
+    before = torch.get_num_threads()
+    assert compare_module.probe(compare_module.CONTENDERS["fpt"], task, config, threads=1).run_seconds == 1.0
+    assert seen == [1] and torch.get_num_threads() == before
+    found = compare_module.probe(compare_module.CONTENDERS["fpt"], task, config)
+    assert seen == [1, before] and found.reason == ""
 
 
 def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_gpt2, capsys):
@@ -108,6 +129,23 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_gpt2, capsy
     err = capsys.readouterr().err
     assert code == 0 and "compare: 2 contenders (fpt, logistic)" in err and "about" in err
     assert "skipping linear" in err and not (tmp_path / "c").exists()
+
+
+def test_the_estimate_divides_the_runs_time_among_the_runs_side_by_side(tiny_gpt2, monkeypatch):
+    from fpt.experiments import compare as compare_module
+
+    monkeypatch.setattr(compare_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(compare_module, "probe", lambda *args: compare_module.Probe("", 600.0))
+    said = {}
+    for workers in (1, 2, 4):
+        lines = said[workers] = []
+        compare_module.compare("bit-xor", {"n_bits": 5, "n_val": 16, "n_test": 16}, model=str(tiny_gpt2), arms="fpt",
+                               seeds=2, workers=workers, steps=6, extra=TINY, lrs=(1e-3,), say=lines.append,
+                               dry_run=True)
+    # two runs of 600 s (6 steps cannot stop early) and 3 s outside training each: one after the other on one
+    # worker; two side by side on two; four workers on two cores run no faster than two
+    assert "about 20 min 06 s on this machine" in said[1][1]
+    assert "about 10 min 03 s on this machine" in said[2][1] and "about 10 min 03 s" in said[4][1]
 
 
 def test_the_estimate_assumes_a_run_stops_midway_between_its_first_chance_and_its_cap():

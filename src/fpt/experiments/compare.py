@@ -37,7 +37,7 @@ from fpt.errors import FptError
 from fpt.experiments import arena
 from fpt.experiments.report import report
 from fpt.experiments.results import Row, collect, converged, mean_se, trained_once
-from fpt.experiments.sweep import sweep
+from fpt.experiments.sweep import sweep, threads_per_run
 from fpt.options import FPT_DEFAULT_GROUPS
 from fpt.registry import Registry
 from fpt.storage.files import atomic_write
@@ -181,11 +181,23 @@ class Probe:
     run_seconds: float = 0.0    # one run's training to its step cap, estimated from one timed training step
 
 
-def probe(contender: Contender, task: Any, config: Any) -> Probe:
+def probe(contender: Contender, task: Any, config: Any, threads: int | None = None) -> Probe:
     """Build `contender`'s model exactly as its runs will (`config`: its runs' TrainConfig), and time
-    one training step on the task's first batch (after one untimed step): a run to its step cap is
-    that times the steps, plus its validations (a forward pass over the validation set, about a
-    third of a step's cost per batch, every eval_every steps)."""
+    one training step on the task's first batch (after one untimed step), on the torch threads each of
+    its runs will get (`threads`; None: this process's): a run to its step cap is that times the steps,
+    plus its validations (a forward pass over the validation set, about a third of a step's cost per
+    batch, every eval_every steps)."""
+    import torch
+
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads or threads_before)
+    try:
+        return _probe(contender, task, config)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _probe(contender: Contender, task: Any, config: Any) -> Probe:
     from fpt.arms.fitted import fitted_head
     from fpt.model import assemble_model
     from fpt.objectives import objective
@@ -272,9 +284,10 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     if lrs:
         contenders = [c if c.once else dataclasses.replace(c, lrs=tuple(float(lr) for lr in lrs)) for c in contenders]
     skipped, capped, expected, overhead = {}, 0.0, 0.0, 0.0
+    threads = threads_per_run(workers, world.size)
     for c in list(contenders):
         run_config = build_config({**cfg.to_dict(), **c.settings})
-        found = probe(c, built_task, run_config)
+        found = probe(c, built_task, run_config, threads)
         if found.reason:
             if c.name == REFERENCE:
                 raise FptError(f"fpt compare: the FPT arm itself cannot run on this task: {found.reason}")
@@ -290,12 +303,16 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     runs = sum(len(c.lrs) + seeds - 1 for c in contenders)
     say(f"compare: {len(contenders)} contenders ({', '.join(c.name for c in contenders)}) x their lrs on seed 0, "
         f"then {seeds - 1} more seeds at each chosen lr: {runs} runs on {workers} worker(s) -> {out}")
-    # A step is timed on every core, so the runs' training adds up whatever the workers; their single-threaded
-    # overhead overlaps, up to one worker per core.
-    overhead /= max(1, min(workers, os.cpu_count() or 1))
-    say(f"compare: about {_duration(expected + overhead)} on this machine (every run to its step cap: "
-        f"{_duration(capped + overhead)}; timed from one training step of each contender, early stopping assumed "
-        f"to end runs midway between their first chance to stop and their cap, pruned lr runs at {PRUNED_SHARE:.0%})")
+    # A step is timed on the threads each run will get, so the runs side by side (one per worker, up to one per
+    # core) divide both their training and their overhead. (Timed on every core instead, two one-threaded
+    # SmolLM2 runs side by side were put at 2.8x their real time: 2 threads barely speed up its small steps.)
+    side_by_side = max(1, min(workers * world.size, os.cpu_count() or 1))
+    expected, capped, overhead = expected / side_by_side, capped / side_by_side, overhead / side_by_side
+    estimate = _duration(expected + overhead)
+    say(f"compare: about {estimate} on this machine (every run to its step cap: "
+        f"{_duration(capped + overhead)}; timed from one training step of each contender on {threads} thread(s) "
+        f"per run, early stopping assumed to end runs midway between their first chance to stop and their cap, "
+        f"pruned lr runs at {PRUNED_SHARE:.0%})")
     for name, reason in skipped.items():
         say(f"compare: skipping {name}: {reason}")
     if dry_run:
@@ -311,7 +328,7 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     result = verdict(collect([out])[0], skipped, path, failed)
     if world.is_main:
         text = path.read_text()
-        atomic_write(path, ("\n".join(card(result, time.perf_counter() - started)) + "\n" + text).encode())
+        atomic_write(path, ("\n".join(card(result, time.perf_counter() - started, estimate)) + "\n" + text).encode())
     return result
 
 
@@ -429,7 +446,7 @@ def detection_sentence(arms: dict[str, arena.Arm]) -> str:
             "MSE, not detection; F1 under each threshold and adjustment is in the report's anomaly section.")
 
 
-def card(result: Comparison, seconds: float) -> list[str]:
+def card(result: Comparison, seconds: float, estimate: str = "") -> list[str]:
     """The verdict card: the sentences, then one small table, at the top of REPORT.md."""
     rows = ["| contender | test score | vs FPT (paired, 95% interval) | p | verdict | converged | train s | lr |",
             "|---|---|---|---|---|---|---|---|"]
@@ -443,7 +460,8 @@ def card(result: Comparison, seconds: float) -> list[str]:
     pruned = (f" {result.pruned} of the {result.runs} runs were lr-search runs stopped early behind a sibling "
               "lr's validation curve (pruned; never the chosen lr)." if result.pruned else "")
     return ["## Verdict", "", *(f"- {line}" for line in result.verdict), "", *rows, "",
-            f"{span}this invocation of `fpt compare` took {_duration(seconds)}.{pruned}", ""]
+            f"{span}this invocation of `fpt compare` took {_duration(seconds)}"
+            f"{f' (estimate printed at its start: about {estimate})' if estimate else ''}.{pruned}", ""]
 
 
 def span_seconds(rows: list[Row]) -> float:

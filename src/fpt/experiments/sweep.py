@@ -266,7 +266,7 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
             "only)" if total < len(runs) else "")
     print(f"sweep: {total} runs{grid}, {finished} already finished, {max(total - finished, 0)} to run{share} "
           f"on {workers} worker(s) -> {out}", file=sys.stderr)
-    threads = max(1, (os.cpu_count() or 1) // (workers * world.size))
+    threads = threads_per_run(workers, world.size)
     bar = tqdm(total=total, initial=min(finished, total), desc="runs", disable=not progress,
                file=sys.stderr)
     try:
@@ -289,6 +289,11 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     finally:
         bar.close()
     return failed if not world.parallel else _after_every_rank(failed, world)
+
+
+def threads_per_run(workers: int, ranks: int = 1) -> int:
+    """The torch threads each run gets: its share of this machine's cores, one at least."""
+    return max(1, (os.cpu_count() or 1) // (workers * ranks))
 
 
 def _run_queue(todo: list[Run], out: Path, workers: int, threads: int, world: World, bar: tqdm,
