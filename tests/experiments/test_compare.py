@@ -148,6 +148,18 @@ def test_the_estimate_divides_the_runs_time_among_the_runs_side_by_side(tiny_gpt
     assert "about 10 min 03 s on this machine" in said[2][1] and "about 10 min 03 s" in said[4][1]
 
 
+def test_each_contender_is_probed_with_its_runs_settings(tiny_gpt2, monkeypatch):
+    from fpt.experiments import compare as compare_module
+
+    trained = {}
+    monkeypatch.setattr(compare_module, "probe", lambda contender, task, config, threads: trained.setdefault(
+        contender.name, config.model_options.train) and compare_module.Probe("", 1.0))
+    compare_module.compare("bit-xor", {"n_bits": 5, "n_val": 16, "n_test": 16}, model=str(tiny_gpt2),
+                           arms="fpt,full,lora", seeds=2, steps=6, extra=TINY, say=lambda line: None, dry_run=True)
+    # full fine-tuning trains everything (it was once probed with FPT's explicit groups standing over its method)
+    assert trained["full"] == "all" and trained["fpt"] != "all"
+
+
 def test_the_estimate_assumes_a_run_stops_midway_between_its_first_chance_and_its_cap():
     from types import SimpleNamespace as Config
 
@@ -163,6 +175,7 @@ def test_durations_read_as_a_person_says_them():
     from fpt.experiments.compare import _duration
 
     assert _duration(42) == "42 s" and _duration(1053) == "17 min 33 s" and _duration(71992) == "19 h 59 min"
+    assert _duration(539.6) == "9 min 00 s" and _duration(59.7) == "60 s"
 
 
 def test_series_comparisons_table_imputation_by_ratio_and_detection_by_metric(tmp_path, tiny_bert, write_series):

@@ -183,10 +183,12 @@ class Probe:
 
 def probe(contender: Contender, task: Any, config: Any, threads: int | None = None) -> Probe:
     """Build `contender`'s model exactly as its runs will (`config`: its runs' TrainConfig), and time
-    one training step on the task's first batch (after one untimed step), on the torch threads each of
-    its runs will get (`threads`; None: this process's): a run to its step cap is that times the steps,
-    plus its validations (a forward pass over the validation set, about a third of a step's cost per
-    batch, every eval_every steps)."""
+    a training step as the loop takes it (forward, backward, clipping, Adam's update; after two untimed
+    steps) on a batch of the task's mean size on the torch threads each of its runs will get (`threads`; None: this
+    process's). A run to its step cap is that times the steps, plus its evaluations: a forward pass
+    over the validation set (about a third of a step's cost per batch) and the checkpoints written
+    after it (timed: the trained parameters once; last.safetensors holds them and Adam's two moments,
+    model.safetensors them again when validation improved)."""
     import torch
 
     threads_before = torch.get_num_threads()
@@ -197,10 +199,19 @@ def probe(contender: Contender, task: Any, config: Any, threads: int | None = No
         torch.set_num_threads(threads_before)
 
 
+CHECKPOINT_COPIES = 3.5  # the trained parameters' copies written per evaluation: 3 in last.safetensors, half a best
+SAMPLED_BATCHES = 32     # training batches drawn to find a batch of the mean size to time
+
+
 def _probe(contender: Contender, task: Any, config: Any) -> Probe:
+    import tempfile
+
+    import torch
+
     from fpt.arms.fitted import fitted_head
     from fpt.model import assemble_model
     from fpt.objectives import objective
+    from fpt.storage.checkpoints import save_tensors
 
     kind = objective(task.spec.objective)
     if contender.objectives and kind.name not in contender.objectives:
@@ -210,17 +221,31 @@ def _probe(contender: Contender, task: Any, config: Any) -> Probe:
         model = assemble_model(task.spec, config.model_options, "cpu", task.pad_id)
     except FptError as err:
         return Probe(str(err))
-    if not any(p.requires_grad for p in model.parameters()):  # fitted once, or nothing trains
+    trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if not trained:  # fitted once, or nothing trains
         return Probe("", FIT_SECONDS if fitted_head(model) is not None else 0.0)
-    batch = task.train_batch(0, config.batch_size, 0)
+    optimizer = torch.optim.Adam(trained.values(), lr=config.lr, weight_decay=config.weight_decay)
+    # Tasks that bucket by length draw batches of very different sizes (ListOps: 24 to 99 tokens in the
+    # first eight): time the batch nearest the mean size of the first few, scaled to that mean.
+    sample = [task.train_batch(i, config.batch_size, config.seed) for i in range(SAMPLED_BATCHES)]
+    mean_size = sum(b.mask.numel() for b in sample) / len(sample)
+    batch = min(sample, key=lambda b: abs(b.mask.numel() - mean_size))
     step = 0.0
-    for _ in range(2):
+    for _ in range(3):
         started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
         kind.loss(model(batch.x, batch.mask), batch.y).backward()
-        step = time.perf_counter() - started
+        if config.clip > 0:
+            torch.nn.utils.clip_grad_norm_(list(trained.values()), config.clip)
+        optimizer.step()
+        step = (time.perf_counter() - started) * mean_size / batch.mask.numel()
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        save_tensors(Path(tmp) / "probe.safetensors", trained, {})
+        checkpoint = (time.perf_counter() - started) * CHECKPOINT_COPIES
     evaluations = math.ceil(config.steps / config.eval_every)
     val_batches = math.ceil(task.split_size("val") / config.batch_size)
-    return Probe("", step * (config.steps + evaluations * val_batches / 3))
+    return Probe("", step * (config.steps + evaluations * val_batches / 3) + evaluations * checkpoint)
 
 
 def early_stop_share(config: Any) -> float:
@@ -286,7 +311,9 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     skipped, capped, expected, overhead = {}, 0.0, 0.0, 0.0
     threads = threads_per_run(workers, world.size)
     for c in list(contenders):
-        run_config = build_config({**cfg.to_dict(), **c.settings})
+        # its runs' config as the sweep will build it (not cfg.to_dict(), whose explicit trained groups would
+        # stand over the contender's method: full fine-tuning was probed training FPT's groups, 4x too cheap)
+        run_config = build_config({"task": task, "task_options": dict(task_options or {}), **base, **c.settings})
         found = probe(c, built_task, run_config, threads)
         if found.reason:
             if c.name == REFERENCE:
@@ -344,9 +371,10 @@ def default_workers() -> int:
 
 
 def _duration(seconds: float) -> str:
+    seconds = round(seconds)  # whole seconds first: 539.6 s reads 9 min 00 s, never 8 min 60 s
     if seconds >= 5400:
         return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s" if seconds >= 90 else f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:02d} s" if seconds >= 90 else f"{seconds} s"
 
 
 def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[str]) -> Comparison:
