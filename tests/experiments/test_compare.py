@@ -160,6 +160,22 @@ def test_each_contender_is_probed_with_its_runs_settings(tiny_gpt2, monkeypatch)
     assert trained["full"] == "all" and trained["fpt"] != "all"
 
 
+def test_ln_tuning_is_skipped_where_it_would_repeat_fpt_run_for_run():
+    from fpt.experiments.compare import Probe, repeats_fpt
+
+    def counts(**trained):
+        return {g: {"total": n, "trainable": n} for g, n in trained.items()}
+
+    # SmolLM2-135M's result files (JapaneseVowels): no position table, so the same 246,537 parameters
+    smollm2_fpt = Probe("", 1.0, counts(input=201024, output=10377, layernorm=35136, total=246537))
+    smollm2_ln = Probe("", 1.0, counts(input=201024, output=10377, adapter=35136, total=246537))
+    assert repeats_fpt(smollm2_fpt, smollm2_ln)
+    # MiniLM trains its position table too: LN tuning trains fewer parameters and is a contender of its own
+    minilm_fpt = Probe("", 1.0, counts(input=10, output=4, layernorm=9984, position=196608, total=206606))
+    minilm_ln = Probe("", 1.0, counts(input=10, output=4, adapter=9984, total=9998))
+    assert not repeats_fpt(minilm_fpt, minilm_ln) and not repeats_fpt(Probe(), smollm2_ln)
+
+
 def test_the_estimate_assumes_a_run_stops_midway_between_its_first_chance_and_its_cap():
     from types import SimpleNamespace as Config
 

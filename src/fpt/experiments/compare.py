@@ -179,6 +179,20 @@ class Probe:
 
     reason: str = ""            # why it cannot run on this task ("" if it can)
     run_seconds: float = 0.0    # one run's training to its step cap, estimated from one timed training step
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # per group: total and trainable parameters
+
+
+def repeats_fpt(fpt: Probe, ln_tuning: Probe) -> bool:
+    """Whether LN tuning would train exactly FPT's parameters: on a backbone without a learned position
+    table (RoPE: Llama, SmolLM2, Qwen, ...) FPT trains the input and output layers and the norms, and
+    peft's LN tuning trains the same input and output layers and a copy of the same norms, from the
+    same values; its runs repeat FPT's to the last digit (SmolLM2's first two cards: 10 of 10 seeds)."""
+    def trained(probe: Probe, group: str) -> int:
+        return probe.counts.get(group, {}).get("trainable", 0)
+
+    return (trained(fpt, "total") > 0 and trained(fpt, "position") == 0
+            and trained(ln_tuning, "total") == trained(fpt, "total")
+            and trained(ln_tuning, "adapter") == trained(fpt, "layernorm"))
 
 
 def probe(contender: Contender, task: Any, config: Any, threads: int | None = None) -> Probe:
@@ -245,7 +259,8 @@ def _probe(contender: Contender, task: Any, config: Any) -> Probe:
         checkpoint = (time.perf_counter() - started) * CHECKPOINT_COPIES
     evaluations = math.ceil(config.steps / config.eval_every)
     val_batches = math.ceil(task.split_size("val") / config.batch_size)
-    return Probe("", step * (config.steps + evaluations * val_batches / 3) + evaluations * checkpoint)
+    return Probe("", step * (config.steps + evaluations * val_batches / 3) + evaluations * checkpoint,
+                 getattr(model, "counts", {}))
 
 
 def early_stop_share(config: Any) -> float:
@@ -310,11 +325,18 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
         contenders = [c if c.once else dataclasses.replace(c, lrs=tuple(float(lr) for lr in lrs)) for c in contenders]
     skipped, capped, expected, overhead = {}, 0.0, 0.0, 0.0
     threads = threads_per_run(workers, world.size)
+    reference = Probe()  # fpt's, probed first
     for c in list(contenders):
         # its runs' config as the sweep will build it (not cfg.to_dict(), whose explicit trained groups would
         # stand over the contender's method: full fine-tuning was probed training FPT's groups, 4x too cheap)
         run_config = build_config({"task": task, "task_options": dict(task_options or {}), **base, **c.settings})
         found = probe(c, built_task, run_config, threads)
+        if c.name == REFERENCE:
+            reference = found
+        elif c.name == "ln-tuning" and not found.reason and repeats_fpt(reference, found):
+            found = Probe(f"it would train exactly FPT's {found.counts['total']['trainable']:,} parameters on this "
+                          "backbone (the input and output layers and a copy of every norm; no learned position "
+                          "table for FPT to train besides): its runs would repeat FPT's")
         if found.reason:
             if c.name == REFERENCE:
                 raise FptError(f"fpt compare: the FPT arm itself cannot run on this task: {found.reason}")
