@@ -350,7 +350,7 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     out = Path(out or Path("runs") / "compare" / f"{task_label(cfg.task)}-{Path(model.rstrip('/')).name}")
     spec_yaml = plan(cfg.task, typed_options, contenders, seeds, base)
     runs = sum(len(c.lrs) + seeds - 1 for c in contenders)
-    say(f"compare: {len(contenders)} contenders ({', '.join(c.name for c in contenders)}) x their lrs on seed 0, "
+    say(f"compare: {len(contenders)} contender{'s' if len(contenders) != 1 else ''} ({', '.join(c.name for c in contenders)}) x their lrs on seed 0, "
         f"then {seeds - 1} more seeds at each chosen lr: {runs} runs on {workers} worker(s) -> {out}")
     # A step is timed on the threads each run will get, so the runs side by side (one per worker, up to one per
     # core) divide both their training and their overhead. (Timed on every core instead, two one-threaded
@@ -359,8 +359,8 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     expected, capped, overhead = expected / side_by_side, capped / side_by_side, overhead / side_by_side
     estimate = _duration(expected + overhead)
     say(f"compare: about {estimate} on this machine (every run to its step cap: "
-        f"{_duration(capped + overhead)}; timed from one training step of each contender on {threads} thread(s) "
-        f"per run, early stopping assumed to end runs midway between their first chance to stop and their cap, "
+        f"{_duration(capped + overhead)}; timed from a training step of each contender (Adam's update included, "
+        f"a batch of the task's mean size) on {threads} thread(s) per run, early stopping assumed to end runs midway between their first chance to stop and their cap, "
         f"pruned lr runs at {PRUNED_SHARE:.0%})")
     for name, reason in skipped.items():
         say(f"compare: skipping {name}: {reason}")
