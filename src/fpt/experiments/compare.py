@@ -66,6 +66,25 @@ class Contender:
     question: str              # what a reader learns from it
     objectives: tuple[str, ...] = ()  # the objectives (fpt.objectives) it can serve; (): any
     once: bool = False         # fitted in one go or nothing trains: one run per seed, no lr to choose
+    # given FPT's probe and its own: why its runs would repeat FPT's ("": they would not); None: never checked
+    repeats: Callable[[Probe, Probe], str] | None = None
+
+
+def repeats_fpt(fpt: Probe, ln_tuning: Probe) -> str:
+    """Why LN tuning would train exactly FPT's parameters ("" where it would not): on a backbone without
+    a learned position table (RoPE: Llama, SmolLM2, Qwen, ...) FPT trains the input and output layers and
+    the norms, and peft's LN tuning trains the same input and output layers and a copy of the same norms,
+    from the same values; its runs repeat FPT's to the last digit (SmolLM2's first two cards: 10 of 10 seeds)."""
+    def trained(probe: Probe, group: str) -> int:
+        return probe.counts.get(group, {}).get("trainable", 0)
+
+    if not (trained(fpt, "total") > 0 and trained(fpt, "position") == 0
+            and trained(ln_tuning, "total") == trained(fpt, "total")
+            and trained(ln_tuning, "adapter") == trained(fpt, "layernorm")):
+        return ""
+    return (f"it would train exactly FPT's {trained(fpt, 'total'):,} parameters on this backbone (the input and "
+            "output layers and a copy of every norm; no learned position table for FPT to train besides): its "
+            "runs would repeat FPT's")
 
 
 CONTENDERS: Registry[Contender] = Registry("contender", "--arms", hint="see `fpt compare --help`")
@@ -77,7 +96,8 @@ for _c in (
               "to the head (Tan et al.)"),
     Contender("full", {"method": "full"}, (1e-5, 1e-4), "full fine-tuning of the pretrained backbone"),
     Contender("lora", {"method": "lora"}, (1e-4, 1e-3), "peft LoRA adapters on the frozen backbone"),
-    Contender("ln-tuning", {"method": "ln-tuning"}, WIDE, "peft LN tuning: trained copies of the layer norms"),
+    Contender("ln-tuning", {"method": "ln-tuning"}, WIDE, "peft LN tuning: trained copies of the layer norms",
+              repeats=repeats_fpt),
     Contender("logistic", {"method": "logistic"}, WIDE, "a linear model on the flattened input"),
     Contender("mlp", {"method": "mlp"}, WIDE, "a 256-unit MLP on the flattened input"),
     Contender("cnn", {"method": "cnn"}, WIDE, "a small CNN (2-D on images, 1-D over tokens)"),
@@ -182,24 +202,11 @@ class Probe:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # per group: total and trainable parameters
 
 
-def repeats_fpt(fpt: Probe, ln_tuning: Probe) -> bool:
-    """Whether LN tuning would train exactly FPT's parameters: on a backbone without a learned position
-    table (RoPE: Llama, SmolLM2, Qwen, ...) FPT trains the input and output layers and the norms, and
-    peft's LN tuning trains the same input and output layers and a copy of the same norms, from the
-    same values; its runs repeat FPT's to the last digit (SmolLM2's first two cards: 10 of 10 seeds)."""
-    def trained(probe: Probe, group: str) -> int:
-        return probe.counts.get(group, {}).get("trainable", 0)
-
-    return (trained(fpt, "total") > 0 and trained(fpt, "position") == 0
-            and trained(ln_tuning, "total") == trained(fpt, "total")
-            and trained(ln_tuning, "adapter") == trained(fpt, "layernorm"))
-
-
 def probe(contender: Contender, task: Any, config: Any, threads: int | None = None) -> Probe:
     """Build `contender`'s model exactly as its runs will (`config`: its runs' TrainConfig), and time
     a training step as the loop takes it (forward, backward, clipping, Adam's update; after two untimed
-    steps) on a batch of the task's mean size on the torch threads each of its runs will get (`threads`; None: this
-    process's). A run to its step cap is that times the steps, plus its evaluations: a forward pass
+    steps) on a batch of the task's mean size, on the torch threads each of its runs will get (`threads`;
+    None: this process's). A run to its step cap is that times the steps, plus its evaluations: a forward pass
     over the validation set (about a third of a step's cost per batch) and the checkpoints written
     after it (timed: the trained parameters once; last.safetensors holds them and Adam's two moments,
     model.safetensors them again when validation improved)."""
@@ -225,6 +232,7 @@ def _probe(contender: Contender, task: Any, config: Any) -> Probe:
     from fpt.arms.fitted import fitted_head
     from fpt.model import assemble_model
     from fpt.objectives import objective
+    from fpt.run.train import make_optimizer
     from fpt.storage.checkpoints import save_tensors
 
     kind = objective(task.spec.objective)
@@ -238,7 +246,7 @@ def _probe(contender: Contender, task: Any, config: Any) -> Probe:
     trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
     if not trained:  # fitted once, or nothing trains
         return Probe("", FIT_SECONDS if fitted_head(model) is not None else 0.0)
-    optimizer = torch.optim.Adam(trained.values(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(trained.values(), config)
     # Tasks that bucket by length draw batches of very different sizes (ListOps: 24 to 99 tokens in the
     # first eight): time the batch nearest the mean size of the first few, scaled to that mean.
     sample = [task.train_batch(i, config.batch_size, config.seed) for i in range(SAMPLED_BATCHES)]
@@ -333,10 +341,8 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
         found = probe(c, built_task, run_config, threads)
         if c.name == REFERENCE:
             reference = found
-        elif c.name == "ln-tuning" and not found.reason and repeats_fpt(reference, found):
-            found = Probe(f"it would train exactly FPT's {found.counts['total']['trainable']:,} parameters on this "
-                          "backbone (the input and output layers and a copy of every norm; no learned position "
-                          "table for FPT to train besides): its runs would repeat FPT's")
+        elif c.repeats is not None and not found.reason and (why := c.repeats(reference, found)):
+            found = Probe(why)
         if found.reason:
             if c.name == REFERENCE:
                 raise FptError(f"fpt compare: the FPT arm itself cannot run on this task: {found.reason}")
@@ -350,18 +356,19 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     out = Path(out or Path("runs") / "compare" / f"{task_label(cfg.task)}-{Path(model.rstrip('/')).name}")
     spec_yaml = plan(cfg.task, typed_options, contenders, seeds, base)
     runs = sum(len(c.lrs) + seeds - 1 for c in contenders)
-    say(f"compare: {len(contenders)} contender{'s' if len(contenders) != 1 else ''} ({', '.join(c.name for c in contenders)}) x their lrs on seed 0, "
-        f"then {seeds - 1} more seeds at each chosen lr: {runs} runs on {workers} worker(s) -> {out}")
+    say(f"compare: {len(contenders)} contender{'s' if len(contenders) != 1 else ''} "
+        f"({', '.join(c.name for c in contenders)}) x their lrs on seed 0, then {seeds - 1} more seeds at each "
+        f"chosen lr: {runs} runs on {workers} worker(s) -> {out}")
     # A step is timed on the threads each run will get, so the runs side by side (one per worker, up to one per
-    # core) divide both their training and their overhead. (Timed on every core instead, two one-threaded
-    # SmolLM2 runs side by side were put at 2.8x their real time: 2 threads barely speed up its small steps.)
+    # core) divide both their training and their overhead. (Timed on every core, with the sum not divided, the
+    # first SmolLM2 bit-xor card was put at 2.8x its real time.)
     side_by_side = max(1, min(workers * world.size, os.cpu_count() or 1))
     expected, capped, overhead = expected / side_by_side, capped / side_by_side, overhead / side_by_side
     estimate = _duration(expected + overhead)
     say(f"compare: about {estimate} on this machine (every run to its step cap: "
         f"{_duration(capped + overhead)}; timed from a training step of each contender (Adam's update included, "
-        f"a batch of the task's mean size) on {threads} thread(s) per run, early stopping assumed to end runs midway between their first chance to stop and their cap, "
-        f"pruned lr runs at {PRUNED_SHARE:.0%})")
+        f"a batch of the task's mean size) on {threads} thread(s) per run, early stopping assumed to end runs "
+        f"midway between their first chance to stop and their cap, pruned lr runs at {PRUNED_SHARE:.0%})")
     for name, reason in skipped.items():
         say(f"compare: skipping {name}: {reason}")
     if dry_run:
@@ -377,7 +384,8 @@ def compare(task: str, task_options: dict[str, Any] | None = None, model: str = 
     result = verdict(collect([out])[0], skipped, path, failed)
     if world.is_main:
         text = path.read_text()
-        atomic_write(path, ("\n".join(card(result, time.perf_counter() - started, estimate)) + "\n" + text).encode())
+        lines = card(result, time.perf_counter() - started, estimate)
+        atomic_write(path, ("\n".join(lines) + "\n" + text).encode())
     return result
 
 

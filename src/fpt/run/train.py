@@ -15,7 +15,7 @@ import sys
 import time
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -140,7 +140,7 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
         if main:
             rundir.save_best(built, best_params, out, 0, state.best_val)
     else:
-        optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(trainable, cfg)
         state, best_params = rundir.start_or_resume(built, optimizer, out)
         if state.step:
             say(f"resumed {out} at step {state.step}")
@@ -171,6 +171,11 @@ def _train(built: Setup, out: Path) -> dict[str, Any]:
     say(f"test {_fmt(test)} | best val step {state.best_step} | {state.wall_seconds:.1f}s{padded} | "
         f"{out}/result.json")
     return result
+
+
+def make_optimizer(trainable: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer every run trains with (fpt compare's probe times a step of the same)."""
+    return torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _quiet(message: str) -> None:
