@@ -510,3 +510,28 @@ def test_forecasting_arms_are_judged_against_the_fpt_arm_paired_by_seed():
     assert lines[2] == "| ETTh2 | 96 | - | linear | 3 | 0.310 | 0.285 | +0.025 [+0.013, +0.037] | 0.013 | wins |"
     assert lines[3].startswith("| ETTh2 | 96 | - | random-minilm | 3 |") and lines[3].endswith("| tie |")
     assert len(lines) == 4  # horizon 192 has no FPT arm to stand against
+
+
+def test_imputation_table_gives_a_gap_filler_one_line_and_averages_each_ratios_own_model():
+    from fpt.experiments.report import imputation_table
+    from fpt.experiments.results import Row
+
+    def run(ratio: float, trainable: int, mses: dict[float, float]) -> dict:
+        return {"trainable_params": trainable, "wall_seconds": 1.0,
+                "protocol": {"mask_ratio": ratio, "published": True, "benchmark": "etth1"},
+                "test_variants": {f"test@{r:g}": {"mse": m, "mae": m * 2} for r, m in mses.items()}}
+
+    ratios = (0.125, 0.25, 0.375, 0.5)
+    filler = {r: 0.1 + r for r in ratios}  # a gap filler scores the same whatever ratio its run was named for
+    rows = [Row("interpolate", "ETTh1-impute", {"task_options.mask_ratio": r}, [run(r, 0, filler)], [], [])
+            for r in ratios]
+    rows += [Row("fpt", "ETTh1-impute", {"task_options.mask_ratio": r},
+                 [run(r, 10, {q: r + s / 100 for q in ratios}) for s in (0, 1)], [], []) for r in ratios]
+    table = imputation_table(rows)
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert sum(line.startswith("| interpolate | ETTh1-impute | nothing trains |") for line in lines) == 1
+    assert sum(line.startswith("| fpt | ETTh1-impute |") for line in lines) == 4  # a line per ratio trained at
+    # the published protocol's average: each ratio's model at its own ratio, (0.13 + 0.255 + 0.38 + 0.505) / 4
+    average = next(line for line in lines if line.startswith("| fpt | etth1 |"))
+    assert "0.318" in average and "0.069 / 0.173" in average
+    assert "0.412" in next(line for line in lines if line.startswith("| interpolate | etth1 |"))  # 0.1 + 0.3125

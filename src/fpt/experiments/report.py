@@ -305,7 +305,8 @@ def _published_cells(cited: dict[int | str, list[float]], horizons: list[int], a
 def imputation_table(rows: list[Row]) -> str:
     """Imputation runs: masked test MSE ± SE / MAE at each of the four published mask ratios (every
     run is tested at all four, fpt.tasks.impute), one line per variant, data and the ratio it trained
-    at; then, where runs trained at each of the four ratios (the published protocol: one model per
+    at (a gap filler, which trains nothing, gives the same numbers whatever ratio its run was named for:
+    one line); then, where runs trained at each of the four ratios (the published protocol: one model per
     ratio), their own-ratio numbers averaged beside the published averages."""
     from fpt.tasks.impute import RATIOS, VARIANT
 
@@ -313,7 +314,7 @@ def imputation_table(rows: list[Row]) -> str:
     settings = sorted({k for r in rows for k in r.setting if k != "task_options.mask_ratio"})  # its own column
     header = ["variant", "data", *settings, "trained at", "seeds", *(f"{r:.1%} MSE / MAE" for r in RATIOS),
               "train seconds"]
-    body, diagonal = [], {}
+    body, diagonal, untrained_shown = [], {}, set()
     for r in sorted(rows, key=lambda r: (r.task, r.variant, r.results[0].get("protocol", {}).get("mask_ratio", 0),
                                          json.dumps(r.setting, sort_keys=True))):
         protocol = r.results[0].get("protocol", {})
@@ -329,8 +330,14 @@ def imputation_table(rows: list[Row]) -> str:
             cells.append(f"{fmt(mses, 1.0, 3)} / {mae:.3f}")
             if f"{VARIANT}{trained:g}" == name and protocol.get("published"):
                 diagonal.setdefault((r.variant, protocol.get("benchmark", r.task)), {})[name] = (*mean_se(mses), mae)
-        body.append([r.variant, r.task, *[r.setting.get(k, "") for k in settings], f"{trained:.1%}" if trained else "-",
-                     len(r.results), *cells,
+        untrained = not any(x["trainable_params"] for x in r.results)
+        line_key = (r.variant, r.task, *[str(r.setting.get(k, "")) for k in settings])
+        if untrained:
+            if line_key in untrained_shown:
+                continue
+            untrained_shown.add(line_key)
+        body.append([r.variant, r.task, *[r.setting.get(k, "") for k in settings],
+                     "nothing trains" if untrained else f"{trained:.1%}" if trained else "-", len(r.results), *cells,
                      fmt([x["wall_seconds"] for x in r.results], 1.0, 0)])
     lines = [_markdown(header, body)]
     complete = {key: by for key, by in diagonal.items() if len(by) == len(ratios)}
