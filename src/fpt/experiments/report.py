@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from fpt.experiments import arena, figures
+from fpt.experiments import arena, figures, stats
 from fpt.experiments.results import Row, archive, best_by_validation, collect, converged, fmt, mean_se
 from fpt.experiments.sweep import excluded
 from fpt.storage.files import atomic_write
@@ -315,6 +315,8 @@ def imputation_table(rows: list[Row]) -> str:
     header = ["variant", "data", *settings, "trained at", "seeds", *(f"{r:.1%} MSE / MAE" for r in RATIOS),
               "train seconds"]
     body, diagonal, untrained_shown = [], {}, set()
+    seeds_at: dict[tuple[str, str], dict[str, dict[int, float]]] = {}  # (variant, data) -> ratio -> seed -> MSE
+    fpt_arms, untrained_arms = set(), set()
     for r in sorted(rows, key=lambda r: (r.task, r.variant, r.results[0].get("protocol", {}).get("mask_ratio", 0),
                                          json.dumps(r.setting, sort_keys=True))):
         protocol = r.results[0].get("protocol", {})
@@ -329,8 +331,14 @@ def imputation_table(rows: list[Row]) -> str:
             mae = sum(m["mae"] for m in scored) / len(scored)
             cells.append(f"{fmt(mses, 1.0, 3)} / {mae:.3f}")
             if f"{VARIANT}{trained:g}" == name and protocol.get("published"):
-                diagonal.setdefault((r.variant, protocol.get("benchmark", r.task)), {})[name] = (*mean_se(mses), mae)
+                key = (r.variant, protocol.get("benchmark", r.task))
+                diagonal.setdefault(key, {})[name] = (*mean_se(mses), mae)
+                seeds_at.setdefault(key, {})[name] = {x["seed"]: x["test_variants"][name]["mse"] for x in r.results}
+                if all(is_fpt_arm(x) for x in r.results):
+                    fpt_arms.add(key)
         untrained = not any(x["trainable_params"] for x in r.results)
+        if untrained:
+            untrained_arms.add((r.variant, protocol.get("benchmark", r.task)))
         line_key = (r.variant, r.task, *[str(r.setting.get(k, "")) for k in settings])
         if untrained:
             if line_key in untrained_shown:
@@ -345,16 +353,39 @@ def imputation_table(rows: list[Row]) -> str:
         published = paper_numbers()["imputation"]
         references = list(published["rows"])
         head = ["variant", "data", "average MSE ± SE / MAE (each ratio its own model)",
-                *(f"{name} MSE / MAE" for name in references)]
+                "FPT minus arm [95% interval]", "the arm", *(f"{name} MSE / MAE" for name in references)]
         averaged = []
         for (variant, data), by in sorted(complete.items()):
             cell = _average_cell([by[name] for name in ratios])
+            fpt = [key for key in complete if key in fpt_arms and key[1] == data]
+            versus = (_imputation_versus(seeds_at[fpt[0]], seeds_at[(variant, data)], (variant, data) in untrained_arms)
+                      if len(fpt) == 1 and fpt[0] != (variant, data) else None)
             cited = [published["rows"][name].get(data) for name in references]
-            averaged.append([variant, data, cell, *(f"{c[0]:.3f} / {c[1]:.3f}" if c and c[1] is not None
-                                                    else f"{c[0]:.3f} / -" if c else "" for c in cited)])
-        lines += ["", "Averaged over the four ratios, as the published table is (its source: "
+            averaged.append([variant, data, cell,
+                             f"{versus.mean:+.3f} [{versus.low:+.3f}, {versus.high:+.3f}]" if versus else "",
+                             versus.verdict if versus else "",
+                             *(f"{c[0]:.3f} / {c[1]:.3f}" if c and c[1] is not None
+                               else f"{c[0]:.3f} / -" if c else "" for c in cited)])
+        lines += ["", "Averaged over the four ratios, as the published table is, beside the FPT arm (each seed's "
+                  "four models averaged, paired by seed: the MSE difference FPT minus arm, 95% t interval with n-1 "
+                  "degrees of freedom; the arm 'wins' or 'loses' only when it excludes zero; a gap filler, which "
+                  "trains nothing, scores the same for every seed) and the published table (its source: "
                   f"{published['source']}):", "", _markdown(head, averaged)]
     return "\n".join(lines)
+
+
+def _imputation_versus(fpt: dict[str, dict[int, float]], arm: dict[str, dict[int, float]],
+                       untrained: bool) -> stats.Paired:
+    """An arm against FPT on the published protocol's average: per seed, the mean over the four ratios of
+    each ratio's own model (ratio -> seed -> MSE); an arm that trains nothing has one value for every seed."""
+    def per_seed(by_ratio: dict[str, dict[int, float]]) -> dict[int, float]:
+        seeds = set.intersection(*(set(by) for by in by_ratio.values()))
+        return {s: sum(by[s] for by in by_ratio.values()) / len(by_ratio) for s in seeds}
+
+    ours, theirs = per_seed(fpt), per_seed(arm)
+    if untrained and theirs:
+        theirs = dict.fromkeys(ours, next(iter(theirs.values())))
+    return stats.paired([ours[s] - theirs[s] for s in sorted(ours.keys() & theirs.keys())])
 
 
 SHORT_TERM_LEGEND = (
