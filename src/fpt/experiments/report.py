@@ -339,8 +339,7 @@ def imputation_table(rows: list[Row]) -> str:
         untrained = not any(x["trainable_params"] for x in r.results)
         if untrained:
             untrained_arms.add((r.variant, protocol.get("benchmark", r.task)))
-        line_key = (r.variant, r.task, *[str(r.setting.get(k, "")) for k in settings])
-        if untrained:
+            line_key = (r.variant, r.task, *[str(r.setting.get(k, "")) for k in settings])
             if line_key in untrained_shown:
                 continue
             untrained_shown.add(line_key)
