@@ -18,8 +18,10 @@ token and the head is the whole model:
                  period before it (period: the data's, from its date column, or seasonal-naive-N);
                  nothing trains
 
-On an imputation task (fpt.tasks.impute) linear and dlinear map the whole window, every
-channel, to itself rebuilt; the gap fillers are GapFill below.
+On an imputation or anomaly task (a window of every channel rebuilt) linear maps the whole
+window, every channel, to itself (channels mixed: the strongest plain map), and dlinear rebuilds
+each channel from its own trend and remainder (ChannelSharedMap, as Time-Series-Library's DLinear
+imputes); the gap fillers are GapFill below.
 
 The catalogue (fpt.catalog) names them; these are their hooks (fpt.arms.base).
 """
@@ -99,12 +101,36 @@ class Decomposition(NoBackbone):
         return SimpleNamespace(last_hidden_state=features.unsqueeze(1))      # (B, 1, 2 * T * C)
 
 
+class ChannelSharedMap(nn.Module):
+    """DLinear's rebuilt window (Time-Series-Library's DLinear.imputation, individual=False): one
+    Linear(T, T) each from every channel's remainder and trend, summed, shared by the channels.
+    Features (B, 2 * T * C) as Decomposition lays them out (remainder, then trend, each step-major)
+    -> the window rebuilt (B, T * C), step-major."""
+
+    def __init__(self, steps: int, channels: int):
+        super().__init__()
+        self.steps, self.channels = steps, channels
+        self.linear = nn.Linear(2 * steps, steps)  # remainder and trend maps side by side; their biases summed
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        parts = features.reshape(-1, 2, self.steps, self.channels)            # (B, 2, T, C)
+        per_channel = parts.permute(0, 3, 1, 2).flatten(2)                   # (B, C, 2 * T)
+        rebuilt = self.linear(per_channel)                                   # (B, C, T)
+        return rebuilt.transpose(1, 2).flatten(1)                            # (B, T * C), step-major
+
+
 class DLinear(WindowBaseline):
     def replace_backbone(self, backbone: Any, info: Any, spec: TaskSpec,
                          options: ModelOptions) -> tuple[nn.Module, BackboneInfo]:
         decomposition = Decomposition(spec.series_len, spec.channels)  # any window: the padding fills the kernel
         _, info = super().replace_backbone(backbone, info, spec, options)
         return decomposition, dataclasses.replace(info, hidden_size=decomposition.hidden_size)
+
+    def finish(self, model: "FPTModel", options: ModelOptions) -> None:
+        """A rebuilt window (imputation, anomaly) comes from each channel alone, as DLinear rebuilds it;
+        a forecast's window is one channel already, so fpt's head is DLinear's map as it stands."""
+        if objective(model.spec.objective).reconstructs:
+            model.head = ChannelSharedMap(model.spec.series_len, model.spec.channels)
 
 
 class ForecastOnly(WindowBaseline):

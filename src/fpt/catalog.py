@@ -131,7 +131,7 @@ for _entry in (
                whole_model="fpt.baselines:LinearBaseline", from_scratch=True, default_train="output"),
     NamedModel("dlinear", "built in", "baseline", 0, 0, 0.0, 0,
                "forecasting: DLinear, a linear map each from the window's trend (25-step moving average) and "
-               "remainder to the horizon (fpt.baselines)", "none",
+               "remainder to the horizon; imputation, anomaly: each channel rebuilt from its own (fpt.baselines)", "none",
                whole_model="fpt.baselines:DLinear", from_scratch=True, default_train="output"),
     NamedModel("repeat-last", "built in", "baseline", 0, 0, 0.0, 0,
                "forecasting: the window's last value, repeated; nothing trains", "none",

@@ -170,6 +170,37 @@ def test_predict_fills_the_gaps_of_a_csv_and_keeps_the_rest(tmp_path, series_csv
     assert json.loads((out / "result.json").read_text())["model"] == "interpolate"
 
 
+def test_dlinear_rebuilds_each_channel_from_its_own_trend_and_remainder(tmp_path, series_csv):
+    """Time-Series-Library's DLinear.imputation (individual=False): Linear(T, T) from each channel's
+    remainder and from its trend, summed, the same maps for every channel; no channel sees another."""
+    from fpt.baselines import ChannelSharedMap
+    from fpt.model import assemble_model
+    from fpt.options import ModelOptions
+
+    path, _ = series_csv
+    spec = build_task("impute", {"path": str(path), **OPTIONS}, 0).spec
+    model = assemble_model(spec, ModelOptions(model="dlinear")).eval()
+    assert isinstance(model.head, ChannelSharedMap) and model.head.linear.weight.shape == (24, 48)
+    torch.manual_seed(0)
+    x = torch.randn(2, 24, 3)                                              # (B, T, C), nothing hidden
+    front, end = x[:, :1].repeat(1, 12, 1), x[:, -1:].repeat(1, 12, 1)
+    trend = torch.nn.AvgPool1d(25, stride=1)(torch.cat([front, x, end], 1).permute(0, 2, 1))  # (B, C, T)
+    remainder = x.permute(0, 2, 1) - trend
+    w, b = model.head.linear.weight, model.head.linear.bias
+    expected = remainder @ w[:, :24].T + trend @ w[:, 24:].T + b            # (B, C, T): one map for every channel
+    with torch.no_grad():
+        got = model(x)                                                     # (B, T, C)
+        assert torch.allclose(got, expected.permute(0, 2, 1), atol=1e-5)
+        moved = x.clone()
+        moved[:, :, 2] += 1.0                                              # another channel changes ...
+        assert torch.allclose(model(moved)[..., :2], got[..., :2])         # ... and the first two do not
+    result = train(build_config({**QUICK, "task": "impute", "task_options": {"path": str(path), **OPTIONS},
+                                 "out": str(tmp_path / "dlinear"), "model": "dlinear"}))
+    assert result["trainable_params"] == 2 * 24 * 24 + 24
+    window = np.asarray(build_task("impute", {"path": str(path), **OPTIONS}, 0).eval_batches("test", 1).__next__().x)
+    assert predict(tmp_path / "dlinear", window).shape == (1, 24, 3)
+
+
 def test_fitted_arms_refuse_tasks_that_rebuild_windows(series_csv):
     from fpt.model import assemble_model
     from fpt.options import ModelOptions

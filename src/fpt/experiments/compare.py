@@ -110,7 +110,7 @@ for _c in (
     Contender("linear", {"model": "linear"}, (1e-3, 1e-2), "a linear map from the window to the horizon (imputation: "
               "to the whole window rebuilt)", objectives=SERIES),
     Contender("dlinear", {"model": "dlinear"}, (1e-3, 1e-2), "DLinear: a linear map each from the window's trend "
-              "and remainder (the baseline of every forecasting table)", objectives=SERIES),
+              "and remainder (the baseline of every forecasting table; imputation: each channel's own, shared)", objectives=SERIES),
     Contender("repeat-last", {"model": "repeat-last"}, ONCE, "the window's last value, repeated (nothing trains)",
               objectives=("forecast", "smape"), once=True),
     Contender("seasonal-naive", {"model": "seasonal-naive"}, ONCE, "the window's last season, repeated (period from "
