@@ -23,10 +23,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from fpt.dropout import Bf16ProductAttention
 from fpt.errors import FptError
 from fpt.options import check_device
-from fpt.provenance import cpu_flags
-
-# /proc/cpuinfo flags meaning bf16 arithmetic in hardware (x86 and Arm spellings).
-CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+from fpt.provenance import CPU_BF16_FLAGS, cpu_flags
 
 
 def resolve_device(name: str | torch.device) -> torch.device:

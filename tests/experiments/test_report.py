@@ -539,3 +539,46 @@ def test_imputation_table_gives_a_gap_filler_one_line_and_averages_each_ratios_o
     # interpolation's 0.4125 against FPT's 0.3125, 0.3225, 0.3325 by seed: FPT 0.09 lower, every seed
     interpolate = next(line for line in lines if line.startswith("| interpolate | etth1 |"))
     assert "0.412" in interpolate and "| -0.090 [-0.115, -0.065] | loses |" in interpolate
+
+
+def test_reports_name_the_hosts_and_precisions_the_runs_recorded_not_the_one_building_the_report():
+    from fpt.experiments.report import provenance_lines
+    from fpt.experiments.results import Row
+
+    versions = {"torch": "2.13.0+cpu", "transformers": "5.25.0", "fpt": "0.1.0"}
+    fast, slow = "x86_64, EPYC, 2 cores, native bf16 (avx512_bf16)", "x86_64, EPYC, 2 cores, no native bf16 (fp32 by default)"
+
+    def row(variant, *runs):
+        return Row(variant, "t", {}, [{"versions": versions, "precision": p, **({"machine": m} if m else {})}
+                                      for m, p in runs], [], [])
+
+    one = provenance_lines([row("fpt", (fast, "bf16"), (fast, "bf16")), row("linear", (fast, "fp32"))])
+    assert one == [f"- machine: {fast}; torch 2.13.0+cpu, transformers 5.25.0, fpt 0.1.0",
+                   "- precision: bf16 (2 runs), fp32 (1 run)"]
+    moved = provenance_lines([row("fpt", ("", "bf16"), (slow, "fp32"), (slow, "fp32")), row("linear", ("", "fp32"))])
+    assert moved[0].startswith(f"- machines: {slow}: 2 runs; not recorded (fpt before 2026-12-07")
+    assert moved[0].endswith(": 2 runs; torch 2.13.0+cpu, transformers 5.25.0, fpt 0.1.0")
+    assert moved[1].endswith("seeds of one row trained in different precisions (not comparable as one sample): fpt (t)")
+
+
+def test_a_sweep_resumed_on_another_host_says_so_before_it_runs(tmp_path, monkeypatch):
+    import json
+
+    import fpt.precision
+    import fpt.provenance
+    from fpt.experiments.sweep import Run, host_changes
+
+    here = "x86_64, EPYC, 2 cores, no native bf16 (fp32 by default)"
+    monkeypatch.setattr(fpt.provenance, "machine", lambda: here)
+    monkeypatch.setattr(fpt.precision, "native_bf16", lambda device: False)
+    runs = [Run(f"fpt__seed={s}", "fpt", {"seed": s}, {}) for s in range(3)]
+    for name, host, precision in (("fpt__seed=0", "x86_64, Xeon, 2 cores, native bf16 (amx_bf16)", "bf16"),
+                                  ("fpt__seed=1", here, "fp32")):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "result.json").write_text(json.dumps(
+            {"machine": host, "precision": precision, "config": {"precision": "auto"}}))
+    lines = host_changes(tmp_path, runs)
+    assert len(lines) == 2 and lines[0].startswith("1 finished run(s) trained on x86_64, Xeon")
+    assert "1 finished run(s) at precision auto trained in bf16" in lines[1] and "pin the precision" in lines[1]
+    monkeypatch.setattr(fpt.precision, "native_bf16", lambda device: True)
+    assert len(host_changes(tmp_path, runs)) == 1  # a bf16 host finishes them in bf16: only the timings differ

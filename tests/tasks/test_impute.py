@@ -197,6 +197,7 @@ def test_dlinear_rebuilds_each_channel_from_its_own_trend_and_remainder(tmp_path
     result = train(build_config({**QUICK, "task": "impute", "task_options": {"path": str(path), **OPTIONS},
                                  "out": str(tmp_path / "dlinear"), "model": "dlinear"}))
     assert result["trainable_params"] == 2 * 24 * 24 + 24
+    assert " cores, " in json.loads((tmp_path / "dlinear" / "result.json").read_text())["machine"]  # the host it trained on
     window = np.asarray(build_task("impute", {"path": str(path), **OPTIONS}, 0).eval_batches("test", 1).__next__().x)
     assert predict(tmp_path / "dlinear", window).shape == (1, 24, 3)
 

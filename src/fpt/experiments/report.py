@@ -14,10 +14,8 @@ import csv
 import io
 import json
 import math
-import os
-import platform
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,7 +27,6 @@ from fpt.experiments.results import Row, archive, best_by_validation, collect, c
 from fpt.experiments.sweep import excluded
 from fpt.storage.files import atomic_write
 from fpt.errors import FptError
-from fpt.provenance import cpu_flags, cpu_name
 
 
 def paper_numbers() -> dict[str, Any]:
@@ -562,10 +559,26 @@ def _versus(tests: list[float], published: Any) -> str:
     return f"consistent ({gap:+.1f} pts)" if abs(gap) <= margin else f"does not reproduce: {gap:+.1f} pts"
 
 
-def _bf16_flags() -> str:
-    """Which bf16 the CPU does natively: what decides fpt's default precision on it."""
-    flags = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"})
-    return "native bf16 (" + ", ".join(flags) + ")" if flags else "no native bf16 (fp32 by default)"
+def provenance_lines(rows: list[Row]) -> list[str]:
+    """Where the runs trained and in which precision, as their result files recorded it (not the host
+    building the report): one machine line, or each machine with its count of runs; the precisions,
+    and the rows whose seeds did not all train in the same one."""
+    results = [r for row in rows for r in row.results]
+    versions = results[0]["versions"]
+    stack = f"torch {versions['torch']}, transformers {versions['transformers']}, fpt {versions['fpt']}"
+    hosts = Counter(r.get("machine", "") for r in results)
+    if len(hosts) == 1 and "" not in hosts:
+        where = f"- machine: {next(iter(hosts))}"
+    else:
+        where = "- machines: " + "; ".join(
+            f"{host or 'not recorded (fpt before 2026-12-07 did not record the host)'}: {n} run{'s' * (n > 1)}"
+            for host, n in sorted(hosts.items(), key=lambda item: (not item[0], -item[1], item[0])))
+    precisions = Counter(r.get("precision", "unknown") for r in results)
+    mixed = sorted({f"{row.variant} ({row.task})" for row in rows if len({r.get("precision") for r in row.results}) > 1})
+    precision = "- precision: " + ", ".join(f"{name} ({n} run{'s' * (n > 1)})" for name, n in sorted(precisions.items()))
+    if mixed:
+        precision += "; seeds of one row trained in different precisions (not comparable as one sample): " + ", ".join(mixed)
+    return [f"{where}; {stack}", precision]
 
 
 def _markdown(header: list[str], body: list[list[Any]]) -> str:
@@ -593,7 +606,6 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
     series = forecasts + short_terms + imputations + detections
     rows = [r for r in rows if r not in series]
     table_md, table_csv = main_table(rows, spec) if rows else ("", [])
-    versions = (rows or series)[0].results[0]["versions"]
     paper = spec.get("paper") or {}
     published = paper_numbers().get(paper.get("table", ""), {})
     description = (spec.get("description") or "").strip()
@@ -603,8 +615,7 @@ def report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path | None
         *(f"> {line}" for line in description.splitlines()),
         "",
         f"- command: `{command or 'fpt report ' + ' '.join(map(str, dirs))}`",
-        f"- machine: {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores, {_bf16_flags()}; "
-        f"torch {versions['torch']}, transformers {versions['transformers']}, fpt {versions['fpt']}",
+        *provenance_lines(rows + series),
         f"- date: {time.strftime('%Y-%m-%d')}; runs: {sum(len(r.results) for r in rows + series)} finished",
         "- numbers: test score (full pass over the test split) and best validation score, in percent: "
         "accuracy (per bit for bit tasks), or R^2 x 100 for regression; mean ± standard error over seeds; "

@@ -262,10 +262,13 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     lr_seeds = spec.arena.get("lr_seeds")
     total = len(runs) if lr_seeds is None else _arena_runs(runs, lr_seeds)  # the runs that will exist in the end
     finished = len(runs) - unfinished
-    grid = (f" ({len(runs)} in the grid: every lr on seed(s) {lr_seeds}, the other seeds at each arm's chosen lr "
-            "only)" if total < len(runs) else "")
-    print(f"sweep: {total} runs{grid}, {finished} already finished, {max(total - finished, 0)} to run{share} "
+    arena_note = (f" ({len(runs)} in the grid: every lr on seed(s) {lr_seeds}, the other seeds at each arm's chosen "
+                  "lr only)" if total < len(runs) else "")
+    print(f"sweep: {total} runs{arena_note}, {finished} already finished, {max(total - finished, 0)} to run{share} "
           f"on {workers} worker(s) -> {out}", file=sys.stderr)
+    if todo and world.is_main:
+        for line in host_changes(out, grid):
+            print(f"sweep: warning: {line}", file=sys.stderr)
     threads = threads_per_run(workers, world.size)
     bar = tqdm(total=total, initial=min(finished, total), desc="runs", disable=not progress,
                file=sys.stderr)
@@ -289,6 +292,34 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     finally:
         bar.close()
     return failed if not world.parallel else _after_every_rank(failed, world)
+
+
+def host_changes(out: Path, runs: list[Run]) -> list[str]:
+    """What differs between the hosts the sweep's finished runs trained on and this one: other machines
+    (their timings are not this host's), and runs at precision auto that trained in bf16 on a host with
+    bf16 in hardware where this host would train the rest in fp32 (one table would mix precisions)."""
+    from fpt.precision import native_bf16, resolve_device
+    from fpt.provenance import machine
+
+    here = machine()
+    hosts: dict[str, int] = {}
+    in_bf16 = 0
+    for run in runs:
+        result_file = out / "runs" / run.name / "result.json"
+        if not result_file.exists():
+            continue
+        result = json.loads(result_file.read_text())
+        host = result.get("machine")
+        if host and host != here:
+            hosts[host] = hosts.get(host, 0) + 1
+        in_bf16 += result.get("precision") == "bf16" and result.get("config", {}).get("precision") == "auto"
+    lines = [f"{n} finished run(s) trained on {host}; this host is {here}: the report names both, and their "
+             "train seconds are not comparable" for host, n in hosts.items()]
+    if in_bf16 and not native_bf16(resolve_device("auto")):
+        lines.append(f"{in_bf16} finished run(s) at precision auto trained in bf16 (their host has bf16 in hardware); "
+                     "this host has not, so the rest would train in fp32 and one table would mix precisions: finish "
+                     "the sweep on a host like theirs, or pin the precision in the spec's base and use a new --out")
+    return lines
 
 
 def threads_per_run(workers: int, ranks: int = 1) -> int:

@@ -30,7 +30,7 @@ from fpt.dropout import MASKS_REASON, attention_dropout_reason, masks_used
 from fpt.errors import FptError
 from fpt.precision import attention_kernel_reason, precision_reason
 from fpt.saved import load_trained
-from fpt.provenance import versions
+from fpt.provenance import machine, versions
 from fpt.run import distributed
 from fpt.run.cached_features import HeadOnly
 from fpt.run.config import TrainConfig, resumable_fields, saved_settings
@@ -176,6 +176,7 @@ def result_record(built: Setup, state: TrainState, test: dict[str, float]) -> di
         "backbone": built.identity()["backbone"],
         "config": cfg.to_dict(),
         "versions": versions(),
+        "machine": machine(),  # where it trained: reports name it, sweeps warn when a resume moves host
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
