@@ -571,14 +571,16 @@ def test_a_sweep_resumed_on_another_host_says_so_before_it_runs(tmp_path, monkey
     here = "x86_64, EPYC, 2 cores, no native bf16 (fp32 by default)"
     monkeypatch.setattr(fpt.provenance, "machine", lambda: here)
     monkeypatch.setattr(fpt.precision, "native_bf16", lambda device: False)
-    runs = [Run(f"fpt__seed={s}", "fpt", {"seed": s}, {}) for s in range(3)]
+    runs = [Run(f"fpt__seed={s}", "fpt", {"seed": s}, {"task": "bit-xor"}) for s in range(3)]
     for name, host, precision in (("fpt__seed=0", "x86_64, Xeon, 2 cores, native bf16 (amx_bf16)", "bf16"),
                                   ("fpt__seed=1", here, "fp32")):
         (tmp_path / "runs" / name).mkdir(parents=True)
         (tmp_path / "runs" / name / "result.json").write_text(json.dumps(
             {"machine": host, "precision": precision, "config": {"precision": "auto"}}))
-    lines = host_changes(tmp_path, runs)
+    lines = host_changes(tmp_path, runs, runs[2:])
     assert len(lines) == 2 and lines[0].startswith("1 finished run(s) trained on x86_64, Xeon")
     assert "1 finished run(s) at precision auto trained in bf16" in lines[1] and "pin the precision" in lines[1]
+    baseline = [Run("dlinear__seed=0", "dlinear", {"seed": 0}, {"task": "forecast", "model": "dlinear"})]
+    assert len(host_changes(tmp_path, runs, baseline)) == 1  # fp32 on any host: only the timings differ
     monkeypatch.setattr(fpt.precision, "native_bf16", lambda device: True)
-    assert len(host_changes(tmp_path, runs)) == 1  # a bf16 host finishes them in bf16: only the timings differ
+    assert len(host_changes(tmp_path, runs, runs[2:])) == 1  # a bf16 host finishes them in bf16

@@ -267,7 +267,7 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     print(f"sweep: {total} runs{arena_note}, {finished} already finished, {max(total - finished, 0)} to run{share} "
           f"on {workers} worker(s) -> {out}", file=sys.stderr)
     if todo and world.is_main:
-        for line in host_changes(out, grid):
+        for line in host_changes(out, grid, todo):
             print(f"sweep: warning: {line}", file=sys.stderr)
     threads = threads_per_run(workers, world.size)
     bar = tqdm(total=total, initial=min(finished, total), desc="runs", disable=not progress,
@@ -294,12 +294,19 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
     return failed if not world.parallel else _after_every_rank(failed, world)
 
 
-def host_changes(out: Path, runs: list[Run]) -> list[str]:
+def host_changes(out: Path, runs: list[Run], todo: list[Run]) -> list[str]:
     """What differs between the hosts the sweep's finished runs trained on and this one: other machines
     (their timings are not this host's), and runs at precision auto that trained in bf16 on a host with
-    bf16 in hardware where this host would train the rest in fp32 (one table would mix precisions)."""
+    bf16 in hardware where this host would train the runs to do in fp32 (one table would mix precisions;
+    a baseline that replaces the whole model trains in fp32 anywhere)."""
+    from fpt.catalog import lookup
     from fpt.precision import native_bf16, resolve_device
     from fpt.provenance import machine
+
+    def with_backbone_at_auto(run: Run) -> bool:
+        cfg = build_config(dict(run.config))
+        named = lookup(cfg.model)
+        return cfg.precision == "auto" and not (named and named.whole_model)
 
     here = machine()
     hosts: dict[str, int] = {}
@@ -315,7 +322,7 @@ def host_changes(out: Path, runs: list[Run]) -> list[str]:
         in_bf16 += result.get("precision") == "bf16" and result.get("config", {}).get("precision") == "auto"
     lines = [f"{n} finished run(s) trained on {host}; this host is {here}: the report names both, and their "
              "train seconds are not comparable" for host, n in hosts.items()]
-    if in_bf16 and not native_bf16(resolve_device("auto")):
+    if in_bf16 and any(map(with_backbone_at_auto, todo)) and not native_bf16(resolve_device("auto")):
         lines.append(f"{in_bf16} finished run(s) at precision auto trained in bf16 (their host has bf16 in hardware); "
                      "this host has not, so the rest would train in fp32 and one table would mix precisions: finish "
                      "the sweep on a host like theirs, or pin the precision in the spec's base and use a new --out")
