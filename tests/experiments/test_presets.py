@@ -108,9 +108,31 @@ def test_sweep_refuses_to_reuse_runs_made_with_other_settings(tmp_path, tiny_gpt
     assert sweep(spec, tmp_path / "out", progress=False) == []
     assert sweep(spec, tmp_path / "out", progress=False) == []      # finished: skipped
     index = (tmp_path / "out" / "index.json").read_bytes()
-    with pytest.raises(FptError, match="made with other settings"):
+    with pytest.raises(FptError, match=r"made with other settings \(e.g. default__seed=0: lr: was 0.001, now 0.01;"):
         sweep(spec, tmp_path / "out", overrides={"lr": 0.01}, progress=False)
     assert (tmp_path / "out" / "index.json").read_bytes() == index  # the refused sweep touched nothing
+
+
+def test_a_data_file_named_by_another_path_to_it_is_the_same_setting(tmp_path, monkeypatch):
+    import json
+
+    from fpt.experiments.sweep import changed_settings
+    from fpt.run.config import build_config
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "series.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    run = tmp_path / "runs" / "fpt__seed=0"
+    run.mkdir(parents=True)
+    config = {"task": "forecast", "task_options": {"path": str(tmp_path / "data" / "series.csv"), "horizon": 24}}
+    (run / "result.json").write_text(json.dumps({"config": build_config(dict(config)).to_dict()}))  # as train saves it
+    monkeypatch.chdir(tmp_path / "data")
+    assert changed_settings(run, {**config, "task_options": {"path": "series.csv", "horizon": 24}}) == []
+    assert changed_settings(run, {**config, "task_options": {"path": "../other.csv", "horizon": 24}}) == [
+        f"task_options: was {{'path': '{tmp_path / 'data' / 'series.csv'}', 'horizon': 24}}, "
+        "now {'path': '../other.csv', 'horizon': 24}"]
+    assert changed_settings(run, {**config, "task_options": {"path": "series.csv", "horizon": 48}}) != []
+    assert changed_settings(tmp_path / "runs" / "none", config) is None
 
 
 def test_sweep_only_runs_matching_runs_and_indexes_the_whole_grid(tmp_path, tiny_gpt2):

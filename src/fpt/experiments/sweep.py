@@ -211,15 +211,33 @@ def check_runs(runs: list[Run], where: str) -> None:
             raise FptError(f"{where}, run {run.name}: {err}") from None
 
 
-def finished_with(run_dir: Path, config: dict[str, Any]) -> bool | None:
-    """None if the run has no result; else whether its result was made with these settings."""
+def changed_settings(run_dir: Path, config: dict[str, Any]) -> list[str] | None:
+    """None if the run has no result; else each setting its result was made with that differs from
+    these, as 'key: was X, now Y' (a data file named by two spellings of its path is one setting)."""
     result_file = run_dir / "result.json"
     if not result_file.exists():
         return None
     saved = saved_settings(json.loads(result_file.read_text()).get("config", {}))
     wanted = build_config(dict(config)).to_dict()
     ignore = resumable_fields() - {"steps"}  # what may differ without changing the result
-    return all(saved.get(k) == v for k, v in wanted.items() if k not in ignore)
+    return [f"{key}: was {saved.get(key)!r}, now {value!r}" for key, value in wanted.items()
+            if key not in ignore and not _same_setting(saved.get(key), value)]
+
+
+def _same_setting(saved: Any, wanted: Any) -> bool:
+    """Equal, or task options equal once each path to an existing file is read as that file."""
+    if saved == wanted or not (isinstance(saved, dict) and isinstance(wanted, dict)) or set(saved) != set(wanted):
+        return saved == wanted
+    return all(_same_file(saved[k], wanted[k]) or saved[k] == wanted[k] for k in wanted)
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    try:
+        return Path(a).is_file() and Path(b).is_file() and Path(a).samefile(b)
+    except OSError:
+        return False
 
 
 def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, tiny: bool = False,
@@ -241,12 +259,13 @@ def sweep(spec_path: str | Path, out: str | Path, workers: int | None = None, ti
         raise FptError(f"--only {' '.join(only or [])}: no run of the grid matches; its runs are named like "
                        f"{grid[0].name}")
     check_runs(runs, f"sweep spec '{spec_path}'")
-    done = {r.name: finished_with(out / "runs" / r.name, r.config) for r in runs}
+    changes = {r.name: changed_settings(out / "runs" / r.name, r.config) for r in runs}
+    done = {name: None if changed is None else not changed for name, changed in changes.items()}
     stale = [name for name, same in done.items() if same is False]
     if stale:  # refused before anything in the sweep directory is touched
-        raise FptError(f"{len(stale)} finished run(s) in '{out}' were made with other settings (e.g. {stale[0]}; "
-                       "the spec, --set, --tiny or fpt's defaults changed; pin old defaults in the spec's base); "
-                       "use another --out or delete those runs")
+        raise FptError(f"{len(stale)} finished run(s) in '{out}' were made with other settings (e.g. {stale[0]}: "
+                       f"{'; '.join(changes[stale[0]])}; the spec, --set, --tiny or fpt's defaults changed; pin old "
+                       "defaults in the spec's base); use another --out or delete those runs")
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     atomic_write(out / "sweep.yaml", Path(spec_path).read_bytes())
