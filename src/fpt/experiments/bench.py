@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,7 +30,7 @@ import torch
 
 from fpt.experiments.bench_variants import VARIANTS, build, in_subprocess, matmul_peak, step_flops
 from fpt.precision import native_bf16
-from fpt.provenance import cpu_name
+from fpt.provenance import machine
 
 DEFAULT_VARIANTS = ("plain", "naive", "full", "bf16", "fpt", "fpt-fp32", "fpt-nodrop", "fpt-torchmasks", "full-fpt")
 # The arena's arms (--method) on fpt's path, with `fpt bench --arms`: each step against fpt's.
@@ -54,7 +52,7 @@ def run_bench(model_name: str = "gpt2", batch: int = 32, tokens: int = 64, dim: 
               padding: bool = True, rounds: int = 1) -> dict[str, Any]:
     dev = torch.device(device)
     record: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu_name()}",
+        "date": time.strftime("%Y-%m-%d"), "machine": machine(),  # with the CPU's native bf16, or not
         "device": device if dev.type == "cpu" else torch.cuda.get_device_name(dev),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "shape": {"model": model_name, "batch": batch, "tokens": tokens, "dim": dim},
