@@ -59,13 +59,13 @@ def compare(a: Path, b: Path, path: str, only: list[str]) -> list[str]:
     for name in names:
         x, y = metric(left[name], path), metric(right[name], path)
         differences.append(y - x)
-        lines.append(f"| {name} | {x:.4f} | {y:.4f} | {y - x:+.4f} |")
+        lines.append(f"| {name} | {x:.5f} | {y:.5f} | {y - x:+.5f} |")
     result = paired(differences)
     shown = ("no difference shown (the interval includes zero)" if result.low <= 0 <= result.high
              else "B higher" if result.low > 0 else "B lower")
     sides = sorted({side(left[n]) for n in names}), sorted({side(right[n]) for n in names})
     return [*lines, "",
-            f"{path}, B - A over {result.n} pairs: {result.mean:+.4f} [{result.low:+.4f}, {result.high:+.4f}] "
+            f"{path}, B - A over {result.n} pairs: {result.mean:+.5f} [{result.low:+.5f}, {result.high:+.5f}] "
             f"(95% t interval), p = {result.p:.3f}: {shown}",
             f"A ran as: {'; '.join(sides[0])}", f"B ran as: {'; '.join(sides[1])}"]
 

@@ -32,7 +32,7 @@ def test_pairs_by_name_and_says_whether_the_interval_excludes_zero(tmp_path, cap
     write(tmp_path / "a" / "runs", "linear__seed=0", 0.1, "fp32")  # in A only: not paired
     assert script.main([str(tmp_path / "a"), str(tmp_path / "b"), "--metric", "test/mse"]) == 0
     out = capsys.readouterr().out
-    assert "| fpt__seed=1 | 0.0450 | 0.0449 | -0.0001 |" in out and "linear" not in out
+    assert "| fpt__seed=1 | 0.04500 | 0.04490 | -0.00010 |" in out and "linear" not in out
     assert "over 3 pairs" in out and "no difference shown" in out
     assert "A ran as: bf16, host not recorded" in out and "B ran as: fp32" in out
     for seed in range(3):
