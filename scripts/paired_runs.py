@@ -61,7 +61,8 @@ def compare(a: Path, b: Path, path: str, only: list[str]) -> list[str]:
         differences.append(y - x)
         lines.append(f"| {name} | {x:.5f} | {y:.5f} | {y - x:+.5f} |")
     result = paired(differences)
-    shown = ("no difference shown (the interval includes zero)" if result.low <= 0 <= result.high
+    shown = ("too few pairs for an interval (2 at least)" if result.n < 2
+             else "no difference shown (the interval includes zero)" if result.low <= 0 <= result.high
              else "B higher" if result.low > 0 else "B lower")
     sides = sorted({side(left[n]) for n in names}), sorted({side(right[n]) for n in names})
     return [*lines, "",

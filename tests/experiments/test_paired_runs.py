@@ -40,6 +40,8 @@ def test_pairs_by_name_and_says_whether_the_interval_excludes_zero(tmp_path, cap
         write(tmp_path / "c", f"fpt__seed={seed}", 0.05 + seed * 1e-4, "fp32")
     assert script.main([str(tmp_path / "a"), str(tmp_path / "c"), "--metric", "test/mse"]) == 0
     assert ": B higher" in capsys.readouterr().out
+    assert script.main([str(tmp_path / "a"), str(tmp_path / "c"), "--metric", "test/mse", "--only", "*seed=0"]) == 0
+    assert ": too few pairs for an interval (2 at least)" in capsys.readouterr().out
 
 
 def test_bad_input_is_named(tmp_path, capsys):
