@@ -178,8 +178,8 @@ def test_dlinear_rebuilds_each_channel_from_its_own_trend_and_remainder(tmp_path
     from fpt.options import ModelOptions
 
     path, _ = series_csv
-    spec = build_task("impute", {"path": str(path), **OPTIONS}, 0).spec
-    model = assemble_model(spec, ModelOptions(model="dlinear")).eval()
+    task = build_task("impute", {"path": str(path), **OPTIONS}, 0)
+    model = assemble_model(task.spec, ModelOptions(model="dlinear")).eval()
     assert isinstance(model.head, ChannelSharedMap) and model.head.linear.weight.shape == (24, 48)
     torch.manual_seed(0)
     x = torch.randn(2, 24, 3)                                              # (B, T, C), nothing hidden
@@ -198,7 +198,7 @@ def test_dlinear_rebuilds_each_channel_from_its_own_trend_and_remainder(tmp_path
                                  "out": str(tmp_path / "dlinear"), "model": "dlinear"}))
     assert result["trainable_params"] == 2 * 24 * 24 + 24
     assert " cores, " in json.loads((tmp_path / "dlinear" / "result.json").read_text())["machine"]  # the host it trained on
-    window = np.asarray(build_task("impute", {"path": str(path), **OPTIONS}, 0).eval_batches("test", 1).__next__().x)
+    window = next(task.eval_batches("test", 1)).x.numpy()                 # (1, 24, 3), NaN at the hidden points
     assert predict(tmp_path / "dlinear", window).shape == (1, 24, 3)
 
 

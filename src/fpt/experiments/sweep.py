@@ -226,9 +226,9 @@ def changed_settings(run_dir: Path, config: dict[str, Any]) -> list[str] | None:
 
 def _same_setting(saved: Any, wanted: Any) -> bool:
     """Equal, or task options equal once each path to an existing file is read as that file."""
-    if saved == wanted or not (isinstance(saved, dict) and isinstance(wanted, dict)) or set(saved) != set(wanted):
-        return saved == wanted
-    return all(_same_file(saved[k], wanted[k]) or saved[k] == wanted[k] for k in wanted)
+    if isinstance(saved, dict) and isinstance(wanted, dict) and saved.keys() == wanted.keys():
+        return all(saved[k] == wanted[k] or _same_file(saved[k], wanted[k]) for k in wanted)
+    return saved == wanted
 
 
 def _same_file(a: Any, b: Any) -> bool:
