@@ -102,6 +102,27 @@ def test_the_card_counts_the_pruned_lr_runs(tmp_path):
     assert "took 5 s (estimate printed at its start: about 9 s)." in card(result, 5.0, "9 s")[-2]
 
 
+def test_the_card_counts_wall_clock_time_without_the_gap_before_a_resumption(tmp_path):
+    from fpt.experiments.compare import Comparison, card, run_time
+    from fpt.experiments.results import Row
+
+    def result(finished_at: str, seconds: float) -> dict:
+        return {"finished_at": finished_at, "wall_seconds": seconds}
+
+    # two overlapping runs on 10:00-11:00, then a resumption the next day: 30 min of runs
+    first = Row("fpt", "t", {}, [result("2026-12-01T10:30:00+0000", 1800), result("2026-12-01T11:00:00+0000", 2700)],
+                [], [])
+    resumed = Row("no-lm", "t", {}, [result("2026-12-02T10:30:00+0000", 1800), {"wall_seconds": 5.0}], [], [])
+    span, busy = run_time([first, resumed])
+    assert (span, busy) == (24.5 * 3600, 1.5 * 3600)
+    line = card(Comparison([], [], {}, tmp_path / "REPORT.md", span_seconds=span, busy_seconds=busy), 5.0)[-2]
+    assert "ran for 1 h 30 min of wall-clock time" in line and "spread over 24 h 30 min" in line
+    span, busy = run_time([first])
+    line = card(Comparison([], [], {}, tmp_path / "REPORT.md", span_seconds=span, busy_seconds=busy), 5.0)[-2]
+    assert "ran for 60 min 00 s" in line and "spread over" not in line
+    assert run_time([]) == (0.0, 0.0)
+
+
 def test_a_probe_times_a_step_on_the_threads_a_run_gets_and_gives_this_process_its_own_back(tiny_gpt2, monkeypatch):
     import torch
 

@@ -175,6 +175,7 @@ class Comparison:
     report: Path
     failed: list[str] = field(default_factory=list)
     span_seconds: float = 0.0            # from the first run's start to the last run's end (result files)
+    busy_seconds: float = 0.0            # the union of the runs' start-to-end intervals: the span less idle gaps
     runs: int = 0                        # finished runs, lr search included
     pruned: int = 0                      # of which lr-search runs stopped behind a sibling lr (--prune-against)
 
@@ -471,7 +472,8 @@ def verdict(rows: list[Row], skipped: dict[str, str], path: Path, failed: list[s
     limits += [f"{len(failed)} run(s) failed: {', '.join(failed[:3])}"] if failed else []
     lines.append("Limits: " + ("; ".join(limits) if limits else "every contender converged in every seed") + ".")
     results = [r for row in rows for r in row.results]
-    return Comparison(lines, table, skipped, path, failed, span_seconds(rows), len(results),
+    span, busy = run_time(rows)
+    return Comparison(lines, table, skipped, path, failed, span, busy, len(results),
                       sum(bool(r.get("pruned")) for r in results))
 
 
@@ -513,8 +515,7 @@ def card(result: Comparison, seconds: float, estimate: str = "") -> list[str]:
         converged = r["once"] or f"{r['converged']} of {r['seeds']}"
         rows.append(f"| {r['contender']} | {r['score']} | {r['versus_fpt']} | {p} | {r['verdict']} | "
                     f"{converged} | {r['train_seconds']:.0f} | {'-' if r['once'] else r['lr']} |")
-    span = (f"The runs span {_duration(result.span_seconds)}, from the first one's start to the last one's end "
-            "(their result files' finished_at less wall_seconds); " if result.span_seconds else "")
+    span = run_time_sentence(result.span_seconds, result.busy_seconds)
     pruned = (f" {result.pruned} of the {result.runs} runs were lr-search runs stopped early behind a sibling "
               "lr's validation curve (pruned; never the chosen lr)." if result.pruned else "")
     return ["## Verdict", "", *(f"- {line}" for line in result.verdict), "", *rows, "",
@@ -522,17 +523,39 @@ def card(result: Comparison, seconds: float, estimate: str = "") -> list[str]:
             f"{f' (estimate printed at its start: about {estimate})' if estimate else ''}.{pruned}", ""]
 
 
-def span_seconds(rows: list[Row]) -> float:
-    """Seconds from the earliest run's start (finished_at - wall_seconds) to the latest run's end."""
+def run_time_sentence(span: float, busy: float) -> str:
+    """The card's words for how long the runs took: busy time, and the span too where they differ."""
+    if not span:
+        return ""
+    sentence = (f"The runs ran for {_duration(busy)} of wall-clock time (the union of their start-to-end intervals, "
+                "from their result files' finished_at less wall_seconds)")
+    if span > 1.05 * busy:   # gaps: setup between runs, or the hours before a resumed invocation
+        sentence += (f", spread over {_duration(span)} from the first start to the last end (the rest is time when "
+                     "no run was training: loading, probes, or the gap before a resumed invocation)")
+    return sentence + "; "
+
+
+def run_time(rows: list[Row]) -> tuple[float, float]:
+    """(span, busy) seconds of the runs behind the rows: span from the earliest start (finished_at -
+    wall_seconds) to the latest end; busy the length of the union of the runs' intervals, which leaves
+    out the hours between a compare and its resumption."""
     from datetime import datetime
 
-    starts, ends = [], []
+    intervals = []
     for row in rows:
         for r in row.results:
             try:
                 end = datetime.strptime(r["finished_at"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
             except (KeyError, ValueError):
                 continue
-            starts.append(end - r.get("wall_seconds", 0.0))
-            ends.append(end)
-    return max(ends) - min(starts) if ends else 0.0
+            intervals.append((end - r.get("wall_seconds", 0.0), end))
+    if not intervals:
+        return 0.0, 0.0
+    intervals.sort()
+    busy, (start, end) = 0.0, intervals[0]
+    for a, b in intervals[1:]:
+        if a > end:                       # a gap: close the merged interval
+            busy, start = busy + end - start, a
+        end = max(end, b)
+    busy += end - start
+    return end - intervals[0][0], busy
