@@ -517,7 +517,8 @@ def test_imputation_table_gives_a_gap_filler_one_line_and_averages_each_ratios_o
     from fpt.experiments.results import Row
 
     def run(ratio: float, trainable: int, mses: dict[float, float], seed: int = 0) -> dict:
-        return {"trainable_params": trainable, "wall_seconds": 1.0, "seed": seed, "config": {},
+        return {"trainable_params": trainable, "wall_seconds": 1.0, "seed": seed, "config": {}, "steps_run": 100,
+                "best_val": {"step": 100 if seed == 2 else 60},  # seed 2 still improving at the cap
                 "init": "pretrained" if trainable else "random",  # as a gap filler's result.json says
                 "train_groups": ["input", "output", "layernorm", "position"] if trainable else [],
                 "protocol": {"mask_ratio": ratio, "published": True, "benchmark": "etth1"},
@@ -533,6 +534,8 @@ def test_imputation_table_gives_a_gap_filler_one_line_and_averages_each_ratios_o
     lines = [line for line in table.splitlines() if line.startswith("| ")]
     assert sum(line.startswith("| interpolate | ETTh1-impute | nothing trains |") for line in lines) == 1
     assert sum(line.startswith("| fpt | ETTh1-impute |") for line in lines) == 4  # a line per ratio trained at
+    assert all("| 3 | 2 of 3 |" in line for line in lines if line.startswith("| fpt | ETTh1-impute |"))
+    assert "| 1 | - |" in next(line for line in lines if line.startswith("| interpolate | ETTh1-impute |"))
     # the published protocol's average: each ratio's model at its own ratio, (0.13 + 0.255 + 0.38 + 0.505) / 4
     average = next(line for line in lines if line.startswith("| fpt | etth1 |"))
     assert "0.323" in average and "0.069 / 0.173" in average  # 0.3125 + the mean seed's 0.01

@@ -303,14 +303,15 @@ def imputation_table(rows: list[Row]) -> str:
     """Imputation runs: masked test MSE ± SE / MAE at each of the four published mask ratios (every
     run is tested at all four, fpt.tasks.impute), one line per variant, data and the ratio it trained
     at (a gap filler, which trains nothing, gives the same numbers whatever ratio its run was named for:
-    one line); then, where runs trained at each of the four ratios (the published protocol: one model per
-    ratio), their own-ratio numbers averaged beside the published averages."""
+    one line), with how many seeds converged (best validation before the step cap, or stopped early);
+    then, where runs trained at each of the four ratios (the published protocol: one model per ratio),
+    their own-ratio numbers averaged beside the published averages."""
     from fpt.tasks.impute import RATIOS, VARIANT
 
     ratios = [f"{VARIANT}{r:g}" for r in RATIOS]
     settings = sorted({k for r in rows for k in r.setting if k != "task_options.mask_ratio"})  # its own column
-    header = ["variant", "data", *settings, "trained at", "seeds", *(f"{r:.1%} MSE / MAE" for r in RATIOS),
-              "train seconds"]
+    header = ["variant", "data", *settings, "trained at", "seeds", "converged",
+              *(f"{r:.1%} MSE / MAE" for r in RATIOS), "train seconds"]
     body, diagonal, untrained_shown = [], {}, set()
     seeds_at: dict[tuple[str, str], dict[str, dict[int, float]]] = {}  # (variant, data) -> ratio -> seed -> MSE
     fpt_arms, untrained_arms = set(), set()
@@ -341,7 +342,8 @@ def imputation_table(rows: list[Row]) -> str:
                 continue
             untrained_shown.add(line_key)
         body.append([r.variant, r.task, *[r.setting.get(k, "") for k in settings],
-                     "nothing trains" if untrained else f"{trained:.1%}" if trained else "-", len(r.results), *cells,
+                     "nothing trains" if untrained else f"{trained:.1%}" if trained else "-", len(r.results),
+                     "-" if untrained else f"{converged(r.results)} of {len(r.results)}", *cells,
                      fmt([x["wall_seconds"] for x in r.results], 1.0, 0)])
     lines = [_markdown(header, body)]
     complete = {key: by for key, by in diagonal.items() if len(by) == len(ratios)}
