@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import yaml
 
 from fpt.experiments import arena, figures, stats
-from fpt.experiments.results import Row, archive, best_by_validation, collect, converged, fmt, mean_se
+from fpt.experiments.results import Row, archive, best_by_validation, collect, converged_of, fmt, mean_se
 from fpt.experiments.sweep import excluded
 from fpt.storage.files import atomic_write
 from fpt.errors import FptError
@@ -343,7 +343,7 @@ def imputation_table(rows: list[Row]) -> str:
             untrained_shown.add(line_key)
         body.append([r.variant, r.task, *[r.setting.get(k, "") for k in settings],
                      "nothing trains" if untrained else f"{trained:.1%}" if trained else "-", len(r.results),
-                     "-" if untrained else f"{converged(r.results)} of {len(r.results)}", *cells,
+                     "-" if untrained else converged_of(r.results), *cells,
                      fmt([x["wall_seconds"] for x in r.results], 1.0, 0)])
     lines = [_markdown(header, body)]
     complete = {key: by for key, by in diagonal.items() if len(by) == len(ratios)}
@@ -404,7 +404,7 @@ def short_term_table(rows: list[Row]) -> str:
         for r in of_task:
             found = [x["short_term"] for x in r.results if "short_term" in x]
             body.append([r.variant, task, *[r.setting.get(k, "") for k in settings], len(found),
-                         f"{converged(r.results)} of {len(r.results)}",
+                         converged_of(r.results),
                          *(fmt([m[key] for m in found], 1.0, 3) if found else "-" for key in ("smape", "mase", "owa")),
                          fmt([x["wall_seconds"] for x in r.results], 1.0, 0)])
         first = next((x["short_term"] for r in of_task for x in r.results if "short_term" in x), None)
@@ -443,7 +443,7 @@ def detection_table(rows: list[Row]) -> str:
         for r in of_task:
             found = [x["detection"]["model"] for x in r.results if "detection" in x]
             body.append([r.variant, task, *[r.setting.get(k, "") for k in settings], len(found),
-                         f"{converged(r.results)} of {len(r.results)}", *(fmt([m[key] for m in found]) if found else "-" for key in HEADLINES), *cited])
+                         converged_of(r.results), *(fmt([m[key] for m in found]) if found else "-" for key in HEADLINES), *cited])
         # the baselines depend on the data and the seed only: one run per seed, of one variant (fpt's if there)
         variant = "fpt" if any(r.variant == "fpt" for r in of_task) else of_task[0].variant
         by_seed = {x["seed"]: x for r in of_task if r.variant == variant for x in r.results if "detection" in x}

@@ -48,6 +48,11 @@ def converged(results: list[dict[str, Any]]) -> int:
                for r in results)
 
 
+def converged_of(results: list[dict[str, Any]]) -> str:
+    """A table cell: 'K of N' seeds converged (see converged)."""
+    return f"{converged(results)} of {len(results)}"
+
+
 def trained_once(result: dict[str, Any]) -> str:
     """'fitted once' (trees, MiniRocket), 'nothing trains' (repeat-last), or '' for a trained run."""
     return "fitted once" if result.get("fitted") else "nothing trains" if not result["trainable_params"] else ""
